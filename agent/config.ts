@@ -1,0 +1,55 @@
+// Agent options: every option documented with its default, resolved once at start-up.
+import { hostname } from "node:os";
+
+export interface AgentConfig {
+  /** Coordinator HOST:PORT. Default `127.0.0.1:50051` (or EDGEPLANE_ADDR, resolved by the CLI). */
+  coordinator: string;
+  /** Cluster this node belongs to; created on the coordinator if new. Required. */
+  clusterId: string;
+  /** Node id, unique in the fleet and stable across restarts. Default `<hostname>-<cluster>-<pid>`. */
+  nodeId: string;
+  /** `edge` (on site) or `cloud` (fallback capacity). Default `edge`. */
+  tier: "edge" | "cloud";
+  /** Free-form labels reported at registration. Default none. */
+  labels: Record<string, string>;
+  /** Device ids this node serves. Default none. */
+  deviceIds: string[];
+  /** Directory of custom handler modules (.js/.mjs). Default none. */
+  handlersDir: string | undefined;
+  /** Worker threads, i.e. tasks run at once. Default: the node's available parallelism. */
+  workers: number | undefined;
+  /** On SIGTERM, how long running tasks may take to finish before the agent exits, in ms. Default 30000. */
+  drainGraceMs: number;
+  /** First reconnect delay in ms; doubles per failure with full jitter. Default 250. */
+  reconnectBaseMs: number;
+  /** Longest reconnect delay in ms. Default 10000. */
+  reconnectMaxMs: number;
+  /** pino log level. Default `info`. */
+  logLevel: string;
+}
+
+export function defaultNodeId(clusterId: string): string {
+  return `${hostname()}-${clusterId}-${process.pid}`;
+}
+
+export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: string }): AgentConfig {
+  if (!partial.clusterId) throw new Error("agent: --cluster is required (the id of the cluster this node belongs to)");
+  const c: AgentConfig = {
+    coordinator: "127.0.0.1:50051",
+    clusterId: partial.clusterId,
+    nodeId: defaultNodeId(partial.clusterId),
+    tier: "edge",
+    labels: {},
+    deviceIds: [],
+    handlersDir: undefined,
+    workers: undefined,
+    drainGraceMs: 30_000,
+    reconnectBaseMs: 250,
+    reconnectMaxMs: 10_000,
+    logLevel: "info",
+  };
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+  if (c.tier !== "edge" && c.tier !== "cloud") throw new Error(`agent: --tier must be edge or cloud, got ${String(c.tier)}`);
+  if (c.workers !== undefined && (!Number.isInteger(c.workers) || c.workers < 1)) throw new Error(`agent: --workers must be a positive integer`);
+  return c;
+}

@@ -1,0 +1,108 @@
+// The agent's one bidirectional stream to the coordinator: opens it, re-opens it after any loss with jittered
+// exponential backoff (single-flight: one loop, one stream at a time), and resets the backoff once registered.
+// Knows nothing about tasks: agent.ts decides what to send and how to react.
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AgentService, type ConnectRequest, type ConnectResponse, type Registered } from "../gen/edgeplane/v1/agent_pb.js";
+import { AsyncQueue } from "../lib/async-queue.js";
+import { backoffDelay } from "../lib/backoff.js";
+import type { Logger } from "../lib/log.js";
+
+/** connecting → registered ⇄ (backoff → connecting) … → stopped. */
+export type ConnectionState = "connecting" | "registered" | "backoff" | "stopped";
+
+export interface ConnectionHandlers {
+  /** The register message for a fresh stream: called on every (re)connect so it lists what still runs. */
+  register(): ConnectRequest;
+  onRegistered(r: Registered): void;
+  onMessage(m: ConnectResponse): void;
+  onClosed(reason: string): void;
+}
+
+export interface ConnectionOptions {
+  address: string;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+}
+
+export class Connection {
+  private state: ConnectionState = "connecting";
+  private outbox: AsyncQueue<ConnectRequest> | undefined;
+  private readonly stopController = new AbortController();
+  private loopDone: Promise<void> | undefined;
+  private readonly client: Client<typeof AgentService>;
+  /** Consecutive failed connects; reset when a stream registers. */
+  failures = 0;
+
+  constructor(private readonly opts: ConnectionOptions, private readonly h: ConnectionHandlers, private readonly log: Logger) {
+    this.client = createClient(AgentService, createGrpcTransport({ baseUrl: `http://${opts.address}` }));
+  }
+
+  get current(): ConnectionState {
+    return this.state;
+  }
+
+  start(): void {
+    this.loopDone ??= this.loop();
+  }
+
+  /** Sends on the open stream; false when there is none (the caller keeps the message for the next one). */
+  send(m: ConnectRequest): boolean {
+    if (this.state !== "registered" || !this.outbox || this.outbox.isClosed) return false;
+    this.outbox.push(m);
+    return true;
+  }
+
+  /** Half-closes the stream so the coordinator sees a clean end, then stops reconnecting. */
+  async stop(): Promise<void> {
+    if (this.state === "stopped") return;
+    this.state = "stopped";
+    this.outbox?.close();
+    const done = this.loopDone ?? Promise.resolve();
+    await Promise.race([done, sleep(2000)]);
+    this.stopController.abort();
+    await done;
+  }
+
+  private async loop(): Promise<void> {
+    const stopSignal = this.stopController.signal;
+    while (!this.stopped()) {
+      this.state = "connecting";
+      const outbox = new AsyncQueue<ConnectRequest>();
+      this.outbox = outbox;
+      outbox.push(this.h.register());
+      let reason = "stream ended by coordinator";
+      try {
+        for await (const res of this.client.connect(outbox, { signal: stopSignal })) {
+          if (res.msg.case === "registered") {
+            if (!this.stopped()) this.state = "registered";
+            this.failures = 0;
+            this.h.onRegistered(res.msg.value);
+          } else this.h.onMessage(res);
+        }
+      } catch (err) {
+        reason = (err as Error).message;
+      } finally {
+        outbox.close();
+        this.outbox = undefined;
+      }
+      if (this.stopped()) break;
+      this.h.onClosed(reason);
+      this.failures += 1;
+      this.state = "backoff";
+      const delay = backoffDelay(this.failures, { baseMs: this.opts.reconnectBaseMs, maxMs: this.opts.reconnectMaxMs });
+      this.log.warn({ reason, failures: this.failures, retryInMs: delay }, "stream to coordinator lost; reconnecting");
+      try {
+        await sleep(delay, undefined, { signal: stopSignal });
+      } catch {
+        break;
+      }
+    }
+    this.state = "stopped";
+  }
+
+  private stopped(): boolean {
+    return this.state === "stopped";
+  }
+}

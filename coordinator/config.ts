@@ -1,0 +1,72 @@
+// Coordinator options: every option documented with its default, resolved once at start-up.
+// Must never read the environment or flags after start: main.ts passes the resolved config down.
+
+export interface CoordinatorConfig {
+  /** HOST:PORT to listen on; port 0 picks a free port. Default `127.0.0.1:50051`. */
+  listen: string;
+  /** Heartbeat interval the coordinator asks agents for, in ms. Default 1000. */
+  heartbeatIntervalMs: number;
+  /** Heartbeats a node may miss before it is marked disconnected. Default 3. */
+  heartbeatMissLimit: number;
+  /** A cluster whose share of healthy nodes is below this takes no new work. Default 0.7. */
+  healthThreshold: number;
+  /** Largest task input accepted, in bytes (JSON input plus packed series). Default 100 MiB. */
+  maxInputBytes: number;
+  /** Memory a task needs when it does not say, in bytes. Default 64 MiB. */
+  defaultMemoryBytes: number;
+  /** CPU a task needs when it does not say, in millicores. Default 100. */
+  defaultCpuMillis: number;
+  /** Retries after a failed attempt when a task does not say. Default 3. */
+  defaultMaxRetries: number;
+  /** First retry backoff in ms; doubles each attempt (with jitter). Default 500. */
+  retryBaseMs: number;
+  /** Longest retry backoff in ms. Default 30000. */
+  retryMaxMs: number;
+  /** A dispatched attempt the agent has not accepted within this many ms is retried. Default 10000. */
+  dispatchAckTimeoutMs: number;
+  /**
+   * How long a disconnected node keeps its tasks before they are requeued as a new attempt, in ms; an agent that
+   * reconnects inside it and reports them running or finished runs nothing twice. 0 = requeue at once. Default 30000.
+   */
+  disconnectWindowMs: number;
+  /** Grace given to a draining node's running tasks before they are moved, in ms. Default 60000. */
+  drainGraceMs: number;
+  /** pino log level. Default `info`. */
+  logLevel: string;
+}
+
+export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.freeze({
+  listen: "127.0.0.1:50051",
+  heartbeatIntervalMs: 1000,
+  heartbeatMissLimit: 3,
+  healthThreshold: 0.7,
+  maxInputBytes: 100 * 1024 * 1024,
+  defaultMemoryBytes: 64 * 1024 * 1024,
+  defaultCpuMillis: 100,
+  defaultMaxRetries: 3,
+  retryBaseMs: 500,
+  retryMaxMs: 30_000,
+  dispatchAckTimeoutMs: 10_000,
+  disconnectWindowMs: 30_000,
+  drainGraceMs: 60_000,
+  logLevel: "info",
+});
+
+/** Applies defaults and rejects nonsense values with a message that says what to fix. */
+export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): CoordinatorConfig {
+  const c: CoordinatorConfig = { ...DEFAULT_COORDINATOR_CONFIG };
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+  const positive: (keyof CoordinatorConfig)[] = [
+    "heartbeatIntervalMs", "heartbeatMissLimit", "maxInputBytes", "defaultMemoryBytes",
+    "defaultCpuMillis", "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs",
+  ];
+  for (const k of positive) {
+    const v = c[k];
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new Error(`coordinator option ${k} must be a positive number, got ${String(v)}`);
+  }
+  if (!(c.healthThreshold >= 0 && c.healthThreshold <= 1)) throw new Error(`coordinator option healthThreshold must be between 0 and 1, got ${c.healthThreshold}`);
+  if (c.defaultMaxRetries < 0) throw new Error(`coordinator option defaultMaxRetries must be >= 0`);
+  if (!(c.disconnectWindowMs >= 0)) throw new Error(`coordinator option disconnectWindowMs must be >= 0`);
+  if (c.drainGraceMs < 0) throw new Error(`coordinator option drainGraceMs must be >= 0`);
+  return c;
+}

@@ -1,0 +1,281 @@
+// Turns queued tasks into running attempts: mirrors queued tasks into the scheduler's queue, runs placement passes
+// on events (never on a polling loop), sends dispatches and cancels to agent sessions, and applies what agents report.
+// Owns the timers of the task lifecycle (backoff, deadlines, dispatch acks); never decides transitions itself.
+import type { Logger } from "../../lib/log.js";
+import { MinHeap } from "../../lib/min-heap.js";
+import { reservationKey, type Clock, type NodeRecord, type NodeRegistry } from "../nodes/registry.js";
+import { planPlacements, type ClusterView, type NodeView } from "../scheduler/place.js";
+import { TaskQueue, type QueuedTask } from "../scheduler/queue.js";
+import type { AttemptReport, TaskManager } from "../tasks/task-manager.js";
+import { priorityRank, type TaskRecord } from "../tasks/types.js";
+import type { AgentSession } from "./session.js";
+
+export interface DispatcherOptions {
+  healthThreshold: number;
+  dispatchAckTimeoutMs: number;
+  /** How long a disconnected node keeps its tasks before they move (0 = at once). */
+  disconnectWindowMs: number;
+}
+
+interface Timer { at: number; taskId: string }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class Dispatcher {
+  readonly queue = new TaskQueue();
+  private readonly sessions = new Map<string, AgentSession>();
+  private readonly ackTimers = new Map<string, NodeJS.Timeout>();
+  private readonly deadlines = new MinHeap<Timer>((a, b) => a.at < b.at);
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private deadlineTimerAt = Infinity;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private backoffTimerAt = Infinity;
+  private kickPending = false;
+  private closed = false;
+  /** Placement passes run, for status and tests. */
+  passes = 0;
+
+  constructor(
+    private readonly tasks: TaskManager,
+    private readonly nodes: NodeRegistry,
+    private readonly clock: Clock,
+    private readonly opts: DispatcherOptions,
+    private readonly log: Logger,
+  ) {
+    tasks.onChange((t, prev) => this.onTaskChange(t, prev));
+  }
+
+  /** Loads active tasks after a restart: queued ones go back in the queue. */
+  restore(active: readonly TaskRecord[]): void {
+    for (const t of active) {
+      if (t.state === "queued") this.onTaskChange(t, undefined);
+      else if (t.spec.deadline !== undefined) this.trackDeadline(t.id, t.spec.deadline);
+    }
+  }
+
+  private onTaskChange(t: TaskRecord, prev: TaskRecord["state"] | undefined): void {
+    if (t.state === "queued") {
+      if (!this.queue.has(t.id)) this.queue.push(toQueued(t));
+      if (prev === undefined && t.spec.deadline !== undefined) this.trackDeadline(t.id, t.spec.deadline);
+      this.kick();
+    } else if (prev === "queued") {
+      this.queue.remove(t.id);
+    }
+    if (prev === "dispatched" && t.state !== "dispatched") this.clearAck(t.id);
+  }
+
+  attach(session: AgentSession): void {
+    const old = this.sessions.get(session.nodeId);
+    if (old && old !== session) old.close();
+    this.sessions.set(session.nodeId, session);
+    this.kick();
+  }
+
+  detach(session: AgentSession, reason: string): void {
+    if (this.sessions.get(session.nodeId) !== session) return;
+    this.sessions.delete(session.nodeId);
+    session.close();
+    const node = this.nodes.streamClosed(session.nodeId, session.sessionId, reason);
+    if (node) {
+      this.log.warn({ node: node.id, reason }, "node disconnected");
+      if (this.opts.disconnectWindowMs === 0) this.nodeLost(node, `node ${node.id} disconnected: ${reason}`);
+    }
+  }
+
+  /** Moves every attempt held by a node that is gone (down, or disconnected with no window) to a new attempt. */
+  nodeLost(node: NodeRecord, reason: string): void {
+    for (const r of [...node.reservations.values()]) {
+      this.nodes.release(node.id, r.taskId, r.attempt);
+      const t = this.tasks.reader.get(r.taskId);
+      if (t && t.attempt === r.attempt && (t.state === "dispatched" || t.state === "running")) {
+        this.log.warn({ task: t.id, attempt: r.attempt, node: node.id }, "requeuing task from lost node");
+        this.tasks.requeue(t.id, reason, false);
+      }
+    }
+    this.kick();
+  }
+
+  /**
+   * The agent (re-)registered listing what it still runs. Attempts it runs that are still current stay;
+   * superseded ones are cancelled on the agent; current attempts it no longer knows are requeued.
+   */
+  reconcile(node: NodeRecord, running: readonly { taskId: string; attempt: number }[]): void {
+    const reported = new Set(running.map((r) => reservationKey(r.taskId, r.attempt)));
+    for (const r of running) {
+      const t = this.tasks.reader.get(r.taskId);
+      const current = t && t.attempt === r.attempt && t.assignedNode === node.id && (t.state === "dispatched" || t.state === "running");
+      if (current) {
+        if (!node.reservations.has(reservationKey(r.taskId, r.attempt))) {
+          this.nodes.reserve(node.id, { taskId: t.id, attempt: t.attempt, cpuMillis: t.spec.cpuMillis, memoryBytes: t.spec.memoryBytes });
+        }
+      } else if (!t || t.state !== "succeeded" || t.attempt !== r.attempt) {
+        // Superseded or finished elsewhere: the agent must not keep burning capacity on it.
+        this.sessions.get(node.id)?.send({ type: "cancel", taskId: r.taskId, attempt: r.attempt, reason: "attempt superseded" });
+      }
+    }
+    for (const r of [...node.reservations.values()]) {
+      if (!reported.has(reservationKey(r.taskId, r.attempt))) {
+        this.nodes.release(node.id, r.taskId, r.attempt);
+        const t = this.tasks.reader.get(r.taskId);
+        if (t && t.attempt === r.attempt && (t.state === "dispatched" || t.state === "running")) {
+          this.tasks.requeue(t.id, `node ${node.id} restarted without attempt ${r.attempt}`, false);
+        }
+      }
+    }
+  }
+
+  accepted(nodeId: string, taskId: string, attempt: number): void {
+    const v = this.tasks.accepted(taskId, attempt);
+    if (v.type === "stale") this.log.debug({ node: nodeId, task: taskId, attempt, reason: v.reason }, "ignoring stale accept");
+  }
+
+  /** An agent's result for one attempt; the reservation is released whatever the verdict. */
+  result(nodeId: string, report: AttemptReport): void {
+    this.nodes.release(nodeId, report.taskId, report.attempt);
+    const v = this.tasks.report(report);
+    if (v.type === "stale") {
+      this.log.info({ node: nodeId, task: report.taskId, attempt: report.attempt, reason: v.reason }, "ignoring result of superseded attempt");
+    }
+    this.kick();
+  }
+
+  cancel(taskId: string, reason: string): TaskRecord {
+    const { task, running } = this.tasks.cancel(taskId, reason);
+    if (running) this.sessions.get(running.nodeId)?.send({ type: "cancel", taskId, attempt: running.attempt, reason: reason || "cancelled by request" });
+    return task;
+  }
+
+  drain(nodeId: string, graceMs: number): NodeRecord {
+    const node = this.nodes.drain(nodeId);
+    this.sessions.get(nodeId)?.send({ type: "drain", graceMs });
+    return node;
+  }
+
+  /** Schedules one placement pass for the end of this event-loop turn; many events coalesce into one pass. */
+  kick(): void {
+    if (this.kickPending || this.closed) return;
+    this.kickPending = true;
+    setImmediate(() => {
+      this.kickPending = false;
+      this.pass();
+    });
+  }
+
+  /** One placement pass: the pure planner decides, this applies its plan. */
+  pass(): void {
+    if (this.closed || this.queue.size === 0) return;
+    this.passes += 1;
+    const now = this.clock.wall();
+    const views: NodeView[] = [];
+    for (const n of this.nodes.listNodes()) {
+      if (n.state !== "ready" || !this.sessions.has(n.id)) continue;
+      const free = this.nodes.free(n);
+      views.push({
+        id: n.id, clusterId: n.clusterId, tier: n.tier, handlers: n.handlers, deviceIds: n.deviceIds,
+        freeCpuMillis: free.cpuMillis, freeMemoryBytes: free.memoryBytes,
+        totalCpuMillis: n.totalCpuMillis, totalMemoryBytes: n.totalMemoryBytes,
+        inFlight: n.reservations.size, maxConcurrent: n.maxConcurrent,
+      });
+    }
+    if (views.length > 0) {
+      const clusters: ClusterView[] = this.nodes.listClusters().map((c) => ({ id: c.id, tier: c.tier, health: this.nodes.health(c.id) }));
+      const plan = planPlacements(this.queue, views, clusters, now, { healthThreshold: this.opts.healthThreshold });
+      for (const p of plan) this.send(p.taskId, p.nodeId, p.clusterId, p.reason);
+    }
+    this.armBackoffTimer(now);
+  }
+
+  private send(taskId: string, nodeId: string, clusterId: string, reason: string): void {
+    const session = this.sessions.get(nodeId);
+    const t0 = this.tasks.reader.get(taskId);
+    if (!t0 || t0.state !== "queued") return;
+    if (!session) {
+      // The planner only sees nodes with sessions, so this is a race with a close in the same turn.
+      this.queue.push(toQueued(t0));
+      return;
+    }
+    const task = this.tasks.dispatched(taskId, nodeId, clusterId);
+    this.nodes.reserve(nodeId, { taskId, attempt: task.attempt, cpuMillis: task.spec.cpuMillis, memoryBytes: task.spec.memoryBytes });
+    this.log.debug({ task: taskId, attempt: task.attempt, node: nodeId, reason }, "dispatching");
+    session.send({ type: "dispatch", task, attempt: task.attempt });
+    const timer = setTimeout(() => {
+      this.ackTimers.delete(taskId);
+      const t = this.tasks.reader.get(taskId);
+      if (t && t.state === "dispatched" && t.attempt === task.attempt) {
+        this.log.warn({ task: taskId, attempt: task.attempt, node: nodeId }, "agent did not accept the dispatch in time; requeuing");
+        this.nodes.release(nodeId, taskId, task.attempt);
+        this.sessions.get(nodeId)?.send({ type: "cancel", taskId, attempt: task.attempt, reason: "not accepted in time" });
+        this.tasks.requeue(taskId, `node ${nodeId} did not accept attempt ${task.attempt} within ${this.opts.dispatchAckTimeoutMs} ms`, false);
+      }
+    }, this.opts.dispatchAckTimeoutMs);
+    timer.unref();
+    this.ackTimers.set(taskId, timer);
+  }
+
+  private clearAck(taskId: string): void {
+    const t = this.ackTimers.get(taskId);
+    if (t) {
+      clearTimeout(t);
+      this.ackTimers.delete(taskId);
+    }
+  }
+
+  private armBackoffTimer(now: number): void {
+    const next = this.queue.nextNotBefore(now);
+    if (next === undefined || next >= this.backoffTimerAt) return;
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.backoffTimerAt = next;
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = undefined;
+      this.backoffTimerAt = Infinity;
+      this.kick();
+    }, Math.min(MAX_TIMER_MS, Math.max(0, next - now)));
+    this.backoffTimer.unref();
+  }
+
+  private trackDeadline(taskId: string, at: number): void {
+    this.deadlines.push({ at, taskId });
+    this.armDeadlineTimer();
+  }
+
+  private armDeadlineTimer(): void {
+    const next = this.deadlines.peek();
+    if (!next || next.at >= this.deadlineTimerAt) return;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimerAt = next.at;
+    // setTimeout holds at most 2^31-1 ms (~24.8 days); a later deadline re-arms when this one fires.
+    this.deadlineTimer = setTimeout(() => this.expireDue(), Math.min(MAX_TIMER_MS, Math.max(0, next.at - this.clock.wall())));
+    this.deadlineTimer.unref();
+  }
+
+  private expireDue(): void {
+    this.deadlineTimer = undefined;
+    this.deadlineTimerAt = Infinity;
+    const now = this.clock.wall();
+    while (this.deadlines.size > 0 && this.deadlines.peek()!.at <= now) {
+      const { taskId } = this.deadlines.pop()!;
+      const r = this.tasks.expire(taskId);
+      if (r?.running) {
+        this.sessions.get(r.running.nodeId)?.send({ type: "cancel", taskId, attempt: r.running.attempt, reason: "deadline passed" });
+      }
+      if (r) this.log.info({ task: taskId, was: r.running ? "running" : "queued" }, "task expired");
+    }
+    this.armDeadlineTimer();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.ackTimers.values()) clearTimeout(t);
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    for (const s of this.sessions.values()) s.close();
+  }
+}
+
+export function toQueued(t: TaskRecord): QueuedTask {
+  return {
+    id: t.id, rank: priorityRank(t.spec.priority), deadline: t.spec.deadline, seq: t.seq, notBefore: t.notBefore,
+    handler: t.spec.handler, memoryBytes: t.spec.memoryBytes, cpuMillis: t.spec.cpuMillis, mode: t.spec.mode,
+    deviceId: t.spec.deviceId, clusterId: t.spec.clusterId, estimatedMs: t.spec.estimatedMs,
+  };
+}

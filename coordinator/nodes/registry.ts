@@ -1,0 +1,299 @@
+// The cluster and node registry, fed by agent streams. Time comes from an injected clock (monotonic for liveness,
+// wall for display); it never sets timers itself: main.ts calls sweep() and the disconnect-window check.
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.js";
+import type { Tier } from "../tasks/types.js";
+
+/** Node lifecycle: ready ⇄ disconnected → down; ready → draining → drained; any → ready on re-register. */
+export type NodeState = "ready" | "disconnected" | "down" | "draining" | "drained";
+
+export interface NodeTransition { state: NodeState; at: number; reason: string }
+
+export interface Reservation {
+  taskId: string;
+  attempt: number;
+  cpuMillis: number;
+  memoryBytes: number;
+  /** True once a heartbeat listed the task: its usage is then inside the node's measured figures. */
+  measured: boolean;
+}
+
+export interface NodeRecord {
+  id: string;
+  clusterId: string;
+  tier: Tier;
+  labels: Record<string, string>;
+  deviceIds: Set<string>;
+  handlers: Set<string>;
+  totalCpuMillis: number;
+  totalMemoryBytes: number;
+  maxConcurrent: number;
+  state: NodeState;
+  history: NodeTransition[];
+  sessionId: string;
+  address: string;
+  /** Monotonic ms of the last message from the node. */
+  lastSeenMono: number;
+  /** Wall-clock ms of the last heartbeat. */
+  lastHeartbeatAt: number;
+  reportedFreeCpuMillis: number;
+  reportedFreeMemoryBytes: number;
+  load: number;
+  rttMs: number;
+  reservations: Map<string, Reservation>;
+  disconnectedAtMono: number;
+}
+
+export interface ClusterRecord {
+  id: string;
+  tier: Tier;
+  labels: Record<string, string>;
+  declared: boolean;
+  createdAt: number;
+}
+
+export interface RegisterInfo {
+  nodeId: string;
+  clusterId: string;
+  tier: Tier;
+  labels: Record<string, string>;
+  deviceIds: string[];
+  handlers: string[];
+  totalCpuMillis: number;
+  totalMemoryBytes: number;
+  freeCpuMillis: number;
+  freeMemoryBytes: number;
+  maxConcurrent: number;
+  sessionId: string;
+  address: string;
+}
+
+export interface HeartbeatInfo {
+  freeCpuMillis: number;
+  freeMemoryBytes: number;
+  load: number;
+  /** reservationKey(taskId, attempt) of every attempt the agent runs. */
+  runningTaskIds: ReadonlySet<string>;
+  rttMs: number | undefined;
+  deviceIds: string[] | undefined;
+}
+
+export interface Clock {
+  /** Monotonic ms, for timeouts. */
+  mono(): number;
+  /** Wall-clock epoch ms, for display and deadlines. */
+  wall(): number;
+}
+
+const HISTORY_LIMIT = 50;
+
+/** Reservations are per attempt: a task retried on the same node holds a new one. */
+export const reservationKey = (taskId: string, attempt: number): string => `${taskId}#${attempt}`;
+const ID_PATTERN = /^[A-Za-z0-9._:@/-]{1,128}$/;
+
+export class NodeRegistry {
+  private readonly nodes = new Map<string, NodeRecord>();
+  private readonly clusters = new Map<string, ClusterRecord>();
+  private readonly devices = new Map<string, string>();
+
+  constructor(private readonly clock: Clock) {}
+
+  registerCluster(id: string, tier: Tier, labels: Record<string, string>): ClusterRecord {
+    if (!id) throw new InvalidArgumentError("cluster_id is required: give the cluster a name such as site-a");
+    if (!ID_PATTERN.test(id)) throw new InvalidArgumentError(`cluster_id "${id}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
+    const existing = this.clusters.get(id);
+    if (existing?.declared) throw new AlreadyExistsError(`cluster ${id} is already registered`);
+    const c: ClusterRecord = existing
+      ? { ...existing, tier, labels, declared: true }
+      : { id, tier, labels, declared: true, createdAt: this.clock.wall() };
+    this.clusters.set(id, c);
+    return c;
+  }
+
+  /** Registers (or re-registers) a node after its stream sends Register. */
+  registerNode(info: RegisterInfo): NodeRecord {
+    if (!info.nodeId || !ID_PATTERN.test(info.nodeId)) throw new InvalidArgumentError(`register.node_id "${info.nodeId}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
+    if (!info.clusterId || !ID_PATTERN.test(info.clusterId)) throw new InvalidArgumentError(`register.cluster_id "${info.clusterId}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
+    if (!(info.totalCpuMillis > 0) || !(info.totalMemoryBytes > 0)) throw new InvalidArgumentError("register: total_cpu_millis and total_memory_bytes must be positive");
+    if (!this.clusters.has(info.clusterId)) {
+      this.clusters.set(info.clusterId, { id: info.clusterId, tier: info.tier, labels: {}, declared: false, createdAt: this.clock.wall() });
+    }
+    const prev = this.nodes.get(info.nodeId);
+    const node: NodeRecord = {
+      id: info.nodeId, clusterId: info.clusterId, tier: info.tier, labels: info.labels,
+      deviceIds: new Set(info.deviceIds), handlers: new Set(info.handlers),
+      totalCpuMillis: info.totalCpuMillis, totalMemoryBytes: info.totalMemoryBytes,
+      maxConcurrent: Math.max(1, info.maxConcurrent),
+      state: "ready", history: prev?.history ?? [], sessionId: info.sessionId, address: info.address,
+      lastSeenMono: this.clock.mono(), lastHeartbeatAt: this.clock.wall(),
+      reportedFreeCpuMillis: info.freeCpuMillis, reportedFreeMemoryBytes: info.freeMemoryBytes,
+      load: 0, rttMs: prev?.rttMs ?? 0, reservations: prev?.reservations ?? new Map(), disconnectedAtMono: 0,
+    };
+    if (prev) for (const d of prev.deviceIds) if (this.devices.get(d) === prev.id) this.devices.delete(d);
+    for (const d of node.deviceIds) this.devices.set(d, node.id);
+    this.nodes.set(node.id, node);
+    this.transition(node, "ready", prev ? `re-registered (session ${info.sessionId})` : `registered (session ${info.sessionId})`, true);
+    return node;
+  }
+
+  heartbeat(nodeId: string, sessionId: string, hb: HeartbeatInfo): NodeRecord | undefined {
+    const n = this.nodes.get(nodeId);
+    if (!n || n.sessionId !== sessionId) return undefined;
+    n.lastSeenMono = this.clock.mono();
+    n.lastHeartbeatAt = this.clock.wall();
+    n.reportedFreeCpuMillis = Math.max(0, hb.freeCpuMillis);
+    n.reportedFreeMemoryBytes = Math.max(0, hb.freeMemoryBytes);
+    n.load = hb.load;
+    if (hb.rttMs !== undefined) n.rttMs = hb.rttMs;
+    for (const r of n.reservations.values()) r.measured = hb.runningTaskIds.has(reservationKey(r.taskId, r.attempt));
+    if (hb.deviceIds) {
+      for (const d of n.deviceIds) if (this.devices.get(d) === n.id) this.devices.delete(d);
+      n.deviceIds = new Set(hb.deviceIds);
+      for (const d of n.deviceIds) this.devices.set(d, n.id);
+    }
+    if (n.state === "disconnected") this.transition(n, "ready", "heartbeats resumed");
+    return n;
+  }
+
+  /** Any message from the node proves it is alive. */
+  touch(nodeId: string, sessionId: string): void {
+    const n = this.nodes.get(nodeId);
+    if (n && n.sessionId === sessionId) n.lastSeenMono = this.clock.mono();
+  }
+
+  /** The node's stream closed. Ignored if a newer session already replaced it. */
+  streamClosed(nodeId: string, sessionId: string, reason: string): NodeRecord | undefined {
+    const n = this.nodes.get(nodeId);
+    if (!n || n.sessionId !== sessionId) return undefined;
+    if (n.state === "drained") return n;
+    this.markDisconnected(n, reason);
+    return n;
+  }
+
+  /** Marks nodes silent for longer than `timeoutMs` disconnected; returns them. */
+  sweep(timeoutMs: number): NodeRecord[] {
+    const now = this.clock.mono();
+    const out: NodeRecord[] = [];
+    for (const n of this.nodes.values()) {
+      if ((n.state === "ready" || n.state === "draining") && now - n.lastSeenMono > timeoutMs) {
+        this.markDisconnected(n, `no heartbeat for ${Math.round(now - n.lastSeenMono)} ms`);
+        out.push(n);
+      }
+    }
+    return out;
+  }
+
+  /** Disconnected nodes whose window has passed become down; returns them (their tasks must move). */
+  expireDisconnected(windowMs: number): NodeRecord[] {
+    const now = this.clock.mono();
+    const out: NodeRecord[] = [];
+    for (const n of this.nodes.values()) {
+      if (n.state === "disconnected" && now - n.disconnectedAtMono >= windowMs) {
+        this.transition(n, "down", `disconnected for more than ${windowMs} ms`);
+        out.push(n);
+      }
+    }
+    return out;
+  }
+
+  drain(nodeId: string): NodeRecord {
+    const n = this.getNode(nodeId);
+    if (n.state === "draining" || n.state === "drained") return n;
+    if (n.state !== "ready") throw new InvalidArgumentError(`node ${nodeId} is ${n.state}; only a ready node can be drained`);
+    this.transition(n, n.reservations.size === 0 ? "drained" : "draining", "drain requested");
+    return n;
+  }
+
+  /** A draining node with nothing left running becomes drained. */
+  settleDrain(n: NodeRecord): void {
+    if (n.state === "draining" && n.reservations.size === 0) this.transition(n, "drained", "all tasks finished");
+  }
+
+  reserve(nodeId: string, r: Omit<Reservation, "measured">): void {
+    const n = this.getNode(nodeId);
+    n.reservations.set(reservationKey(r.taskId, r.attempt), { ...r, measured: false });
+  }
+
+  release(nodeId: string, taskId: string, attempt: number): void {
+    const n = this.nodes.get(nodeId);
+    if (!n) return;
+    n.reservations.delete(reservationKey(taskId, attempt));
+    this.settleDrain(n);
+  }
+
+  getNode(id: string): NodeRecord {
+    const n = this.nodes.get(id);
+    if (!n) throw new NotFoundError(`node ${id} not found`);
+    return n;
+  }
+
+  findNode(id: string): NodeRecord | undefined {
+    return this.nodes.get(id);
+  }
+
+  nodeForDevice(deviceId: string): NodeRecord | undefined {
+    const id = this.devices.get(deviceId);
+    return id === undefined ? undefined : this.nodes.get(id);
+  }
+
+  listNodes(): NodeRecord[] {
+    return [...this.nodes.values()];
+  }
+
+  listClusters(): ClusterRecord[] {
+    return [...this.clusters.values()];
+  }
+
+  getCluster(id: string): ClusterRecord | undefined {
+    return this.clusters.get(id);
+  }
+
+  nodesOf(clusterId: string): NodeRecord[] {
+    return [...this.nodes.values()].filter((n) => n.clusterId === clusterId);
+  }
+
+  /** Free capacity: what the node last measured minus what was dispatched to it since (not yet in a heartbeat). */
+  free(n: NodeRecord): { cpuMillis: number; memoryBytes: number } {
+    let cpu = n.reportedFreeCpuMillis;
+    let mem = n.reportedFreeMemoryBytes;
+    for (const r of n.reservations.values()) {
+      if (!r.measured) {
+        cpu -= r.cpuMillis;
+        mem -= r.memoryBytes;
+      }
+    }
+    return { cpuMillis: Math.max(0, cpu), memoryBytes: Math.max(0, mem) };
+  }
+
+  /** Share of a cluster's nodes that are healthy (ready or draining). A cluster with no nodes has health 0. */
+  health(clusterId: string): number {
+    const ns = this.nodesOf(clusterId).filter((n) => n.state !== "drained");
+    if (ns.length === 0) return 0;
+    return ns.filter((n) => n.state === "ready" || n.state === "draining").length / ns.length;
+  }
+
+  /** Handlers some node has announced: the set a submission may name. */
+  knownHandlers(builtins: readonly string[]): Set<string> {
+    const s = new Set<string>(builtins);
+    for (const n of this.nodes.values()) for (const h of n.handlers) s.add(h);
+    return s;
+  }
+
+  maxNodeMemory(): number | undefined {
+    let m: number | undefined;
+    for (const n of this.nodes.values()) m = Math.max(m ?? 0, n.totalMemoryBytes);
+    return m;
+  }
+
+  private markDisconnected(n: NodeRecord, reason: string): void {
+    if (n.state === "disconnected" || n.state === "down") return;
+    n.disconnectedAtMono = this.clock.mono();
+    this.transition(n, "disconnected", reason);
+  }
+
+  private transition(n: NodeRecord, state: NodeState, reason: string, force = false): void {
+    if (!force && n.state === state) return;
+    n.state = state;
+    n.history.push({ state, at: this.clock.wall(), reason });
+    if (n.history.length > HISTORY_LIMIT) n.history.splice(0, n.history.length - HISTORY_LIMIT);
+  }
+}

@@ -1,0 +1,150 @@
+// Serves protobuf-es GenServices on @grpc/grpc-js: builds the grpc-js service definition from the descriptor
+// and adapts connect-style handlers (async functions, async generators, AbortSignal). Transport only.
+import * as grpc from "@grpc/grpc-js";
+import { fromBinary, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import type { Logger } from "../../lib/log.js";
+import { toServiceError, toGrpcStatus } from "./errors.js";
+
+export interface CallContext {
+  /** Aborted when the client cancels, the deadline passes or the server shuts down. */
+  signal: AbortSignal;
+  peer: string;
+  metadata: grpc.Metadata;
+}
+
+type In<M extends DescMethod> = MessageShape<M["input"]>;
+type Out<M extends DescMethod> = MessageShape<M["output"]>;
+
+type MethodImpl<M extends DescMethod> = M["methodKind"] extends "unary"
+  ? (req: In<M>, ctx: CallContext) => Promise<Out<M>>
+  : M["methodKind"] extends "server_streaming"
+    ? (req: In<M>, ctx: CallContext) => AsyncIterable<Out<M>>
+    : M["methodKind"] extends "bidi_streaming"
+      ? (reqs: AsyncIterable<In<M>>, ctx: CallContext) => AsyncIterable<Out<M>>
+      : never;
+
+/** An implementation of every method of a service, keyed by the method's localName (e.g. `submitTask`). */
+export type ServiceImpl<S extends GenServiceMethods> = {
+  [K in keyof S]: MethodImpl<S[K] & DescMethod>;
+};
+
+/** Encoded size of each decoded request, so limits can be checked without encoding it again. */
+export const wireSize = new WeakMap<object, number>();
+
+function serializers(desc: DescMessage) {
+  return {
+    serialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(desc, m)),
+    deserialize: (b: Buffer) => {
+      const m = fromBinary(desc, b);
+      wireSize.set(m, b.length);
+      return m;
+    },
+  };
+}
+
+/** The grpc-js service definition for a protobuf-es service: path `/${typeName}/${name}`, codecs from its schemas. */
+export function grpcServiceDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
+  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const m of service.methods) {
+    const req = serializers(m.input);
+    const res = serializers(m.output);
+    def[m.localName] = {
+      path: `/${service.typeName}/${m.name}`,
+      requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
+      responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
+      requestSerialize: req.serialize,
+      requestDeserialize: req.deserialize,
+      responseSerialize: res.serialize,
+      responseDeserialize: res.deserialize,
+    } as grpc.MethodDefinition<unknown, unknown>;
+  }
+  return def as grpc.ServiceDefinition;
+}
+
+function contextFor(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, shutdown: AbortSignal): { ctx: CallContext; done: () => void } {
+  const ac = new AbortController();
+  const onCancel = () => ac.abort(new Error("call cancelled by client"));
+  const ee = call as unknown as NodeJS.EventEmitter;
+  ee.on("cancelled", onCancel);
+  const onShutdown = () => ac.abort(new Error("server shutting down"));
+  shutdown.addEventListener("abort", onShutdown, { once: true });
+  const done = () => {
+    shutdown.removeEventListener("abort", onShutdown);
+    ee.removeListener("cancelled", onCancel);
+  };
+  return { ctx: { signal: ac.signal, peer: call.getPeer(), metadata: call.metadata }, done };
+}
+
+async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncIterable<unknown>, signal: AbortSignal): Promise<void> {
+  for await (const msg of out) {
+    if (signal.aborted) break;
+    if (!call.write(msg)) {
+      // Respect backpressure: a slow reader must not make us buffer without bound.
+      await new Promise<void>((resolve) => {
+        const done = () => { call.off("drain", done); signal.removeEventListener("abort", done); resolve(); };
+        call.once("drain", done);
+        signal.addEventListener("abort", done, { once: true });
+      });
+    }
+  }
+}
+
+/** Adapts typed handlers to grpc-js's untyped call objects, mapping errors at this one boundary. */
+export function grpcServiceImpl<S extends GenServiceMethods>(
+  service: GenService<S>,
+  impl: ServiceImpl<S>,
+  log: Logger,
+  shutdown: AbortSignal,
+): grpc.UntypedServiceImplementation {
+  const out: grpc.UntypedServiceImplementation = {};
+  const logFailure = (method: string, err: unknown) => {
+    const s = toGrpcStatus(err);
+    if (s.internal) log.error({ err, method }, "rpc failed with an internal error");
+    else log.debug({ method, code: grpc.status[s.code], details: s.details }, "rpc rejected");
+  };
+  for (const m of (service as GenService<GenServiceMethods>).methods) {
+    const fn = (impl as Record<string, unknown>)[m.localName] as (...a: unknown[]) => unknown;
+    const name = `${service.typeName}/${m.name}`;
+    switch (m.methodKind) {
+      case "unary":
+        out[m.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+          const { ctx, done } = contextFor(call, shutdown);
+          (fn(call.request, ctx) as Promise<unknown>).then(
+            (res) => { done(); cb(null, res); },
+            (err) => { done(); logFailure(name, err); cb(toServiceError(err)); },
+          );
+        }) as grpc.handleUnaryCall<unknown, unknown>;
+        break;
+      case "server_streaming":
+        out[m.localName] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+          const { ctx, done } = contextFor(call, shutdown);
+          writeAll(call, fn(call.request, ctx) as AsyncIterable<unknown>, ctx.signal).then(
+            () => { done(); call.end(); },
+            (err) => { done(); logFailure(name, err); call.emit("error", toServiceError(err)); },
+          );
+        }) as grpc.handleServerStreamingCall<unknown, unknown>;
+        break;
+      case "bidi_streaming":
+        out[m.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
+          const { ctx, done } = contextFor(call, shutdown);
+          // The request side ends on half-close; a read error (e.g. RST) aborts the handler.
+          const requests = (async function* () {
+            try {
+              for await (const msg of call) yield msg;
+            } catch (err) {
+              if (!ctx.signal.aborted) throw err;
+            }
+          })();
+          writeAll(call, fn(requests, ctx) as AsyncIterable<unknown>, ctx.signal).then(
+            () => { done(); call.end(); },
+            (err) => { done(); logFailure(name, err); call.emit("error", toServiceError(err)); },
+          );
+        }) as grpc.handleBidiStreamingCall<unknown, unknown>;
+        break;
+      case "client_streaming":
+        throw new Error(`${name}: client streaming is not used by edgeplane`);
+    }
+  }
+  return out;
+}

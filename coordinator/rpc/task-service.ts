@@ -1,0 +1,147 @@
+// TaskService over gRPC: converts requests, validates through tasks/validate.ts, delegates to the task manager
+// and dispatcher. Transport only: no scheduling decisions here.
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { status } from "@grpc/grpc-js";
+import {
+  TaskService, SubmitTaskResponseSchema, SubmitTasksResultSchema, SubmitTasksResponseSchema, GetTaskResponseSchema, ListTasksResponseSchema,
+  CancelTaskResponseSchema, WatchTaskResponseSchema, type SubmitTaskRequest, type SubmitTaskResponse,
+} from "../../gen/edgeplane/v1/task_pb.js";
+import { Priority as PbPriority } from "../../gen/edgeplane/v1/types_pb.js";
+import { AsyncQueue } from "../../lib/async-queue.js";
+import type { CoordinatorConfig } from "../config.js";
+import type { Dispatcher } from "../dispatch/dispatcher.js";
+import { InvalidArgumentError } from "../errors.js";
+import type { NodeRegistry } from "../nodes/registry.js";
+import type { TaskManager } from "../tasks/task-manager.js";
+import { isTerminal, type TaskRecord, type TaskSpec, type TaskState } from "../tasks/types.js";
+import { validateSpec } from "../tasks/validate.js";
+import { draftFromPb, inputSize, priorityFromPb, taskStateFromPb, taskStateToPb, taskToPb } from "./convert.js";
+import { toGrpcStatus } from "./errors.js";
+import { wireSize, type ServiceImpl } from "./grpc-adapter.js";
+
+export interface TaskServiceDeps {
+  tasks: TaskManager;
+  dispatcher: Dispatcher;
+  registry: NodeRegistry;
+  config: CoordinatorConfig;
+  builtinHandlers: readonly string[];
+  now: () => number;
+}
+
+const MAX_BATCH = 10_000;
+
+export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskService.method> {
+  const validationContext = () => ({
+    now: d.now(),
+    knownHandlers: d.registry.knownHandlers(d.builtinHandlers),
+    maxNodeMemoryBytes: d.registry.maxNodeMemory(),
+    maxInputBytes: d.config.maxInputBytes,
+    defaultMemoryBytes: d.config.defaultMemoryBytes,
+    defaultCpuMillis: d.config.defaultCpuMillis,
+    defaultMaxRetries: d.config.defaultMaxRetries,
+  });
+
+  const toSpec = (req: SubmitTaskRequest, bytes: number | undefined, field: string, ctx: ReturnType<typeof validationContext>): TaskSpec => {
+    const size = req.task && (bytes === undefined || bytes > d.config.maxInputBytes) ? inputSize(req.task) : (bytes ?? 0);
+    return validateSpec(draftFromPb(req.task, size, field), ctx, field);
+  };
+
+  const respond = (t: TaskRecord): SubmitTaskResponse => {
+    const pos = d.dispatcher.queue.position(t.id);
+    return create(SubmitTaskResponseSchema, {
+      taskId: t.id,
+      state: taskStateToPb(t.state),
+      assignedCluster: t.assignedCluster,
+      queuePosition: Math.max(0, pos),
+      estimatedCompletion: timestampFromMs(estimateCompletion(t, Math.max(0, pos), d)),
+    });
+  };
+
+  return {
+    async submitTask(req) {
+      const spec = toSpec(req, wireSize.get(req), "task", validationContext());
+      const [{ task }] = d.tasks.submit([{ spec, idempotencyKey: req.idempotencyKey }]);
+      d.dispatcher.pass();
+      return respond(d.tasks.get(task.id));
+    },
+
+    async submitTasks(req) {
+      if (req.tasks.length === 0) throw new InvalidArgumentError("tasks is empty: give at least one task");
+      if (req.tasks.length > MAX_BATCH) throw new InvalidArgumentError(`tasks has ${req.tasks.length} entries; at most ${MAX_BATCH} per call`);
+      const ctx = validationContext();
+      const total = wireSize.get(req);
+      const results: ({ ok: TaskSpec; key: string } | { err: unknown })[] = req.tasks.map((r, i) => {
+        try {
+          // When the whole batch is under the limit, no task in it can be over: skip re-encoding.
+          return { ok: toSpec(r, total !== undefined && total <= d.config.maxInputBytes ? 0 : undefined, `tasks[${i}].task`, ctx), key: r.idempotencyKey };
+        } catch (err) {
+          return { err };
+        }
+      });
+      const accepted = d.tasks.submit(results.flatMap((r) => ("ok" in r ? [{ spec: r.ok, idempotencyKey: r.key }] : [])));
+      d.dispatcher.pass();
+      let i = 0;
+      return create(SubmitTasksResponseSchema, {
+        results: results.map((r) => {
+          if ("ok" in r) return create(SubmitTasksResultSchema, { accepted: respond(d.tasks.get(accepted[i++].task.id)) });
+          const s = toGrpcStatus(r.err);
+          if (s.internal) throw r.err;
+          return create(SubmitTasksResultSchema, { errorCode: status[s.code], errorMessage: s.details });
+        }),
+      });
+    },
+
+    async getTask(req) {
+      if (!req.taskId) throw new InvalidArgumentError("task_id is required");
+      return create(GetTaskResponseSchema, { task: taskToPb(d.tasks.get(req.taskId)) });
+    },
+
+    async listTasks(req) {
+      const pageSize = req.pageSize === 0 ? 100 : req.pageSize;
+      if (pageSize < 0 || pageSize > 1000) throw new InvalidArgumentError(`page_size must be between 1 and 1000, got ${req.pageSize}`);
+      const states = new Set<TaskState>(req.states.map((s, i) => taskStateFromPb(s, `states[${i}]`)));
+      const priority = req.priority === PbPriority.UNSPECIFIED ? undefined : priorityFromPb(req.priority, "priority");
+      const page = d.tasks.reader.list({ states, priority, clusterId: req.clusterId, deviceId: req.deviceId }, pageSize, req.pageToken);
+      return create(ListTasksResponseSchema, { tasks: page.tasks.map(taskToPb), nextPageToken: page.next });
+    },
+
+    async cancelTask(req) {
+      if (!req.taskId) throw new InvalidArgumentError("task_id is required");
+      return create(CancelTaskResponseSchema, { task: taskToPb(d.dispatcher.cancel(req.taskId, req.reason)) });
+    },
+
+    async *watchTask(req, ctx) {
+      if (!req.taskId) throw new InvalidArgumentError("task_id is required");
+      const events = new AsyncQueue<TaskRecord>();
+      // Subscribe before reading the current state so no transition falls between the two.
+      const unsubscribe = d.tasks.watch(req.taskId, (t) => events.push(t));
+      const onAbort = () => events.close();
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        const current = d.tasks.get(req.taskId);
+        yield create(WatchTaskResponseSchema, { task: taskToPb(current) });
+        if (isTerminal(current.state)) return;
+        // Subscription and read happened in one synchronous step, so every queued event is newer than `current`.
+        for await (const t of events) {
+          yield create(WatchTaskResponseSchema, { task: taskToPb(t) });
+          if (isTerminal(t.state)) return;
+        }
+      } finally {
+        unsubscribe();
+        ctx.signal.removeEventListener("abort", onAbort);
+        events.close();
+      }
+    },
+  };
+}
+
+/** Now + the measured mean processing time, scaled by the queue ahead over the fleet's slots. */
+function estimateCompletion(t: TaskRecord, position: number, d: TaskServiceDeps): number {
+  const c = d.tasks.counters;
+  const mean = c.processingSamples > 0 ? c.processingMsTotal / c.processingSamples : t.spec.estimatedMs;
+  const each = Math.max(t.spec.estimatedMs, mean);
+  const slots = d.registry.listNodes().filter((n) => n.state === "ready").reduce((a, n) => a + n.maxConcurrent, 0);
+  const waves = t.state === "queued" ? Math.ceil((position + 1) / Math.max(1, slots)) : 1;
+  return d.now() + Math.round(waves * each);
+}

@@ -1,0 +1,163 @@
+// The queue of tasks waiting for placement: strict priority, then earliest deadline, then FIFO.
+// Pure: no timers, no I/O, no clock of its own (`now` is always passed in).
+import { Heap } from "./heap.js";
+import type { ProcessingMode } from "../tasks/types.js";
+
+/** Number of priority levels (rank 0 = critical … 4 = background). */
+export const RANK_COUNT = 5;
+
+/** What the scheduler needs to know about a queued task. */
+export interface QueuedTask {
+  id: string;
+  /** priorityRank(priority): 0..4. */
+  rank: number;
+  /** Epoch ms, undefined for none (ordered after every task that has one). */
+  deadline: number | undefined;
+  /** FIFO tiebreak (monotonic, unique). */
+  seq: number;
+  /** Retry backoff: not placeable before this epoch ms (0 = now). */
+  notBefore: number;
+  handler: string;
+  memoryBytes: number;
+  cpuMillis: number;
+  mode: ProcessingMode;
+  /** "" = none. */
+  deviceId: string;
+  /** "" = any cluster; else placement is restricted to it. */
+  clusterId: string;
+  /** 0 = unknown. */
+  estimatedMs: number;
+}
+
+/** Dequeue order: rank, then deadline (none last), then seq. A total order when seqs are unique. */
+export function compareQueued(a: QueuedTask, b: QueuedTask): number {
+  if (a.rank !== b.rank) return a.rank - b.rank;
+  if (a.deadline !== b.deadline) {
+    if (a.deadline === undefined) return 1;
+    if (b.deadline === undefined) return -1;
+    return a.deadline - b.deadline;
+  }
+  return a.seq - b.seq;
+}
+
+// One heap entry per push, so a removed-then-re-pushed id leaves only a stale entry behind.
+interface Entry {
+  readonly task: QueuedTask;
+}
+
+const compareEntries = (a: Entry, b: Entry): number => compareQueued(a.task, b.task);
+
+// Compact a level once its dead entries outnumber the live ones (plus slack for tiny heaps).
+const COMPACT_SLACK = 32;
+
+export class TaskQueue {
+  private readonly levels: Heap<Entry>[] = Array.from({ length: RANK_COUNT }, () => new Heap(compareEntries));
+  private readonly live = new Map<string, Entry>();
+  private readonly liveByRank: number[] = new Array<number>(RANK_COUNT).fill(0);
+
+  /** Exact number of live tasks. */
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Live tasks per rank, index 0 = critical. */
+  sizeByRank(): number[] {
+    return [...this.liveByRank];
+  }
+
+  has(id: string): boolean {
+    return this.live.has(id);
+  }
+
+  get(id: string): QueuedTask | undefined {
+    return this.live.get(id)?.task;
+  }
+
+  /** O(log n). Throws on a duplicate id or a rank outside 0..4. */
+  push(task: QueuedTask): void {
+    if (!Number.isInteger(task.rank) || task.rank < 0 || task.rank >= RANK_COUNT) {
+      throw new RangeError(`task ${task.id}: rank ${task.rank} outside 0..${RANK_COUNT - 1}`);
+    }
+    if (this.live.has(task.id)) throw new Error(`task ${task.id} is already queued`);
+    const entry: Entry = { task };
+    this.live.set(task.id, entry);
+    this.liveByRank[task.rank]++;
+    const level = this.levels[task.rank];
+    level.push(entry);
+    if (level.size - this.liveByRank[task.rank] > this.liveByRank[task.rank] + COMPACT_SLACK) {
+      level.retain((e) => this.isLive(e));
+    }
+  }
+
+  /**
+   * O(1): lazy deletion, the heap entry is skipped later. Safe during `ordered()`.
+   * Returns false when the id was not queued.
+   */
+  remove(id: string): boolean {
+    const entry = this.live.get(id);
+    if (entry === undefined) return false;
+    this.live.delete(id);
+    this.liveByRank[entry.task.rank]--;
+    return true;
+  }
+
+  /** The task `pop()` would return. */
+  peek(): QueuedTask | undefined {
+    for (const level of this.levels) {
+      this.dropDeadTop(level);
+      const top = level.peek();
+      if (top !== undefined) return top.task;
+    }
+    return undefined;
+  }
+
+  /** O(log n) amortized. Ignores notBefore: the placement pass is what honours backoff. */
+  pop(): QueuedTask | undefined {
+    const task = this.peek();
+    if (task !== undefined) {
+      this.levels[task.rank].pop();
+      this.remove(task.id);
+    }
+    return task;
+  }
+
+  /**
+   * Live tasks in dequeue order, without removing them: O(k log k) for the first k.
+   * `remove()` may be called while walking; `push`/`pop`/`peek` invalidate the walk (it throws).
+   */
+  *ordered(): Generator<QueuedTask, void, undefined> {
+    for (const level of this.levels) {
+      for (const entry of level.ordered()) {
+        if (this.isLive(entry)) yield entry.task;
+      }
+    }
+  }
+
+  /** How many live tasks dequeue before `id`; -1 when not queued. O(n). */
+  position(id: string): number {
+    const entry = this.live.get(id);
+    if (entry === undefined) return -1;
+    let ahead = 0;
+    for (const other of this.live.values()) {
+      if (compareQueued(other.task, entry.task) < 0) ahead++;
+    }
+    return ahead;
+  }
+
+  /** Earliest notBefore strictly after `now`, so the caller can arm one backoff timer. O(n). */
+  nextNotBefore(now: number): number | undefined {
+    let next: number | undefined;
+    for (const { task } of this.live.values()) {
+      if (task.notBefore > now && (next === undefined || task.notBefore < next)) next = task.notBefore;
+    }
+    return next;
+  }
+
+  private isLive(entry: Entry): boolean {
+    return this.live.get(entry.task.id) === entry;
+  }
+
+  private dropDeadTop(level: Heap<Entry>): void {
+    for (let top = level.peek(); top !== undefined && !this.isLive(top); top = level.peek()) level.pop();
+  }
+}

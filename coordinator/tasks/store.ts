@@ -1,0 +1,37 @@
+// The task store interface: every task state change goes through put(), and subscribers see it.
+// Implementations persist; they never decide transitions (task-manager.ts does).
+import type { Priority, TaskRecord, TaskState } from "./types.js";
+
+export interface TaskFilter {
+  states?: ReadonlySet<TaskState>;
+  priority?: Priority;
+  clusterId?: string;
+  deviceId?: string;
+}
+
+export interface TaskPage {
+  tasks: TaskRecord[];
+  /** Opaque cursor for the next page, "" when there is none. */
+  next: string;
+}
+
+/** Read-only view used by the RPC layer and status figures. */
+export interface TaskReader {
+  get(id: string): TaskRecord | undefined;
+  findByIdempotencyKey(key: string): TaskRecord | undefined;
+  /** Newest first. */
+  list(filter: TaskFilter, pageSize: number, cursor: string): TaskPage;
+  /** Every task not in a terminal state, oldest first (for restore). */
+  active(): TaskRecord[];
+}
+
+export interface TaskWriter {
+  /** Inserts new tasks atomically (a batch is one commit). */
+  insert(tasks: readonly TaskRecord[]): void;
+  /** Replaces a task's record with its new version. */
+  put(task: TaskRecord): void;
+}
+
+export interface TaskStore extends TaskReader, TaskWriter {
+  close(): void;
+}

@@ -1,0 +1,294 @@
+// Owns every task's state: applies legal transitions through the store and publishes change events.
+// Never talks to agents or the scheduler: dispatch/ reacts to the events it publishes.
+import { randomBytes } from "node:crypto";
+import { backoffDelay } from "../../lib/backoff.js";
+import { FailedPreconditionError, NotFoundError } from "../errors.js";
+import { assertTransition } from "./state-machine.js";
+import type { TaskStore } from "./store.js";
+import {
+  isTerminal, PRIORITIES,
+  type AttemptOutcome, type AttemptRecord, type JsonValue, type TaskRecord, type TaskSpec, type TaskState,
+} from "./types.js";
+
+export type TaskListener = (task: TaskRecord, previous: TaskState | undefined) => void;
+
+export interface TaskManagerOptions {
+  now: () => number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  random?: () => number;
+}
+
+export interface AttemptReport {
+  taskId: string;
+  attempt: number;
+  outcome: AttemptOutcome;
+  output: JsonValue | undefined;
+  error: string;
+  processingMs: number;
+  peakMemoryBytes: number;
+  startedAt: number | undefined;
+  finishedAt: number | undefined;
+}
+
+/** What happened to a reported result: applied, or ignored because its attempt was superseded (fencing). */
+export type ReportVerdict = { type: "applied"; task: TaskRecord } | { type: "stale"; reason: string };
+
+export interface TaskCounters {
+  byState: Record<TaskState, number>;
+  queuedByPriority: number[];
+  processedSinceStart: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  expired: number;
+  processingMsTotal: number;
+  processingSamples: number;
+  peakMemoryBytes: number;
+}
+
+export function newTaskId(): string {
+  // 64 random bits, url-safe: short enough for tables, collision-free at fleet scale.
+  return "t-" + randomBytes(8).toString("base64url");
+}
+
+export class TaskManager {
+  private readonly listeners = new Set<TaskListener>();
+  private readonly watchers = new Map<string, Set<TaskListener>>();
+  private seq = 0;
+  readonly counters: TaskCounters;
+
+  constructor(private readonly store: TaskStore, private readonly opts: TaskManagerOptions) {
+    this.counters = {
+      byState: { queued: 0, dispatched: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0 },
+      queuedByPriority: PRIORITIES.map(() => 0),
+      processedSinceStart: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0,
+      processingMsTotal: 0, processingSamples: 0, peakMemoryBytes: 0,
+    };
+    for (const t of store.active()) {
+      this.seq = Math.max(this.seq, t.seq);
+      this.count(t, undefined);
+    }
+  }
+
+  get reader(): Pick<TaskStore, "get" | "list" | "findByIdempotencyKey"> {
+    return this.store;
+  }
+
+  /** Every change of every task (used by dispatch/). */
+  onChange(l: TaskListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  /** Changes of one task (used by WatchTask). */
+  watch(id: string, l: TaskListener): () => void {
+    let set = this.watchers.get(id);
+    if (!set) this.watchers.set(id, (set = new Set()));
+    set.add(l);
+    return () => {
+      set!.delete(l);
+      if (set!.size === 0) this.watchers.delete(id);
+    };
+  }
+
+  get(id: string): TaskRecord {
+    const t = this.store.get(id);
+    if (!t) throw new NotFoundError(`task ${id} not found`);
+    return t;
+  }
+
+  /** Creates tasks in one store commit. A known idempotency key returns the original task instead. */
+  submit(items: readonly { spec: TaskSpec; idempotencyKey: string }[]): { task: TaskRecord; created: boolean }[] {
+    const now = this.opts.now();
+    const out: { task: TaskRecord; created: boolean }[] = [];
+    const fresh: TaskRecord[] = [];
+    const keysInBatch = new Map<string, TaskRecord>();
+    for (const { spec, idempotencyKey } of items) {
+      const existing = idempotencyKey ? (keysInBatch.get(idempotencyKey) ?? this.store.findByIdempotencyKey(idempotencyKey)) : undefined;
+      if (existing) {
+        out.push({ task: existing, created: false });
+        continue;
+      }
+      const task: TaskRecord = {
+        id: newTaskId(), spec, state: "queued", attempt: 0, assignedCluster: "", assignedNode: "",
+        output: undefined, error: "", createdAt: now, updatedAt: now, finishedAt: undefined, attempts: [],
+        idempotencyKey, queuedAt: now, queuedMs: 0, notBefore: 0, seq: ++this.seq,
+      };
+      if (idempotencyKey) keysInBatch.set(idempotencyKey, task);
+      fresh.push(task);
+      out.push({ task, created: true });
+    }
+    if (fresh.length > 0) this.store.insert(fresh);
+    for (const t of fresh) this.publish(t, undefined);
+    return out;
+  }
+
+  /** queued → dispatched: a new attempt on a node. */
+  dispatched(id: string, nodeId: string, clusterId: string): TaskRecord {
+    const now = this.opts.now();
+    return this.update(id, "dispatched", (t) => {
+      t.attempt += 1;
+      t.assignedNode = nodeId;
+      t.assignedCluster = clusterId;
+      t.queuedMs += Math.max(0, now - t.queuedAt);
+      t.attempts = [...t.attempts, {
+        attempt: t.attempt, nodeId, clusterId, outcome: undefined, error: "",
+        dispatchedAt: now, startedAt: undefined, finishedAt: undefined, processingMs: 0, peakMemoryBytes: 0,
+      }];
+    });
+  }
+
+  /** dispatched → running, when the agent accepts the current attempt. Stale acks are ignored. */
+  accepted(id: string, attempt: number): ReportVerdict {
+    const t = this.store.get(id);
+    if (!t) return { type: "stale", reason: "unknown task" };
+    if (t.attempt !== attempt || t.state !== "dispatched") return { type: "stale", reason: `attempt ${attempt} is not the current dispatched attempt (${t.attempt}, ${t.state})` };
+    const now = this.opts.now();
+    return { type: "applied", task: this.update(id, "running", (x) => {
+      x.attempts = x.attempts.map((a) => (a.attempt === attempt ? { ...a, startedAt: a.startedAt ?? now } : a));
+    }) };
+  }
+
+  /**
+   * Applies an agent's result for one attempt. Fencing: only the current attempt of an active task counts;
+   * anything else is stale and changes nothing.
+   */
+  report(r: AttemptReport): ReportVerdict {
+    const t = this.store.get(r.taskId);
+    if (!t) return { type: "stale", reason: "unknown task" };
+    if (isTerminal(t.state)) return { type: "stale", reason: `task already ${t.state}` };
+    if (t.attempt !== r.attempt || (t.state !== "dispatched" && t.state !== "running")) {
+      return { type: "stale", reason: `attempt ${r.attempt} was superseded by attempt ${t.attempt} (${t.state})` };
+    }
+    const now = this.opts.now();
+    const record = (x: TaskRecord) => {
+      x.attempts = x.attempts.map((a): AttemptRecord => a.attempt !== r.attempt ? a : {
+        ...a, outcome: r.outcome, error: r.error, processingMs: r.processingMs, peakMemoryBytes: r.peakMemoryBytes,
+        startedAt: r.startedAt ?? a.startedAt, finishedAt: r.finishedAt ?? now,
+      });
+    };
+    if (r.processingMs > 0) {
+      this.counters.processingMsTotal += r.processingMs;
+      this.counters.processingSamples += 1;
+    }
+    this.counters.peakMemoryBytes = Math.max(this.counters.peakMemoryBytes, r.peakMemoryBytes);
+    switch (r.outcome) {
+      case "succeeded":
+        return { type: "applied", task: this.update(t.id, "succeeded", (x) => {
+          record(x);
+          x.output = r.output;
+          x.error = "";
+          x.finishedAt = now;
+        }) };
+      case "timed_out":
+        if (t.spec.deadline !== undefined && now >= t.spec.deadline - 5) {
+          return { type: "applied", task: this.update(t.id, "expired", (x) => {
+            record(x);
+            x.error = `deadline ${new Date(t.spec.deadline!).toISOString()} passed while attempt ${r.attempt} ran`;
+            x.finishedAt = now;
+          }) };
+        }
+        return { type: "applied", task: this.retryOrFail(t, `attempt ${r.attempt} timed out`, record) };
+      case "failed":
+        return { type: "applied", task: this.retryOrFail(t, r.error || `attempt ${r.attempt} failed`, record) };
+      case "cancelled":
+        // The agent gave the attempt up without being asked (drain, shutdown): run it again, no retry used.
+        return { type: "applied", task: this.requeue(t.id, r.error || `attempt ${r.attempt} was cancelled on the agent`, false, record) };
+      default: {
+        const never: never = r.outcome;
+        throw new Error(`unknown outcome ${String(never)}`);
+      }
+    }
+  }
+
+  private retryOrFail(t: TaskRecord, error: string, record: (x: TaskRecord) => void): TaskRecord {
+    const failures = t.attempts.filter((a) => a.outcome === "failed" || a.outcome === "timed_out").length + 1;
+    if (failures > t.spec.maxRetries) {
+      return this.update(t.id, "failed", (x) => {
+        record(x);
+        x.error = t.spec.maxRetries > 0 ? `${error} (gave up after ${failures} failed attempts)` : error;
+        x.finishedAt = this.opts.now();
+      });
+    }
+    return this.requeue(t.id, error, true, record, failures);
+  }
+
+  /**
+   * Puts an active task back in the queue for a new attempt. `consumeRetry` adds exponential backoff;
+   * a task moved for reasons not its own (node lost, preempted) is placed again at once.
+   */
+  requeue(id: string, reason: string, consumeRetry: boolean, record?: (x: TaskRecord) => void, failures = 1): TaskRecord {
+    const now = this.opts.now();
+    return this.update(id, "queued", (x) => {
+      record?.(x);
+      if (!record) {
+        x.attempts = x.attempts.map((a) => (a.attempt === x.attempt && !a.outcome ? { ...a, outcome: "cancelled", error: reason, finishedAt: now } : a));
+      }
+      x.error = reason;
+      x.assignedNode = "";
+      x.queuedAt = now;
+      x.notBefore = consumeRetry ? now + backoffDelay(failures, { baseMs: this.opts.retryBaseMs, maxMs: this.opts.retryMaxMs }, this.opts.random) : 0;
+    });
+  }
+
+  /** Cancels a task in any non-terminal state; returns the attempt that an agent may still be running. */
+  cancel(id: string, reason: string): { task: TaskRecord; running: { nodeId: string; attempt: number } | undefined } {
+    const t = this.get(id);
+    if (isTerminal(t.state)) throw new FailedPreconditionError(`task ${id} is already ${t.state}; only queued, dispatched or running tasks can be cancelled`);
+    const running = t.state === "dispatched" || t.state === "running" ? { nodeId: t.assignedNode, attempt: t.attempt } : undefined;
+    const task = this.update(id, "cancelled", (x) => {
+      x.error = reason ? `cancelled: ${reason}` : "cancelled";
+      x.finishedAt = this.opts.now();
+      x.attempts = x.attempts.map((a) => (a.attempt === x.attempt && !a.outcome ? { ...a, outcome: "cancelled", finishedAt: this.opts.now() } : a));
+    });
+    return { task, running };
+  }
+
+  /** The deadline passed: the task is expired whether queued or running. */
+  expire(id: string): { task: TaskRecord; running: { nodeId: string; attempt: number } | undefined } | undefined {
+    const t = this.store.get(id);
+    if (!t || isTerminal(t.state)) return undefined;
+    const running = t.state === "dispatched" || t.state === "running" ? { nodeId: t.assignedNode, attempt: t.attempt } : undefined;
+    const task = this.update(id, "expired", (x) => {
+      x.error = `deadline ${new Date(t.spec.deadline ?? 0).toISOString()} passed ${t.state === "queued" ? "before the task could be placed" : `while attempt ${t.attempt} was ${t.state}`}`;
+      x.finishedAt = this.opts.now();
+      x.attempts = x.attempts.map((a) => (a.attempt === x.attempt && !a.outcome ? { ...a, outcome: "timed_out", finishedAt: this.opts.now() } : a));
+    });
+    return { task, running };
+  }
+
+  private update(id: string, to: TaskState, mutate: (t: TaskRecord) => void): TaskRecord {
+    const prev = this.get(id);
+    assertTransition(id, prev.state, to);
+    const next: TaskRecord = { ...prev, state: to, updatedAt: this.opts.now() };
+    mutate(next);
+    this.store.put(next);
+    this.publish(next, prev.state, prev);
+    return next;
+  }
+
+  private count(t: TaskRecord, prev: TaskRecord | undefined): void {
+    const c = this.counters;
+    if (prev) {
+      c.byState[prev.state] -= 1;
+      if (prev.state === "queued") c.queuedByPriority[PRIORITIES.indexOf(prev.spec.priority)] -= 1;
+    }
+    c.byState[t.state] += 1;
+    if (t.state === "queued") c.queuedByPriority[PRIORITIES.indexOf(t.spec.priority)] += 1;
+    if (prev && isTerminal(t.state)) {
+      c.processedSinceStart += 1;
+      if (t.state === "succeeded") c.succeeded += 1;
+      else if (t.state === "failed") c.failed += 1;
+      else if (t.state === "cancelled") c.cancelled += 1;
+      else if (t.state === "expired") c.expired += 1;
+    }
+  }
+
+  private publish(t: TaskRecord, previous: TaskState | undefined, prevRecord?: TaskRecord): void {
+    this.count(t, prevRecord);
+    for (const l of this.listeners) l(t, previous);
+    const ws = this.watchers.get(t.id);
+    if (ws) for (const l of [...ws]) l(t, previous);
+  }
+}

@@ -1,0 +1,91 @@
+// Domain types of the coordinator: plain data, no generated protobuf types, no I/O.
+// rpc/convert.ts is the only place that maps these to and from the wire.
+
+/** Priority levels, highest first. The numeric rank (0 = CRITICAL) orders the queue. */
+export const PRIORITIES = ["critical", "high", "normal", "low", "background"] as const;
+export type Priority = (typeof PRIORITIES)[number];
+export const priorityRank = (p: Priority): number => PRIORITIES.indexOf(p);
+
+export const MODES = ["local", "distributed", "hybrid", "cloud_fallback"] as const;
+export type ProcessingMode = (typeof MODES)[number];
+
+export type Tier = "edge" | "cloud";
+
+/**
+ * Task lifecycle. queued → dispatched → running → succeeded | failed | cancelled | expired;
+ * a failed attempt with retries left goes back to queued. Terminal states never change.
+ */
+export const TASK_STATES = ["queued", "dispatched", "running", "succeeded", "failed", "cancelled", "expired"] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set(["succeeded", "failed", "cancelled", "expired"]);
+export const isTerminal = (s: TaskState): boolean => TERMINAL_STATES.has(s);
+
+export type AttemptOutcome = "succeeded" | "failed" | "cancelled" | "timed_out";
+
+/** JSON value as carried in a google.protobuf.Value. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** Packed numeric input: values with optional epoch-ms timestamps (one per value). */
+export interface NumericSeries {
+  values: number[];
+  timestamps: number[];
+}
+
+/** What a client asked to run, validated and with defaults applied. */
+export interface TaskSpec {
+  name: string;
+  handler: string;
+  deviceId: string;
+  priority: Priority;
+  mode: ProcessingMode;
+  input: JsonValue | undefined;
+  series: NumericSeries | undefined;
+  memoryBytes: number;
+  cpuMillis: number;
+  /** Expected processing time in ms (0 when not given). */
+  estimatedMs: number;
+  /** Epoch ms, or undefined for no deadline. */
+  deadline: number | undefined;
+  maxRetries: number;
+  /** Restricts placement to this cluster ("" = any). */
+  clusterId: string;
+  labels: Record<string, string>;
+}
+
+export interface AttemptRecord {
+  attempt: number;
+  nodeId: string;
+  clusterId: string;
+  outcome: AttemptOutcome | undefined;
+  error: string;
+  dispatchedAt: number;
+  startedAt: number | undefined;
+  finishedAt: number | undefined;
+  processingMs: number;
+  peakMemoryBytes: number;
+}
+
+export interface TaskRecord {
+  id: string;
+  spec: TaskSpec;
+  state: TaskState;
+  /** Number of the current (or last) attempt; 0 before the first dispatch. */
+  attempt: number;
+  assignedCluster: string;
+  assignedNode: string;
+  output: JsonValue | undefined;
+  error: string;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | undefined;
+  attempts: AttemptRecord[];
+  idempotencyKey: string;
+  /** Epoch ms when the task last entered the queue (creation or retry). */
+  queuedAt: number;
+  /** Time spent queued, summed over attempts, in ms. */
+  queuedMs: number;
+  /** Retry backoff: not placed before this epoch ms. */
+  notBefore: number;
+  /** Monotonic submission sequence: FIFO order within a priority and deadline. */
+  seq: number;
+}

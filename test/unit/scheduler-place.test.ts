@@ -1,0 +1,344 @@
+import { describe, it, expect } from "vitest";
+import { TaskQueue, type QueuedTask } from "../../coordinator/scheduler/queue.js";
+import {
+  fitsAnywhereEver,
+  maxNodeMemory,
+  planPlacements,
+  type ClusterView,
+  type NodeView,
+} from "../../coordinator/scheduler/place.js";
+
+const MB = 1024 * 1024;
+const NOW = 1_000_000;
+const OPTS = { healthThreshold: 0.7 };
+
+let nextSeq = 0;
+function task(id: string, over: Partial<QueuedTask> = {}): QueuedTask {
+  return {
+    id,
+    rank: 2,
+    deadline: undefined,
+    seq: nextSeq++,
+    notBefore: 0,
+    handler: "avg",
+    memoryBytes: 64 * MB,
+    cpuMillis: 100,
+    mode: "local",
+    deviceId: "",
+    clusterId: "",
+    estimatedMs: 0,
+    ...over,
+  };
+}
+
+function node(id: string, clusterId: string, over: Partial<NodeView> = {}): NodeView {
+  return {
+    id,
+    clusterId,
+    tier: "edge",
+    handlers: new Set(["avg"]),
+    deviceIds: new Set<string>(),
+    freeCpuMillis: 1000,
+    freeMemoryBytes: 1024 * MB,
+    totalCpuMillis: 1000,
+    totalMemoryBytes: 1024 * MB,
+    inFlight: 0,
+    maxConcurrent: 4,
+    ...over,
+  };
+}
+
+const cluster = (id: string, over: Partial<ClusterView> = {}): ClusterView => ({ id, tier: "edge", health: 1, ...over });
+
+function queueOf(...tasks: QueuedTask[]): TaskQueue {
+  const q = new TaskQueue();
+  for (const t of tasks) q.push(t);
+  return q;
+}
+
+const ids = (q: TaskQueue): string[] => [...q.ordered()].map((t) => t.id);
+
+describe("planPlacements feasibility", () => {
+  it("places only where memory, cpu, handler and a free slot all fit", () => {
+    const nodes = [
+      node("small-mem", "c1", { freeMemoryBytes: 32 * MB }),
+      node("busy-cpu", "c1", { freeCpuMillis: 50, inFlight: 1 }),
+      node("no-handler", "c1", { handlers: new Set(["other"]) }),
+      node("full", "c1", { inFlight: 4, maxConcurrent: 4 }),
+      node("ok", "c1", { freeMemoryBytes: 900 * MB }),
+    ];
+    const q = queueOf(task("t"));
+    const placed = planPlacements(q, nodes, [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => [p.taskId, p.nodeId, p.clusterId])).toEqual([["t", "ok", "c1"]]);
+    expect(q.size).toBe(0);
+  });
+
+  it("leaves a task queued when nothing fits and returns no placement", () => {
+    const q = queueOf(task("big", { memoryBytes: 4096 * MB }));
+    expect(planPlacements(q, [node("n1", "c1")], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(ids(q)).toEqual(["big"]);
+  });
+
+  it("starvation guard: an idle node takes one task whose cpu fits its total cpu", () => {
+    // Other load makes measured idle cpu low, but nothing of ours is running there.
+    const n = node("n1", "c1", { freeCpuMillis: 100, totalCpuMillis: 1000 });
+    const q = queueOf(task("a", { cpuMillis: 800 }), task("b", { cpuMillis: 800 }));
+    const placed = planPlacements(q, [n], [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => p.taskId)).toEqual(["a"]);
+    expect(ids(q)).toEqual(["b"]);
+    // A node already running one of ours does not get the exception.
+    const q2 = queueOf(task("c", { cpuMillis: 800 }));
+    expect(planPlacements(q2, [{ ...n, inFlight: 1 }], [cluster("c1")], NOW, OPTS)).toEqual([]);
+  });
+
+  it("starvation guard still requires memory to fit free memory", () => {
+    const n = node("n1", "c1", { freeCpuMillis: 0, freeMemoryBytes: 10 * MB });
+    expect(planPlacements(queueOf(task("a")), [n], [cluster("c1")], NOW, OPTS)).toEqual([]);
+  });
+
+  it("deducts placed work within a pass without mutating the caller's node views", () => {
+    const n = node("n1", "c1", { freeMemoryBytes: 150 * MB, maxConcurrent: 10 });
+    const snapshot = { ...n };
+    const q = queueOf(task("a"), task("b"), task("c"));
+    const placed = planPlacements(q, [n], [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => p.taskId)).toEqual(["a", "b"]);
+    expect(ids(q)).toEqual(["c"]);
+    expect(n).toEqual(snapshot);
+  });
+
+  it("respects slots: never more placements on a node than maxConcurrent - inFlight", () => {
+    const n = node("n1", "c1", { inFlight: 1, maxConcurrent: 3, freeCpuMillis: 10_000, totalCpuMillis: 10_000 });
+    const q = queueOf(...Array.from({ length: 5 }, (_, i) => task(`t${i}`)));
+    expect(planPlacements(q, [n], [cluster("c1")], NOW, OPTS)).toHaveLength(2);
+    expect(q.size).toBe(3);
+  });
+
+  it("skips tasks in retry backoff and places them once notBefore has passed", () => {
+    const q = queueOf(task("waiting", { rank: 0, notBefore: NOW + 500 }), task("ready", { rank: 3 }));
+    const first = planPlacements(q, [node("n1", "c1")], [cluster("c1")], NOW, OPTS);
+    expect(first.map((p) => p.taskId)).toEqual(["ready"]);
+    expect(ids(q)).toEqual(["waiting"]);
+    const later = planPlacements(q, [node("n1", "c1")], [cluster("c1")], NOW + 500, OPTS);
+    expect(later.map((p) => p.taskId)).toEqual(["waiting"]);
+  });
+
+  it("places in priority order when capacity is scarce", () => {
+    const q = queueOf(task("low", { rank: 3 }), task("crit", { rank: 0 }), task("normal", { rank: 2 }));
+    const placed = planPlacements(q, [node("n1", "c1", { maxConcurrent: 1 })], [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => p.taskId)).toEqual(["crit"]);
+    expect(ids(q)).toEqual(["normal", "low"]);
+  });
+});
+
+describe("planPlacements clusters and strategy", () => {
+  it("sends no new work to a cluster below the health threshold", () => {
+    const q = queueOf(task("t"));
+    const nodes = [node("sick", "c1"), node("well", "c2", { freeCpuMillis: 200 })];
+    const placed = planPlacements(q, nodes, [cluster("c1", { health: 0.5 }), cluster("c2", { health: 0.7 })], NOW, OPTS);
+    expect(placed.map((p) => p.nodeId)).toEqual(["well"]);
+    const q2 = queueOf(task("t2"));
+    expect(planPlacements(q2, [node("sick", "c1")], [cluster("c1", { health: 0.69 })], NOW, OPTS)).toEqual([]);
+  });
+
+  it("treats a node whose cluster is unknown as unschedulable", () => {
+    expect(planPlacements(queueOf(task("t")), [node("n1", "ghost")], [cluster("c1")], NOW, OPTS)).toEqual([]);
+  });
+
+  it("honours the task's clusterId restriction", () => {
+    const q = queueOf(task("t", { clusterId: "c2", rank: 0 }));
+    const nodes = [node("a", "c1"), node("b", "c2", { freeCpuMillis: 200, freeMemoryBytes: 100 * MB })];
+    const placed = planPlacements(q, nodes, [cluster("c1"), cluster("c2")], NOW, OPTS);
+    expect(placed.map((p) => p.nodeId)).toEqual(["b"]);
+  });
+
+  const mixed = (): NodeView[] => [
+    node("c1-busy", "c1", { freeCpuMillis: 200, freeMemoryBytes: 200 * MB, inFlight: 2 }),
+    node("c1-idle", "c1", { freeCpuMillis: 900, freeMemoryBytes: 900 * MB }),
+    node("c2-free", "c2", { freeCpuMillis: 1000, freeMemoryBytes: 1024 * MB }),
+    node("c2-half", "c2", { freeCpuMillis: 500, freeMemoryBytes: 512 * MB, inFlight: 1 }),
+  ];
+  const both = [cluster("c1"), cluster("c2")];
+
+  it("spreads critical and high tasks to the most free cluster, then its most free node", () => {
+    for (const rank of [0, 1]) {
+      const placed = planPlacements(queueOf(task("t", { rank })), mixed(), both, NOW, OPTS);
+      expect(placed[0]).toMatchObject({ nodeId: "c2-free", clusterId: "c2" });
+      expect(placed[0].reason).toMatch(/^spread: cluster c2 most free/);
+    }
+  });
+
+  it("binpacks normal and lower tasks onto the most utilized cluster and node that fit", () => {
+    for (const rank of [2, 3, 4]) {
+      const placed = planPlacements(queueOf(task("t", { rank })), mixed(), both, NOW, OPTS);
+      expect(placed[0]).toMatchObject({ nodeId: "c1-busy", clusterId: "c1" });
+      expect(placed[0].reason).toMatch(/^binpack: cluster c1 most utilized/);
+    }
+  });
+
+  it("spreads a burst of critical tasks across clusters as earlier ones consume capacity", () => {
+    const nodes = [node("a", "c1", { maxConcurrent: 8 }), node("b", "c2", { maxConcurrent: 8 })];
+    const q = queueOf(...Array.from({ length: 4 }, (_, i) => task(`t${i}`, { rank: 0, cpuMillis: 200 })));
+    const placed = planPlacements(q, nodes, both, NOW, OPTS);
+    expect(placed.map((p) => p.nodeId).sort()).toEqual(["a", "a", "b", "b"]);
+  });
+});
+
+describe("planPlacements processing modes", () => {
+  const twoClusters = [cluster("c1"), cluster("c2")];
+
+  it("local: prefers the node serving the device when it fits", () => {
+    const nodes = [node("other", "c1"), node("dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 })];
+    const placed = planPlacements(queueOf(task("t", { deviceId: "d1", rank: 0 })), nodes, twoClusters, NOW, OPTS);
+    expect(placed[0]).toMatchObject({ nodeId: "dev", clusterId: "c2", reason: "local: node serving device d1" });
+  });
+
+  it("local: stays in the device's cluster when the device's node is full", () => {
+    const nodes = [
+      node("free-elsewhere", "c1"),
+      node("dev", "c2", { deviceIds: new Set(["d1"]), inFlight: 4 }),
+      node("peer", "c2", { freeCpuMillis: 300 }),
+    ];
+    const placed = planPlacements(queueOf(task("t", { deviceId: "d1" })), nodes, twoClusters, NOW, OPTS);
+    expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c2" });
+    expect(placed[0].reason).toMatch(/^local: device d1's node busy/);
+  });
+
+  it("local: waits rather than leave the device's cluster when nothing there fits", () => {
+    const nodes = [node("free-elsewhere", "c1"), node("dev", "c2", { deviceIds: new Set(["d1"]), inFlight: 4 })];
+    const q = queueOf(task("t", { deviceId: "d1" }));
+    expect(planPlacements(q, nodes, twoClusters, NOW, OPTS)).toEqual([]);
+    expect(ids(q)).toEqual(["t"]);
+  });
+
+  it("local: an unknown device puts no restriction beyond clusterId", () => {
+    const placed = planPlacements(queueOf(task("t", { deviceId: "nobody" })), [node("n", "c1")], twoClusters, NOW, OPTS);
+    expect(placed.map((p) => p.nodeId)).toEqual(["n"]);
+  });
+
+  it("distributed/hybrid: whole task anywhere in the device's cluster, no node preference", () => {
+    for (const mode of ["distributed", "hybrid"] as const) {
+      const nodes = [
+        node("free-elsewhere", "c1"),
+        node("dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 }),
+        node("peer", "c2"),
+      ];
+      const placed = planPlacements(queueOf(task("t", { deviceId: "d1", mode, rank: 0 })), nodes, twoClusters, NOW, OPTS);
+      expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c2" });
+      expect(placed[0].reason.startsWith(`${mode}: device d1's cluster`)).toBe(true);
+    }
+  });
+
+  it("cloud_fallback: prefers an edge node even when a cloud node is freer", () => {
+    const nodes = [node("cloud", "cc", { tier: "cloud", totalCpuMillis: 64_000, freeCpuMillis: 64_000 }), node("edge", "c1", { freeCpuMillis: 200 })];
+    const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
+    const placed = planPlacements(queueOf(task("t", { mode: "cloud_fallback", rank: 0 })), nodes, clusters, NOW, OPTS);
+    expect(placed[0]).toMatchObject({ nodeId: "edge" });
+    expect(placed[0].reason).toMatch(/^edge first/);
+  });
+
+  it("cloud_fallback: tries the device's edge cluster before other edge clusters", () => {
+    const nodes = [node("edge-other", "c1"), node("edge-dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 })];
+    const t = task("t", { mode: "cloud_fallback", deviceId: "d1", rank: 0 });
+    const placed = planPlacements(queueOf(t), nodes, twoClusters, NOW, OPTS);
+    expect(placed[0]).toMatchObject({ nodeId: "edge-dev" });
+    expect(placed[0].reason).toMatch(/^edge first: device cluster/);
+  });
+
+  it("cloud_fallback: uses a cloud node when no edge node fits", () => {
+    const nodes = [node("cloud", "cc", { tier: "cloud" }), node("edge", "c1", { freeMemoryBytes: 10 * MB })];
+    const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
+    const placed = planPlacements(queueOf(task("t", { mode: "cloud_fallback" })), nodes, clusters, NOW, OPTS);
+    expect(placed[0]).toMatchObject({ nodeId: "cloud", clusterId: "cc" });
+    expect(placed[0].reason).toMatch(/^cloud fallback: no edge node fits/);
+  });
+});
+
+// Counts how many tasks the pass actually looks at: each visit reads notBefore exactly once.
+function withVisitCounter(tasks: QueuedTask[]): { visits: () => number } {
+  let visits = 0;
+  for (const t of tasks) {
+    const notBefore = t.notBefore;
+    Object.defineProperty(t, "notBefore", {
+      get: () => {
+        visits++;
+        return notBefore;
+      },
+    });
+  }
+  return { visits: () => visits };
+}
+
+class CountingSet extends Set<string> {
+  calls = 0;
+  override has(value: string): boolean {
+    this.calls++;
+    return super.has(value);
+  }
+}
+
+describe("planPlacements queue effects and efficiency", () => {
+  it("removes placed tasks and keeps unplaced ones in exactly their original order", () => {
+    const q = queueOf(
+      task("big1", { rank: 0, memoryBytes: 2048 * MB }),
+      task("fit1", { rank: 1 }),
+      task("big2", { rank: 2, deadline: 5, memoryBytes: 2048 * MB }),
+      task("noh", { rank: 2, handler: "missing" }),
+      task("fit2", { rank: 3 }),
+      task("big3", { rank: 4, memoryBytes: 2048 * MB }),
+    );
+    const before = ids(q).filter((id) => !id.startsWith("fit"));
+    expect(before).toEqual(["big1", "big2", "noh", "big3"]);
+    const placed = planPlacements(q, [node("n", "c1")], [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => p.taskId)).toEqual(["fit1", "fit2"]);
+    expect(ids(q)).toEqual(before);
+    expect(q.size).toBe(4);
+  });
+
+  it("stops walking as soon as no node has a free slot (5,000 queued, 8 slots)", () => {
+    const tasks = Array.from({ length: 5000 }, (_, i) => task(`t${i}`, { seq: i, memoryBytes: 1, cpuMillis: 1 }));
+    const counter = withVisitCounter(tasks);
+    const q = queueOf(...tasks);
+    const nodes = [node("a", "c1", { maxConcurrent: 4 }), node("b", "c1", { maxConcurrent: 4 })];
+    const placed = planPlacements(q, nodes, [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => p.taskId)).toEqual(Array.from({ length: 8 }, (_, i) => `t${i}`));
+    expect(counter.visits()).toBe(8);
+    expect(q.size).toBe(4992);
+  });
+
+  it("visits no task when every node is already at its slot limit", () => {
+    const tasks = Array.from({ length: 5000 }, (_, i) => task(`t${i}`, { seq: i }));
+    const counter = withVisitCounter(tasks);
+    const q = queueOf(...tasks);
+    expect(planPlacements(q, [node("a", "c1", { inFlight: 4 })], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(counter.visits()).toBe(0);
+    expect(q.size).toBe(5000);
+  });
+
+  it("skips identical tasks whose shape already failed in this pass without checking nodes", () => {
+    const q = new TaskQueue();
+    for (let i = 0; i < 5000; i++) q.push(task(`big${i}`, { seq: i, memoryBytes: 4096 * MB }));
+    q.push(task("small", { seq: 9999, rank: 4 }));
+    const handlers = new CountingSet(["avg"]);
+    const placed = planPlacements(q, [node("n", "c1", { handlers })], [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => p.taskId)).toEqual(["small"]);
+    // One check for the first big task, one for "small": the other 4,999 never reach a node.
+    expect(handlers.calls).toBe(2);
+    expect(q.size).toBe(5000);
+  });
+});
+
+describe("submit-time feasibility helpers", () => {
+  const nodes = [node("a", "c1", { totalMemoryBytes: 512 * MB }), node("b", "c2", { totalMemoryBytes: 2048 * MB, totalCpuMillis: 500 })];
+
+  it("maxNodeMemory is the largest total memory of any node", () => {
+    expect(maxNodeMemory(nodes)).toBe(2048 * MB);
+    expect(maxNodeMemory([])).toBe(0);
+  });
+
+  it("fitsAnywhereEver needs one node whose totals cover both cpu and memory", () => {
+    expect(fitsAnywhereEver({ cpuMillis: 400, memoryBytes: 1024 * MB, clusterId: "" }, nodes)).toBe(true);
+    expect(fitsAnywhereEver({ cpuMillis: 800, memoryBytes: 1024 * MB, clusterId: "" }, nodes)).toBe(false);
+    expect(fitsAnywhereEver({ cpuMillis: 100, memoryBytes: 1024 * MB, clusterId: "c1" }, nodes)).toBe(false);
+    expect(fitsAnywhereEver({ cpuMillis: 100, memoryBytes: 4096 * MB, clusterId: "" }, nodes)).toBe(false);
+  });
+});
