@@ -18,6 +18,11 @@ export interface AgentConfig {
   handlersDir: string | undefined;
   /** Worker threads, i.e. tasks run at once. Default: the node's available parallelism. */
   workers: number | undefined;
+  /**
+   * Memory this agent offers to tasks, in bytes: reported total and free are capped at it (the rest of the node's
+   * memory stays for other software). Default: all the node has, as measured.
+   */
+  maxMemoryBytes: number | undefined;
   /** On SIGTERM, how long running tasks may take to finish before the agent exits, in ms. Default 30000. */
   drainGraceMs: number;
   /** First reconnect delay in ms; doubles per failure with full jitter. Default 250. */
@@ -43,6 +48,7 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
     deviceIds: [],
     handlersDir: undefined,
     workers: undefined,
+    maxMemoryBytes: undefined,
     drainGraceMs: 30_000,
     reconnectBaseMs: 250,
     reconnectMaxMs: 10_000,
@@ -51,5 +57,6 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   if (c.tier !== "edge" && c.tier !== "cloud") throw new Error(`agent: --tier must be edge or cloud, got ${String(c.tier)}`);
   if (c.workers !== undefined && (!Number.isInteger(c.workers) || c.workers < 1)) throw new Error(`agent: --workers must be a positive integer`);
+  if (c.maxMemoryBytes !== undefined && !(c.maxMemoryBytes > 0)) throw new Error(`agent: --max-memory must be a positive size`);
   return c;
 }

@@ -50,7 +50,8 @@ export class CapacitySampler {
   readonly totalMemoryBytes: number;
   private readonly cgroupLimit: number | undefined;
 
-  constructor() {
+  /** @param maxMemoryBytes caps reported memory (operator reserve); undefined = all the node has. */
+  constructor(private readonly maxMemoryBytes?: number) {
     const cores = os.availableParallelism();
     // A cgroup v2 cpu.max quota caps the cores this node may use.
     let quotaCores = cores;
@@ -63,7 +64,7 @@ export class CapacitySampler {
     this.totalCpuMillis = Math.max(1, Math.round(quotaCores * 1000));
     const limit = readNumber("/sys/fs/cgroup/memory.max");
     this.cgroupLimit = limit !== undefined && limit < os.totalmem() ? limit : undefined;
-    this.totalMemoryBytes = this.cgroupLimit ?? os.totalmem();
+    this.totalMemoryBytes = Math.min(this.cgroupLimit ?? os.totalmem(), maxMemoryBytes ?? Infinity);
     this.lastFree = this.totalCpuMillis;
   }
 
@@ -80,6 +81,10 @@ export class CapacitySampler {
     if (this.cgroupLimit !== undefined) {
       const used = readNumber("/sys/fs/cgroup/memory.current") ?? 0;
       freeMem = Math.min(freeMem, Math.max(0, this.cgroupLimit - used));
+    }
+    if (this.maxMemoryBytes !== undefined) {
+      // Of the capped share, what this process and its workers hold is in use.
+      freeMem = Math.min(freeMem, Math.max(0, this.maxMemoryBytes - process.memoryUsage.rss()));
     }
     return {
       totalCpuMillis: this.totalCpuMillis,
