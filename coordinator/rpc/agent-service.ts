@@ -1,7 +1,8 @@
 // AgentService.Connect: the one bidirectional stream per node agent. Maps wire messages to registry and
 // dispatcher calls and the session's outbox back to wire messages. Transport only.
+import { durationFromMillis } from "../../lib/duration.js";
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
 import {
@@ -120,7 +121,7 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
 function toWire(m: OutboundMessage, nodeId: string, sessionId: string): ConnectResponse {
   switch (m.type) {
     case "registered":
-      return create(ConnectResponseSchema, { msg: { case: "registered", value: { sessionId, nodeId, heartbeatInterval: durationFromMs(m.heartbeatIntervalMs) } } });
+      return create(ConnectResponseSchema, { msg: { case: "registered", value: { sessionId, nodeId, heartbeatInterval: durationFromMillis(m.heartbeatIntervalMs) } } });
     case "dispatch": {
       const s = m.task.spec;
       return create(ConnectResponseSchema, {
@@ -137,7 +138,7 @@ function toWire(m: OutboundMessage, nodeId: string, sessionId: string): ConnectR
     case "cancel":
       return create(ConnectResponseSchema, { msg: { case: "cancel", value: { taskId: m.taskId, attempt: m.attempt, reason: m.reason } } });
     case "drain":
-      return create(ConnectResponseSchema, { msg: { case: "drain", value: { grace: durationFromMs(m.graceMs) } } });
+      return create(ConnectResponseSchema, { msg: { case: "drain", value: { grace: durationFromMillis(m.graceMs) } } });
     case "heartbeat-ack":
       return create(ConnectResponseSchema, { msg: { case: "heartbeatAck", value: { sequence: m.sequence } } });
     default: {

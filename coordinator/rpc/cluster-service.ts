@@ -1,6 +1,7 @@
 // ClusterService over gRPC: the registry's view, and fleet status computed from measured figures. Transport only.
+import { durationFromMillis } from "../../lib/duration.js";
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   ClusterService, RegisterClusterResponseSchema, ListClustersResponseSchema, ListNodesResponseSchema,
   DrainNodeResponseSchema, GetStatusResponseSchema,
@@ -75,7 +76,7 @@ export function clusterServiceImpl(d: ClusterServiceDeps): ServiceImpl<typeof Cl
         failed: BigInt(c.failed),
         cancelled: BigInt(c.cancelled),
         expired: BigInt(c.expired),
-        averageProcessingTime: durationFromMs(c.processingSamples ? c.processingMsTotal / c.processingSamples : 0),
+        averageProcessingTime: durationFromMillis(c.processingSamples ? c.processingMsTotal / c.processingSamples : 0),
         peakTaskMemoryBytes: BigInt(c.peakMemoryBytes),
         clusterUtilization: utilization,
         clusterHealth: clusters.sort((a, b) => a.id.localeCompare(b.id)).map((cl) => {

@@ -1,8 +1,9 @@
 // Maps wire types (protobuf-es generated) to domain types and back. The only module besides the services that
 // imports generated code; it never holds state.
+import { durationFromMillis } from "../../lib/duration.js";
 import { create, toBinary, toJson, fromJson, type JsonValue as PbJson } from "@bufbuild/protobuf";
 import {
-  durationFromMs, durationMs, timestampFromMs, timestampMs, ValueSchema, type Value,
+  durationMs, timestampFromMs, timestampMs, ValueSchema, type Value,
 } from "@bufbuild/protobuf/wkt";
 import {
   AttemptOutcome as PbOutcome, NodeState as PbNodeState, Priority as PbPriority, ProcessingMode as PbMode,
@@ -137,7 +138,7 @@ export function taskToPb(t: TaskRecord): PbTask {
       name: s.name, handler: s.handler, deviceId: s.deviceId, priority: priorityToPb(s.priority),
       processingMode: modeToPb(s.mode), input: jsonToValue(s.input), series: seriesToPb(s.series),
       requiredMemoryBytes: BigInt(s.memoryBytes), requiredCpuMillis: s.cpuMillis,
-      estimatedComputeTime: s.estimatedMs ? durationFromMs(s.estimatedMs) : undefined,
+      estimatedComputeTime: s.estimatedMs ? durationFromMillis(s.estimatedMs) : undefined,
       deadline: ts(s.deadline), maxRetries: s.maxRetries, clusterId: s.clusterId, labels: s.labels,
     },
     state: STATE[t.state],
@@ -153,11 +154,11 @@ export function taskToPb(t: TaskRecord): PbTask {
       attempt: a.attempt, nodeId: a.nodeId, clusterId: a.clusterId,
       outcome: a.outcome ? OUTCOME_TO_PB[a.outcome] : PbOutcome.UNSPECIFIED, error: a.error,
       dispatchedAt: ts(a.dispatchedAt), startedAt: ts(a.startedAt), finishedAt: ts(a.finishedAt),
-      processingTime: durationFromMs(a.processingMs), peakMemoryBytes: BigInt(a.peakMemoryBytes),
+      processingTime: durationFromMillis(a.processingMs), peakMemoryBytes: BigInt(a.peakMemoryBytes),
     })),
     idempotencyKey: t.idempotencyKey,
-    queuedTime: durationFromMs(t.queuedMs),
-    processingTime: done ? durationFromMs(done.processingMs) : undefined,
+    queuedTime: durationFromMillis(t.queuedMs),
+    processingTime: done ? durationFromMillis(done.processingMs) : undefined,
     peakMemoryBytes: BigInt(done?.peakMemoryBytes ?? 0),
   });
 }
@@ -172,7 +173,7 @@ export function nodeToPb(n: NodeRecord, reg: NodeRegistry): PbNode {
     totalMemoryBytes: BigInt(n.totalMemoryBytes), freeMemoryBytes: BigInt(free.memoryBytes),
     totalCpuMillis: n.totalCpuMillis, freeCpuMillis: free.cpuMillis, load: n.load,
     runningTaskIds: [...n.reservations.values()].map((r) => r.taskId),
-    lastHeartbeat: ts(n.lastHeartbeatAt), heartbeatRtt: durationFromMs(n.rttMs),
+    lastHeartbeat: ts(n.lastHeartbeatAt), heartbeatRtt: durationFromMillis(n.rttMs),
     sessionId: n.sessionId, maxConcurrentTasks: n.maxConcurrent, address: n.address,
     history: n.history.map((h) => ({ state: NODE_STATE[h.state], at: ts(h.at), reason: h.reason })),
   });
@@ -209,7 +210,7 @@ export function clusterToPb(c: ClusterRecord, reg: NodeRegistry): PbCluster {
   return create(ClusterSchema, {
     id: c.id, tier: tierToPb(c.tier), labels: c.labels,
     totalMemoryBytes: BigInt(f.totalMem), freeMemoryBytes: BigInt(f.freeMem), totalCpuMillis: f.totalCpu, freeCpuMillis: f.freeCpu,
-    health: f.health, networkLatency: durationFromMs(f.latencyMs), nodeCount: f.nodes, readyNodeCount: f.ready,
+    health: f.health, networkLatency: durationFromMillis(f.latencyMs), nodeCount: f.nodes, readyNodeCount: f.ready,
     utilization: f.utilization, createdAt: ts(c.createdAt), declared: c.declared,
   });
 }

@@ -140,7 +140,8 @@ function describe(strategy: Strategy, n: NodeState): string {
 function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined): Stage[] {
   const deviceClusters = new Set((deviceNodes ?? []).map((n) => n.view.clusterId));
   const inDeviceCluster = (n: NodeState): boolean => deviceClusters.has(n.view.clusterId);
-  const any = (): boolean => true;
+  // Cloud-tier capacity is a fallback: only CLOUD_FALLBACK tasks, or tasks that name a cloud cluster, use it.
+  const any = (n: NodeState): boolean => n.view.tier === "edge" || t.clusterId !== "";
   const plain = (s: string): string => s;
   switch (t.mode) {
     case "local":

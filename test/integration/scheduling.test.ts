@@ -76,7 +76,11 @@ describe("faults", () => {
     const t = await fleet.finish(id, 60_000);
     expect(t.state).toBe(TaskState.SUCCEEDED);
     expect(t.attempts.map((x) => x.nodeId)).toEqual([a.nodeId, b.nodeId]);
-    await fleet.waitNodeState(a.nodeId, NodeState.DISCONNECTED).catch(() => fleet.waitNodeState(a.nodeId, NodeState.DOWN));
+    // With no disconnect window the lost node goes straight through disconnected to down.
+    const { nodes } = await fleet.clients.clusters.listNodes({});
+    const lost = nodes.find((n) => n.id === a.nodeId)!;
+    expect(lost.state).toBe(NodeState.DOWN);
+    expect(lost.history.map((h) => h.state)).toEqual([NodeState.READY, NodeState.DISCONNECTED, NodeState.DOWN]);
   });
 
   it("CancelTask reaches the agent running the task", async () => {

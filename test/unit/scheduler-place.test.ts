@@ -342,3 +342,25 @@ describe("submit-time feasibility helpers", () => {
     expect(fitsAnywhereEver({ cpuMillis: 100, memoryBytes: 4096 * MB, clusterId: "" }, nodes)).toBe(false);
   });
 });
+
+describe("cloud tier is fallback capacity", () => {
+  it("a LOCAL task without a device never lands on a cloud node, even when the cloud is emptier", () => {
+    const q = queueOf(task("t1"));
+    const nodes = [node("cloud-1", "cloud", { tier: "cloud", freeCpuMillis: 1000 }), node("edge-1", "site", { freeCpuMillis: 100 })];
+    const plan = planPlacements(q, nodes, [cluster("cloud", { tier: "cloud" }), cluster("site")], NOW, OPTS);
+    expect(plan.map((p) => p.nodeId)).toEqual(["edge-1"]);
+  });
+
+  it("waits rather than use the cloud when no edge node fits", () => {
+    const q = queueOf(task("t1"));
+    const nodes = [node("cloud-1", "cloud", { tier: "cloud" })];
+    expect(planPlacements(q, nodes, [cluster("cloud", { tier: "cloud" })], NOW, OPTS)).toEqual([]);
+    expect(ids(q)).toEqual(["t1"]);
+  });
+
+  it("a task that names a cloud cluster runs there", () => {
+    const q = queueOf(task("t1", { clusterId: "cloud" }));
+    const nodes = [node("cloud-1", "cloud", { tier: "cloud" })];
+    expect(planPlacements(q, nodes, [cluster("cloud", { tier: "cloud" })], NOW, OPTS).map((p) => p.nodeId)).toEqual(["cloud-1"]);
+  });
+});
