@@ -1,0 +1,49 @@
+// Public surface of the handlers package: the contract, the built-ins, the custom loader, and the
+// scatter-gather helpers. Re-exports only: no logic here.
+
+export type {
+  BuiltinHandler,
+  Handler,
+  HandlerContext,
+  HandlerInput,
+  JsonValue,
+  NumberArray,
+} from "./types.js";
+export { HandlerInputError, HandlerLoadError, isHandlerInputError } from "./errors.js";
+export { CHECKPOINT_EVERY, plainContext } from "./context.js";
+export { buildHandlerInput, readPoints, readValues, type PackedSeries, type Points } from "./input.js";
+export { builtinHandlers, createRegistry } from "./registry.js";
+export { loadCustomHandlers, type CustomHandler } from "./custom-loader.js";
+export { runScatterGather, runShards } from "./scatter-gather.js";
+export { seriesLength, sliceShard, splitInput } from "./split.js";
+export { mergeStats, runStats, statsHandler, statsPartial, type StatsPartial, type StatsResult } from "./stats.js";
+export {
+  anomalyHandler,
+  DEFAULT_ANOMALY_THRESHOLD,
+  MAD_SCALE,
+  runAnomaly,
+  type Anomaly,
+  type AnomalyGlobal,
+  type AnomalyMethod,
+  type AnomalyPartial,
+  type AnomalyResult,
+} from "./anomaly.js";
+export { aggregateHandler, runAggregate, type AggregateResult, type AggregateWindow } from "./aggregate.js";
+export {
+  runThreshold,
+  thresholdHandler,
+  type Alert,
+  type ThresholdOp,
+  type ThresholdPartial,
+  type ThresholdResult,
+  type ThresholdRule,
+} from "./threshold.js";
+export {
+  mergeSummaries,
+  summarize,
+  summaryQuantile,
+  SUMMARY_INTERVALS,
+  type QuantileSummary,
+} from "./quantile-summary.js";
+export { quantileSorted, sortedCopy } from "./quantiles.js";
+export { mergeMoments, momentsOf, populationStddev, type Moments } from "./moments.js";

@@ -1,0 +1,372 @@
+// Runs the product: `coordinator`, `agent`, and `dev` (a coordinator plus local agents as child processes).
+// Owns process lifecycle only (flags → config, signals, ready files, children); never schedules or runs tasks itself.
+import { spawn, type ChildProcess } from "node:child_process";
+import { renameSync, writeFileSync } from "node:fs";
+import { Option, type Command } from "commander";
+import { pino, type Logger } from "pino";
+import { resolveAgentConfig, type AgentConfig } from "../agent/config.js";
+import { DEFAULT_COORDINATOR_CONFIG, resolveCoordinatorConfig, type CoordinatorConfig } from "../coordinator/config.js";
+import { DEFAULT_COORDINATOR_ADDRESS } from "./client.js";
+import { arg, collect, coordinatorOption, repeatable, type CliDeps } from "./context.js";
+import { CliError, UsageError } from "./errors.js";
+import { formatBytes, formatCpu, formatMs } from "./format.js";
+import {
+  collectLabel, parseBytes, parseDuration, parseFraction, parseHostPort, parseInteger, parseList, parseMillicores,
+} from "./parse.js";
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** How one config option appears on the command line. */
+interface FlagSpec<V> {
+  flags: string;
+  help: string;
+  parse: (text: string) => V;
+  show: (value: V) => string;
+}
+
+/** One flag per coordinator option: adding an option to CoordinatorConfig without a flag fails to compile. */
+const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<CoordinatorConfig[K]> } = {
+  listen: { flags: "--listen <host:port>", help: "address to listen on; port 0 picks a free port", parse: parseHostPort, show: String },
+  heartbeatIntervalMs: { flags: "--heartbeat-interval <duration>", help: "heartbeat interval agents are asked for", parse: parseDuration, show: formatMs },
+  heartbeatMissLimit: { flags: "--heartbeat-miss-limit <n>", help: "heartbeats a node may miss before it is disconnected", parse: (t) => parseInteger(t, 1), show: String },
+  healthThreshold: { flags: "--health-threshold <share>", help: "a cluster with a smaller share of healthy nodes takes no new work (0..1 or %)", parse: parseFraction, show: String },
+  maxInputBytes: { flags: "--max-input-bytes <size>", help: "largest task input accepted (JSON input plus packed series)", parse: parseBytes, show: formatBytes },
+  defaultMemoryBytes: { flags: "--default-memory <size>", help: "memory a task needs when it does not say", parse: parseBytes, show: formatBytes },
+  defaultCpuMillis: { flags: "--default-cpu <millicores>", help: "CPU a task needs when it does not say (1000 = one core)", parse: parseMillicores, show: formatCpu },
+  defaultMaxRetries: { flags: "--default-max-retries <n>", help: "retries after a failed attempt when a task does not say", parse: (t) => parseInteger(t, 0), show: String },
+  retryBaseMs: { flags: "--retry-base <duration>", help: "first retry backoff; doubles each attempt, with jitter", parse: parseDuration, show: formatMs },
+  retryMaxMs: { flags: "--retry-max <duration>", help: "longest retry backoff", parse: parseDuration, show: formatMs },
+  dispatchAckTimeoutMs: { flags: "--dispatch-ack-timeout <duration>", help: "a dispatched attempt not accepted by its agent within this is retried", parse: parseDuration, show: formatMs },
+  disconnectWindowMs: { flags: "--disconnect-window <duration>", help: "how long a disconnected node keeps its tasks before they are requeued (0 = at once)", parse: parseDuration, show: formatMs },
+  drainGraceMs: { flags: "--drain-grace <duration>", help: "time a draining node's running tasks get before they are moved", parse: parseDuration, show: formatMs },
+  logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
+};
+
+/** Adds every coordinator option as a flag, defaults shown in --help. */
+function addCoordinatorOptions(cmd: Command): void {
+  for (const key of Object.keys(COORDINATOR_FLAGS) as (keyof CoordinatorConfig)[]) {
+    const spec = COORDINATOR_FLAGS[key] as FlagSpec<unknown>;
+    const dflt = DEFAULT_COORDINATOR_CONFIG[key];
+    const option = new Option(spec.flags, spec.help).default(dflt, spec.show(dflt)).argParser(arg(spec.parse));
+    if (key === "logLevel") option.choices(LOG_LEVELS);
+    cmd.addOption(option);
+  }
+}
+
+/** The coordinator config that `coordinator`/`dev` flags (as commander parsed them) describe. */
+export function coordinatorConfigFromFlags(flags: Readonly<Record<string, unknown>>): Partial<CoordinatorConfig> {
+  const config: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(COORDINATOR_FLAGS)) config[key] = flags[new Option(spec.flags).attributeName()];
+  return config as Partial<CoordinatorConfig>;
+}
+
+/** `agent` flags after commander has parsed them. */
+export interface AgentFlags {
+  coordinator: string;
+  cluster: string;
+  nodeId?: string;
+  tier?: "edge" | "cloud";
+  label?: Record<string, string>;
+  devices?: string[];
+  device?: string[];
+  handlers?: string;
+  workers?: number;
+  maxMemory?: number;
+  drainGrace?: number;
+  reconnectBase?: number;
+  reconnectMax?: number;
+  logLevel?: string;
+}
+
+/**
+ * The agent config the parsed flags describe; unset flags stay undefined so resolveAgentConfig applies its
+ * defaults. Every AgentConfig key is listed, so a new option without a flag fails to compile.
+ */
+export function agentConfigFromFlags(f: AgentFlags): Partial<AgentConfig> & { clusterId: string } {
+  const config: { [K in keyof AgentConfig]-?: AgentConfig[K] | undefined } = {
+    coordinator: f.coordinator,
+    clusterId: f.cluster,
+    nodeId: f.nodeId,
+    tier: f.tier,
+    labels: f.label,
+    deviceIds: [...new Set([...(f.devices ?? []), ...(f.device ?? [])])],
+    handlersDir: f.handlers,
+    workers: f.workers,
+    maxMemoryBytes: f.maxMemory,
+    drainGraceMs: f.drainGrace,
+    reconnectBaseMs: f.reconnectBase,
+    reconnectMaxMs: f.reconnectMax,
+    logLevel: f.logLevel,
+  };
+  return { ...config, clusterId: f.cluster } as Partial<AgentConfig> & { clusterId: string };
+}
+
+/** One local agent `dev` starts. */
+export interface DevAgentPlan {
+  nodeId: string;
+  clusterId: string;
+  tier: "edge" | "cloud";
+  deviceIds: string[];
+}
+
+export interface DevLayout {
+  edgeAgents: number;
+  cloudAgents: number;
+  devicesPerAgent: number;
+  edgeCluster: string;
+  cloudCluster: string;
+}
+
+/** The agents `dev` starts: edge agents share devices sensor-1…N in order, cloud agents serve none. */
+export function planDevAgents(l: DevLayout): DevAgentPlan[] {
+  const plans: DevAgentPlan[] = [];
+  for (let i = 0; i < l.edgeAgents; i++) {
+    const deviceIds = Array.from({ length: l.devicesPerAgent }, (_, d) => `sensor-${i * l.devicesPerAgent + d + 1}`);
+    plans.push({ nodeId: `${l.edgeCluster}-${i + 1}`, clusterId: l.edgeCluster, tier: "edge", deviceIds });
+  }
+  for (let i = 0; i < l.cloudAgents; i++) {
+    plans.push({ nodeId: `${l.cloudCluster}-${i + 1}`, clusterId: l.cloudCluster, tier: "cloud", deviceIds: [] });
+  }
+  return plans;
+}
+
+/** Arguments after the script path for `agent` as `dev` runs it. */
+export function devAgentArgs(
+  p: DevAgentPlan,
+  coordinator: string,
+  extra: { logLevel: string; handlers?: string; workers?: number },
+): string[] {
+  return [
+    "agent", "--coordinator", coordinator, "--cluster", p.clusterId, "--node-id", p.nodeId, "--tier", p.tier,
+    "--log-level", extra.logLevel,
+    ...(p.deviceIds.length > 0 ? ["--devices", p.deviceIds.join(",")] : []),
+    ...(extra.handlers ? ["--handlers", extra.handlers] : []),
+    ...(extra.workers ? ["--workers", String(extra.workers)] : []),
+  ];
+}
+
+/** What `dev` prints once everything is started. */
+export function renderDevBanner(address: string, plans: readonly DevAgentPlan[]): string {
+  const target = address === DEFAULT_COORDINATOR_ADDRESS ? "" : ` --coordinator ${address}`;
+  const agents = plans.map((p) => `    ${p.nodeId.padEnd(12)} ${p.clusterId} (${p.tier})${p.deviceIds.length ? `  devices ${p.deviceIds.join(",")}` : ""}`);
+  const device = plans.find((p) => p.deviceIds.length > 0)?.deviceIds[0];
+  return [
+    `edgeplane dev: coordinator on ${address}, ${plans.length} local agent${plans.length === 1 ? "" : "s"}:`,
+    ...agents,
+    "",
+    "Try:",
+    `  npx edgeplane submit --handler stats --values 1,2,3,4 --wait${target}`,
+    ...(device ? [`  npx edgeplane submit --handler anomaly --device ${device} --values 1,2,3,40 --wait${target}`] : []),
+    `  npx edgeplane nodes${target}`,
+    `  npx edgeplane tasks${target}`,
+    `  npx edgeplane status${target}`,
+    "",
+    "Ctrl-C stops the agents (running tasks finish first), then the coordinator.",
+  ].join("\n");
+}
+
+/** Writes the file atomically so a reader polling for it never sees half a line. */
+function writeReadyFile(path: string, content: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${content}\n`);
+  renameSync(tmp, path);
+}
+
+function supervisorLogger(level: string): Logger {
+  // Synchronous so the last lines before process.exit are not lost.
+  return pino({ name: "edgeplane", level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+}
+
+/**
+ * Resolves on the first SIGINT/SIGTERM (and, for an agent `dev` started, when that parent goes away);
+ * each later signal calls `again` with its count (2, 3, …).
+ */
+function firstShutdownSignal(again: (count: number, signal: string) => void, watchParent = false): Promise<string> {
+  return new Promise((resolve) => {
+    let count = 0;
+    const on = (signal: string) => {
+      count++;
+      if (count === 1) resolve(signal);
+      else again(count, signal);
+    };
+    process.on("SIGINT", () => on("SIGINT"));
+    process.on("SIGTERM", () => on("SIGTERM"));
+    if (watchParent && process.send) {
+      // The IPC channel exists only so the agent notices a `dev` parent that died without forwarding a signal.
+      process.channel?.unref();
+      process.once("disconnect", () => on("parent exited"));
+    }
+  });
+}
+
+/** Validates a config with its resolver up front, so a bad flag is a usage error and not a stack trace. */
+function checkConfig(resolve: () => unknown): void {
+  try {
+    resolve();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function registerCoordinator(program: Command): void {
+  const cmd = program
+    .command("coordinator")
+    .description("Run the coordinator: the gRPC API, the priority scheduler and the node registry");
+  addCoordinatorOptions(cmd);
+  cmd.option("--ready-file <path>", "once listening, write the bound HOST:PORT to this file (for scripts and tests)");
+  cmd.action(async (flags: Record<string, unknown> & { readyFile?: string }) => {
+    const config = coordinatorConfigFromFlags(flags);
+    checkConfig(() => resolveCoordinatorConfig(config));
+    const log = supervisorLogger(config.logLevel ?? "info");
+    const { startCoordinator } = await import("../coordinator/main.js");
+    const coordinator = await startCoordinator(config);
+    if (flags.readyFile) writeReadyFile(flags.readyFile, coordinator.address);
+    const signal = await firstShutdownSignal((count) => {
+      log.warn({ count }, "signal received again; exiting without a clean shutdown");
+      process.exit(1);
+    });
+    log.info({ signal }, "shutting down the coordinator");
+    await coordinator.close();
+    process.exit(0);
+  });
+}
+
+/** Defaults shown in `agent --help`, taken from the agent's own resolver. */
+const AGENT_DEFAULTS = resolveAgentConfig({ clusterId: "CLUSTER" });
+
+function registerAgent(program: Command): void {
+  const cmd = program
+    .command("agent")
+    .description("Run a node agent: registers with the coordinator, heartbeats capacity, runs dispatched tasks")
+    .addOption(coordinatorOption())
+    .requiredOption("--cluster <id>", "cluster this node belongs to (created on the coordinator if new)")
+    .option("--node-id <id>", "node id, unique in the fleet and stable across restarts (default: <hostname>-<cluster>-<pid>)")
+    .addOption(new Option("--tier <tier>", "edge (on site) or cloud (fallback capacity)").choices(["edge", "cloud"]).default(AGENT_DEFAULTS.tier))
+    .option("--label <key=value>", "label reported at registration, repeatable", collect(collectLabel))
+    .option("--devices <ids>", "device ids this node serves, comma-separated", repeatable(parseList))
+    .option("--device <id>", "a device id this node serves, repeatable", repeatable(parseList))
+    .option("--handlers <dir>", "directory of custom handler modules (.js/.mjs) (default: none)")
+    .option("--workers <n>", "worker threads, i.e. tasks run at once (default: available parallelism)", arg((t) => parseInteger(t, 1)))
+    .option("--max-memory <size>", "memory offered to tasks; reported capacity is capped at it (default: all the node has)", arg(parseBytes))
+    .addOption(durationOption("--drain-grace <duration>", "on SIGTERM, how long running tasks may take to finish", AGENT_DEFAULTS.drainGraceMs))
+    .addOption(durationOption("--reconnect-base <duration>", "first reconnect delay; doubles per failure, with jitter", AGENT_DEFAULTS.reconnectBaseMs))
+    .addOption(durationOption("--reconnect-max <duration>", "longest reconnect delay", AGENT_DEFAULTS.reconnectMaxMs))
+    .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default(AGENT_DEFAULTS.logLevel))
+    .option("--ready-file <path>", "once started, write the node id to this file (for scripts and tests)");
+  cmd.action(async (flags: AgentFlags & { readyFile?: string }) => {
+    const config = agentConfigFromFlags(flags);
+    checkConfig(() => resolveAgentConfig(config));
+    const log = supervisorLogger(flags.logLevel ?? "info");
+    const { startAgent } = await import("../agent/main.js");
+    const agent = await startAgent(config);
+    if (flags.readyFile) writeReadyFile(flags.readyFile, agent.nodeId);
+    const signal = await firstShutdownSignal((count) => {
+      if (count > 2) process.exit(1);
+      log.warn({ node: agent.nodeId }, "signal received again; stopping now, running tasks are cancelled");
+      agent.stop().then(() => process.exit(0), () => process.exit(1));
+    }, true);
+    log.info({ node: agent.nodeId, signal }, "draining: running tasks finish, then the agent exits");
+    try {
+      await agent.drain();
+      process.exit(0);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "drain failed");
+      process.exit(1);
+    }
+  });
+}
+
+function durationOption(flags: string, help: string, dflt: number): Option {
+  return new Option(flags, help).default(dflt, formatMs(dflt)).argParser(arg(parseDuration));
+}
+
+interface RunningChild {
+  plan: DevAgentPlan;
+  child: ChildProcess;
+  exited: Promise<void>;
+}
+
+function spawnAgent(plan: DevAgentPlan, args: string[], log: Logger, stopping: () => boolean): RunningChild {
+  const script = process.argv[1];
+  const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
+    // Its own process group, so a terminal Ctrl-C reaches only `dev`, which forwards it once; the IPC
+    // channel lets the agent notice if `dev` dies without forwarding anything.
+    detached: true,
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = new Promise<void>((resolve) => {
+    child.once("error", (err) => {
+      log.error({ node: plan.nodeId, err: err.message }, "could not start agent");
+      resolve();
+    });
+    child.once("exit", (code, signal) => {
+      if (stopping()) log.info({ node: plan.nodeId, code, signal }, "agent exited");
+      else log.error({ node: plan.nodeId, code, signal }, "agent exited unexpectedly; the rest keep running");
+      resolve();
+    });
+  });
+  return { plan, child, exited };
+}
+
+function registerDev(program: Command, deps: CliDeps): void {
+  const cmd = program
+    .command("dev")
+    .summary("Run a whole fleet locally: a coordinator plus local agents")
+    .description(
+      "Run a whole fleet locally: a coordinator in this process plus agents as child processes of this CLI.\n" +
+        "Default: 2 edge agents in cluster site-a serving sensor-1..4, and 1 agent in cluster cloud.\n" +
+        "The coordinator flags are those of `edgeplane coordinator`.",
+    );
+  addCoordinatorOptions(cmd);
+  const count = (t: string) => parseInteger(t, 0, 64);
+  cmd
+    .addOption(new Option("--edge-agents <n>", "edge agents to start").default(2).argParser(arg(count)))
+    .addOption(new Option("--cloud-agents <n>", "cloud agents to start").default(1).argParser(arg(count)))
+    .addOption(new Option("--devices-per-agent <n>", "devices (sensor-1, sensor-2, …) each edge agent serves").default(2).argParser(arg(count)))
+    .option("--edge-cluster <id>", "cluster of the edge agents", "site-a")
+    .option("--cloud-cluster <id>", "cluster of the cloud agents", "cloud")
+    .option("--handlers <dir>", "directory of custom handler modules every agent loads (default: none)")
+    .option("--workers <n>", "worker threads per agent (default: available parallelism)", arg((t) => parseInteger(t, 1)))
+    .option("--ready-file <path>", "once listening, write the coordinator's HOST:PORT to this file");
+  cmd.action(
+    async (flags: Record<string, unknown> & DevLayout & { handlers?: string; workers?: number; readyFile?: string }) => {
+      const config = coordinatorConfigFromFlags(flags);
+      checkConfig(() => resolveCoordinatorConfig(config));
+      if (!process.argv[1]) throw new CliError("dev: cannot find the path of the running CLI to start agents with");
+      const logLevel = config.logLevel ?? "info";
+      const log = supervisorLogger(logLevel);
+      const { startCoordinator } = await import("../coordinator/main.js");
+      const coordinator = await startCoordinator(config);
+
+      let stopping = false;
+      const plans = planDevAgents(flags);
+      const children = plans.map((p) =>
+        spawnAgent(p, devAgentArgs(p, coordinator.address, { logLevel, handlers: flags.handlers, workers: flags.workers }), log, () => stopping),
+      );
+      deps.io.write(`${renderDevBanner(coordinator.address, plans)}\n`);
+      if (flags.readyFile) writeReadyFile(flags.readyFile, coordinator.address);
+
+      const forward = (signal: NodeJS.Signals) => {
+        for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill(signal);
+      };
+      const signal = await firstShutdownSignal((n) => {
+        // Second signal: agents stop without waiting for running tasks. Third: kill them.
+        log.warn({ count: n }, n === 2 ? "signal received again; stopping agents now" : "killing agents");
+        forward(n === 2 ? "SIGTERM" : "SIGKILL");
+      });
+      stopping = true;
+      log.info({ signal, agents: children.length }, "stopping agents, then the coordinator");
+      forward("SIGTERM");
+      await Promise.all(children.map((c) => c.exited));
+      await coordinator.close();
+      process.exit(0);
+    },
+  );
+}
+
+/** Registers coordinator, agent and dev. */
+export function registerRunCommands(program: Command, deps: CliDeps): void {
+  registerCoordinator(program);
+  registerAgent(program);
+  registerDev(program, deps);
+}
