@@ -23,6 +23,8 @@ export interface AgentConfig {
    * memory stays for other software). Default: all the node has, as measured.
    */
   maxMemoryBytes: number | undefined;
+  /** Directory for the result journal (results awaiting the coordinator's ack). Default `./data/agent-<node id>`. */
+  dataDir: string;
   /** On SIGTERM, how long running tasks may take to finish before the agent exits, in ms. Default 30000. */
   drainGraceMs: number;
   /** First reconnect delay in ms; doubles per failure with full jitter. Default 250. */
@@ -49,12 +51,14 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
     handlersDir: undefined,
     workers: undefined,
     maxMemoryBytes: undefined,
+    dataDir: "",
     drainGraceMs: 30_000,
     reconnectBaseMs: 250,
     reconnectMaxMs: 10_000,
     logLevel: "info",
   };
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+  if (!c.dataDir) c.dataDir = `data/agent-${c.nodeId}`;
   if (c.tier !== "edge" && c.tier !== "cloud") throw new Error(`agent: --tier must be edge or cloud, got ${String(c.tier)}`);
   if (c.workers !== undefined && (!Number.isInteger(c.workers) || c.workers < 1)) throw new Error(`agent: --workers must be a positive integer`);
   if (c.maxMemoryBytes !== undefined && !(c.maxMemoryBytes > 0)) throw new Error(`agent: --max-memory must be a positive size`);

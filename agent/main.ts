@@ -15,6 +15,7 @@ import { resolveAgentConfig, type AgentConfig } from "./config.js";
 import { Connection } from "./connection.js";
 import { createExecutor, type ExecResult, type Executor } from "./executor/executor.js";
 import { CapacitySampler } from "./heartbeat.js";
+import { ResultJournal } from "./journal.js";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -44,8 +45,15 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   const executor: Executor = await createExecutor({ size: config.workers, handlersDir: config.handlersDir, logger: log });
   const sampler = new CapacitySampler(config.maxMemoryBytes);
   const running = new Map<string, Running>();
-  /** Results not yet handed to an open stream; sent right after the next registration. */
-  const undelivered: ConnectRequest[] = [];
+  const journal = ResultJournal.open(config.dataDir);
+  /** Results journaled but not yet acknowledged by the coordinator; (re)sent after every registration. */
+  const pending = new Map<string, ConnectRequest>();
+  {
+    const { results, unreadable } = journal.load();
+    for (const m of results) if (m.msg.case === "result") pending.set(key(m.msg.value.taskId, m.msg.value.attempt), m);
+    if (results.length > 0) log.info({ results: results.length, dir: config.dataDir }, "results from before the restart will be delivered");
+    if (unreadable.length > 0) log.error({ files: unreadable, dir: config.dataDir }, "unreadable result journal entries kept aside as *.unreadable");
+  }
   let state: AgentState = "starting";
   let deviceIds = [...config.deviceIds];
 
@@ -58,7 +66,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
 
   const runningList = () => [
     ...[...running.values()].map((r) => ({ taskId: r.taskId, attempt: r.attempt })),
-    ...undelivered.flatMap((m) => (m.msg.case === "result" ? [{ taskId: m.msg.value.taskId, attempt: m.msg.value.attempt }] : [])),
+    ...[...pending.values()].flatMap((m) => (m.msg.case === "result" ? [{ taskId: m.msg.value.taskId, attempt: m.msg.value.attempt }] : [])),
   ];
 
   const heartbeat = () => {
@@ -82,7 +90,16 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   };
 
   const deliver = (m: ConnectRequest) => {
-    if (!conn.send(m)) undelivered.push(m);
+    if (m.msg.case !== "result") return;
+    const { taskId, attempt } = m.msg.value;
+    try {
+      journal.write(taskId, attempt, m);
+    } catch (err) {
+      // Still deliverable while this process lives; only a restart would lose it.
+      log.error({ err: (err as Error).message, task: taskId }, "could not journal a result");
+    }
+    pending.set(key(taskId, attempt), m);
+    conn.send(m);
   };
 
   const conn: Connection = new Connection(
@@ -104,13 +121,13 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
       },
       onRegistered: (r) => {
         const intervalMs = r.heartbeatInterval ? durationMs(r.heartbeatInterval) : 1000;
-        log.info({ session: r.sessionId, heartbeatIntervalMs: intervalMs, redelivering: undelivered.length }, "registered with coordinator");
+        log.info({ session: r.sessionId, heartbeatIntervalMs: intervalMs, redelivering: pending.size }, "registered with coordinator");
         if (state === "starting") state = "running";
         outstanding = undefined;
         pendingBeat = false;
         if (heartbeatTimer) clearInterval(heartbeatTimer);
         heartbeatTimer = setInterval(heartbeat, Math.max(10, intervalMs));
-        for (const m of undelivered.splice(0)) deliver(m);
+        for (const m of pending.values()) conn.send(m);
       },
       onMessage: (m: ConnectResponse) => {
         switch (m.msg.case) {
@@ -138,6 +155,10 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
                 heartbeat();
               }
             }
+            break;
+          case "resultAck":
+            pending.delete(key(m.msg.value.taskId, m.msg.value.attempt));
+            journal.remove(m.msg.value.taskId, m.msg.value.attempt);
             break;
           case "registered":
           case undefined:
@@ -214,7 +235,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
       await conn.stop();
       await executor.close();
       state = "stopped";
-      if (undelivered.length > 0) log.warn({ results: undelivered.length }, "stopped with results the coordinator has not received");
+      if (pending.size > 0) log.warn({ results: pending.size, dir: config.dataDir }, "stopped with results the coordinator has not acknowledged; they are journaled and go out at the next start");
       log.info("agent stopped");
     })();
     return stopping;

@@ -73,6 +73,7 @@ export interface AgentFlags {
   workers?: number;
   maxMemory?: number;
   drainGrace?: number;
+  dataDir?: string;
   reconnectBase?: number;
   reconnectMax?: number;
   logLevel?: string;
@@ -93,6 +94,7 @@ export function agentConfigFromFlags(f: AgentFlags): Partial<AgentConfig> & { cl
     handlersDir: f.handlers,
     workers: f.workers,
     maxMemoryBytes: f.maxMemory,
+    dataDir: f.dataDir,
     drainGraceMs: f.drainGrace,
     reconnectBaseMs: f.reconnectBase,
     reconnectMaxMs: f.reconnectMax,
@@ -248,6 +250,7 @@ function registerAgent(program: Command): void {
     .option("--handlers <dir>", "directory of custom handler modules (.js/.mjs) (default: none)")
     .option("--workers <n>", "worker threads, i.e. tasks run at once (default: available parallelism)", arg((t) => parseInteger(t, 1)))
     .option("--max-memory <size>", "memory offered to tasks; reported capacity is capped at it (default: all the node has)", arg(parseBytes))
+    .option("--data-dir <dir>", "directory of the result journal (results awaiting the coordinator's ack) (default: ./data/agent-<node id>)")
     .addOption(durationOption("--drain-grace <duration>", "on SIGTERM, how long running tasks may take to finish", AGENT_DEFAULTS.drainGraceMs))
     .addOption(durationOption("--reconnect-base <duration>", "first reconnect delay; doubles per failure, with jitter", AGENT_DEFAULTS.reconnectBaseMs))
     .addOption(durationOption("--reconnect-max <duration>", "longest reconnect delay", AGENT_DEFAULTS.reconnectMaxMs))

@@ -40,7 +40,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     healthThreshold: config.healthThreshold,
     dispatchAckTimeoutMs: config.dispatchAckTimeoutMs,
     disconnectWindowMs: config.disconnectWindowMs,
-  }, log.child({ component: "dispatcher" }));
+  }, log.child({ component: "dispatcher" }), () => store.flush());
   dispatcher.restore(store.active());
 
   const shutdown = new AbortController();

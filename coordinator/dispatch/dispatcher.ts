@@ -5,6 +5,7 @@ import type { Logger } from "../../lib/log.js";
 import { MinHeap } from "../../lib/min-heap.js";
 import { reservationKey, type Clock, type NodeRecord, type NodeRegistry } from "../nodes/registry.js";
 import { planPlacements, type ClusterView, type NodeView } from "../scheduler/place.js";
+import { planPreemption, type RunningAttempt } from "../scheduler/preempt.js";
 import { TaskQueue, type QueuedTask } from "../scheduler/queue.js";
 import type { AttemptReport, TaskManager } from "../tasks/task-manager.js";
 import { priorityRank, type TaskRecord } from "../tasks/types.js";
@@ -41,6 +42,7 @@ export class Dispatcher {
     private readonly clock: Clock,
     private readonly opts: DispatcherOptions,
     private readonly log: Logger,
+    private readonly flush: () => Promise<void> = () => Promise.resolve(),
   ) {
     tasks.onChange((t, prev) => this.onTaskChange(t, prev));
   }
@@ -129,14 +131,27 @@ export class Dispatcher {
     if (v.type === "stale") this.log.debug({ node: nodeId, task: taskId, attempt, reason: v.reason }, "ignoring stale accept");
   }
 
-  /** An agent's result for one attempt; the reservation is released whatever the verdict. */
-  result(nodeId: string, report: AttemptReport): void {
+  /**
+   * An agent's result for one attempt; the reservation is released whatever the verdict. Once the outcome is
+   * durable the agent gets an ack and drops the result from its journal (a stale result is acked too: the
+   * coordinator has decided about it for good).
+   */
+  result(nodeId: string, report: AttemptReport, session: AgentSession): void {
     this.nodes.release(nodeId, report.taskId, report.attempt);
     const v = this.tasks.report(report);
     if (v.type === "stale") {
       this.log.info({ node: nodeId, task: report.taskId, attempt: report.attempt, reason: v.reason }, "ignoring result of superseded attempt");
     }
     this.kick();
+    this.durable().then(
+      () => session.send({ type: "result-ack", taskId: report.taskId, attempt: report.attempt }),
+      (err) => this.log.error({ err, task: report.taskId }, "could not persist a result; the agent will resend it"),
+    );
+  }
+
+  /** Resolves when every state change so far is durable. */
+  durable(): Promise<void> {
+    return this.flush();
   }
 
   cancel(taskId: string, reason: string): TaskRecord {
@@ -145,9 +160,32 @@ export class Dispatcher {
     return task;
   }
 
+  /**
+   * Drains a node: no new work; its running attempts finish, and whatever still runs after `graceMs` is cancelled
+   * there and requeued elsewhere without using a retry. The node is drained once nothing runs on it.
+   */
   drain(nodeId: string, graceMs: number): NodeRecord {
+    const before = this.nodes.getNode(nodeId).state;
     const node = this.nodes.drain(nodeId);
+    if (before === "draining" || before === "drained") return node;
     this.sessions.get(nodeId)?.send({ type: "drain", graceMs });
+    if (node.state === "draining") {
+      const timer = setTimeout(() => {
+        const n = this.nodes.findNode(nodeId);
+        if (!n || n.state !== "draining") return;
+        for (const r of [...n.reservations.values()]) {
+          const t = this.tasks.reader.get(r.taskId);
+          this.nodes.release(nodeId, r.taskId, r.attempt);
+          if (t && t.attempt === r.attempt && (t.state === "dispatched" || t.state === "running")) {
+            this.sessions.get(nodeId)?.send({ type: "cancel", taskId: r.taskId, attempt: r.attempt, reason: "node drain deadline passed" });
+            this.tasks.requeue(r.taskId, `node ${nodeId} drain deadline passed; moved`, false);
+            this.log.warn({ task: r.taskId, node: nodeId }, "moved a task off a draining node after its grace");
+          }
+        }
+        this.kick();
+      }, Math.min(MAX_TIMER_MS, graceMs));
+      timer.unref();
+    }
     return node;
   }
 
@@ -166,6 +204,54 @@ export class Dispatcher {
     if (this.closed || this.queue.size === 0) return;
     this.passes += 1;
     const now = this.clock.wall();
+    const views = this.nodeViews();
+    if (views.length > 0) {
+      const clusters: ClusterView[] = this.nodes.listClusters().map((c) => ({ id: c.id, tier: c.tier, health: this.nodes.health(c.id) }));
+      const plan = planPlacements(this.queue, views, clusters, now, { healthThreshold: this.opts.healthThreshold });
+      for (const p of plan) this.send(p.taskId, p.nodeId, p.clusterId, p.reason);
+      this.preemptFor(now, clusters);
+    }
+    this.armBackoffTimer(now);
+  }
+
+  /**
+   * A CRITICAL task still queued after the pass fits nowhere: move the lowest-priority attempts off one node
+   * (BACKGROUND first, then LOW) and start it there in this same pass. The moved tasks go back to the queue
+   * without using a retry.
+   */
+  private preemptFor(now: number, clusters: ClusterView[]): void {
+    const healthy = new Set(clusters.filter((c) => c.health >= this.opts.healthThreshold).map((c) => c.id));
+    const critical: QueuedTask[] = [];
+    for (const t of this.queue.ordered()) {
+      if (t.rank !== 0) break;
+      if (t.notBefore <= now) critical.push(t);
+    }
+    for (const t of critical) {
+      const views = this.nodeViews();
+      const running = new Map<string, RunningAttempt[]>();
+      for (const n of this.nodes.listNodes()) {
+        running.set(n.id, [...n.reservations.values()].flatMap((r) => {
+          const rec = this.tasks.reader.get(r.taskId);
+          if (!rec || rec.attempt !== r.attempt) return [];
+          return [{ taskId: r.taskId, rank: priorityRank(rec.spec.priority), cpuMillis: r.cpuMillis, memoryBytes: r.memoryBytes, dispatchedAt: rec.attempts.at(-1)?.dispatchedAt ?? 0 }];
+        }));
+      }
+      const plan = planPreemption(t, views, running, (c) => healthy.has(c));
+      if (!plan) continue;
+      for (const victimId of plan.victims) {
+        const v = this.tasks.reader.get(victimId)!;
+        const attempt = v.attempt;
+        this.nodes.release(plan.nodeId, victimId, attempt);
+        this.sessions.get(plan.nodeId)?.send({ type: "cancel", taskId: victimId, attempt, reason: `preempted by CRITICAL task ${t.id}` });
+        this.tasks.preempt(victimId, t.id);
+        this.log.warn({ task: victimId, attempt, node: plan.nodeId, by: t.id }, "preempted for a CRITICAL task");
+      }
+      this.queue.remove(t.id);
+      this.send(t.id, plan.nodeId, plan.clusterId, `preempted ${plan.victims.length} lower-priority attempt(s) on ${plan.nodeId}`);
+    }
+  }
+
+  private nodeViews(): NodeView[] {
     const views: NodeView[] = [];
     for (const n of this.nodes.listNodes()) {
       if (n.state !== "ready" || !this.sessions.has(n.id)) continue;
@@ -177,12 +263,7 @@ export class Dispatcher {
         inFlight: n.reservations.size, maxConcurrent: n.maxConcurrent,
       });
     }
-    if (views.length > 0) {
-      const clusters: ClusterView[] = this.nodes.listClusters().map((c) => ({ id: c.id, tier: c.tier, health: this.nodes.health(c.id) }));
-      const plan = planPlacements(this.queue, views, clusters, now, { healthThreshold: this.opts.healthThreshold });
-      for (const p of plan) this.send(p.taskId, p.nodeId, p.clusterId, p.reason);
-    }
-    this.armBackoffTimer(now);
+    return views;
   }
 
   private send(taskId: string, nodeId: string, clusterId: string, reason: string): void {
@@ -194,7 +275,7 @@ export class Dispatcher {
       this.queue.push(toQueued(t0));
       return;
     }
-    const task = this.tasks.dispatched(taskId, nodeId, clusterId);
+    const task = this.tasks.dispatched(taskId, nodeId, clusterId, reason);
     this.nodes.reserve(nodeId, { taskId, attempt: task.attempt, cpuMillis: task.spec.cpuMillis, memoryBytes: task.spec.memoryBytes });
     this.log.debug({ task: taskId, attempt: task.attempt, node: nodeId, reason }, "dispatching");
     session.send({ type: "dispatch", task, attempt: task.attempt });

@@ -7,7 +7,8 @@ export type OutboundMessage =
   | { type: "cancel"; taskId: string; attempt: number; reason: string }
   | { type: "drain"; graceMs: number }
   | { type: "heartbeat-ack"; sequence: bigint }
-  | { type: "registered"; heartbeatIntervalMs: number };
+  | { type: "registered"; heartbeatIntervalMs: number }
+  | { type: "result-ack"; taskId: string; attempt: number };
 
 export class AgentSession {
   readonly outbox = new AsyncQueue<OutboundMessage>();

@@ -81,7 +81,7 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
               error: outcome ? r.error : `agent sent outcome ${r.outcome}: ${r.error}`,
               processingMs: r.processingTime ? durationMs(r.processingTime) : 0, peakMemoryBytes: Number(r.peakMemoryBytes),
               startedAt: r.startedAt ? timestampMs(r.startedAt) : undefined, finishedAt: r.finishedAt ? timestampMs(r.finishedAt) : undefined,
-            });
+            }, session);
             break;
           }
           case "register":
@@ -139,6 +139,8 @@ function toWire(m: OutboundMessage, nodeId: string, sessionId: string): ConnectR
       return create(ConnectResponseSchema, { msg: { case: "cancel", value: { taskId: m.taskId, attempt: m.attempt, reason: m.reason } } });
     case "drain":
       return create(ConnectResponseSchema, { msg: { case: "drain", value: { grace: durationFromMillis(m.graceMs) } } });
+    case "result-ack":
+      return create(ConnectResponseSchema, { msg: { case: "resultAck", value: { taskId: m.taskId, attempt: m.attempt } } });
     case "heartbeat-ack":
       return create(ConnectResponseSchema, { msg: { case: "heartbeatAck", value: { sequence: m.sequence } } });
     default: {

@@ -84,6 +84,7 @@ export function clusterServiceImpl(d: ClusterServiceDeps): ServiceImpl<typeof Cl
           return { clusterId: cl.id, tier: tierToPb(cl.tier), health: f.health, utilization: f.utilization, acceptingWork: f.health >= d.config.healthThreshold && f.ready > 0 };
         }),
         startedAt: timestampFromMs(d.startedAt),
+        preemptions: BigInt(c.preemptions),
       });
     },
   };

@@ -155,11 +155,15 @@ export function taskToPb(t: TaskRecord): PbTask {
       outcome: a.outcome ? OUTCOME_TO_PB[a.outcome] : PbOutcome.UNSPECIFIED, error: a.error,
       dispatchedAt: ts(a.dispatchedAt), startedAt: ts(a.startedAt), finishedAt: ts(a.finishedAt),
       processingTime: durationFromMillis(a.processingMs), peakMemoryBytes: BigInt(a.peakMemoryBytes),
+      placementReason: a.placementReason,
     })),
     idempotencyKey: t.idempotencyKey,
     queuedTime: durationFromMillis(t.queuedMs),
     processingTime: done ? durationFromMillis(done.processingMs) : undefined,
     peakMemoryBytes: BigInt(done?.peakMemoryBytes ?? 0),
+    placementReason: t.attempts.at(-1)?.placementReason ?? "",
+    dispatchTime: done?.startedAt !== undefined ? durationFromMillis(Math.max(0, done.startedAt - done.dispatchedAt)) : undefined,
+    preemptions: t.preemptions,
   });
 }
 

@@ -57,6 +57,10 @@ export class MemoryTaskStore implements TaskStore {
     return out;
   }
 
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): void {}
 }
 

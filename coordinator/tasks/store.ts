@@ -30,6 +30,8 @@ export interface TaskWriter {
   insert(tasks: readonly TaskRecord[]): void;
   /** Replaces a task's record with its new version. */
   put(task: TaskRecord): void;
+  /** Resolves once every write made before the call is durable (a no-op for the memory store). */
+  flush(): Promise<void>;
 }
 
 export interface TaskStore extends TaskReader, TaskWriter {

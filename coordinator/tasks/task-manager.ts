@@ -45,6 +45,7 @@ export interface TaskCounters {
   processingMsTotal: number;
   processingSamples: number;
   peakMemoryBytes: number;
+  preemptions: number;
 }
 
 export function newTaskId(): string {
@@ -63,7 +64,7 @@ export class TaskManager {
       byState: { queued: 0, dispatched: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0 },
       queuedByPriority: PRIORITIES.map(() => 0),
       processedSinceStart: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0,
-      processingMsTotal: 0, processingSamples: 0, peakMemoryBytes: 0,
+      processingMsTotal: 0, processingSamples: 0, peakMemoryBytes: 0, preemptions: 0,
     };
     for (const t of store.active()) {
       this.seq = Math.max(this.seq, t.seq);
@@ -113,7 +114,7 @@ export class TaskManager {
       const task: TaskRecord = {
         id: newTaskId(), spec, state: "queued", attempt: 0, assignedCluster: "", assignedNode: "",
         output: undefined, error: "", createdAt: now, updatedAt: now, finishedAt: undefined, attempts: [],
-        idempotencyKey, queuedAt: now, queuedMs: 0, notBefore: 0, seq: ++this.seq,
+        idempotencyKey, queuedAt: now, queuedMs: 0, notBefore: 0, seq: ++this.seq, preemptions: 0,
       };
       if (idempotencyKey) keysInBatch.set(idempotencyKey, task);
       fresh.push(task);
@@ -125,7 +126,7 @@ export class TaskManager {
   }
 
   /** queued → dispatched: a new attempt on a node. */
-  dispatched(id: string, nodeId: string, clusterId: string): TaskRecord {
+  dispatched(id: string, nodeId: string, clusterId: string, placementReason = ""): TaskRecord {
     const now = this.opts.now();
     return this.update(id, "dispatched", (t) => {
       t.attempt += 1;
@@ -134,7 +135,7 @@ export class TaskManager {
       t.queuedMs += Math.max(0, now - t.queuedAt);
       t.attempts = [...t.attempts, {
         attempt: t.attempt, nodeId, clusterId, outcome: undefined, error: "",
-        dispatchedAt: now, startedAt: undefined, finishedAt: undefined, processingMs: 0, peakMemoryBytes: 0,
+        dispatchedAt: now, startedAt: undefined, finishedAt: undefined, processingMs: 0, peakMemoryBytes: 0, placementReason,
       }];
     });
   }
@@ -230,6 +231,15 @@ export class TaskManager {
       x.queuedAt = now;
       x.notBefore = consumeRetry ? now + backoffDelay(failures, { baseMs: this.opts.retryBaseMs, maxMs: this.opts.retryMaxMs }, this.opts.random) : 0;
     });
+  }
+
+  /** Moves a running attempt off its node for a CRITICAL task: requeued at once, no retry used. */
+  preempt(id: string, by: string): TaskRecord {
+    this.counters.preemptions += 1;
+    const t = this.requeue(id, `preempted by CRITICAL task ${by}`, false);
+    const bumped = { ...t, preemptions: t.preemptions + 1 };
+    this.store.put(bumped);
+    return bumped;
   }
 
   /** Cancels a task in any non-terminal state; returns the attempt that an agent may still be running. */

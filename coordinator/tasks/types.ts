@@ -63,6 +63,8 @@ export interface AttemptRecord {
   finishedAt: number | undefined;
   processingMs: number;
   peakMemoryBytes: number;
+  /** Why the scheduler chose this node. */
+  placementReason: string;
 }
 
 export interface TaskRecord {
@@ -88,4 +90,6 @@ export interface TaskRecord {
   notBefore: number;
   /** Monotonic submission sequence: FIFO order within a priority and deadline. */
   seq: number;
+  /** Attempts moved off a node for a higher-priority task (they use up no retry). */
+  preemptions: number;
 }

@@ -99,7 +99,8 @@ export class Fleet {
   /** Starts an agent process and waits until the coordinator lists it ready. */
   async startAgent(cluster: string, extra: string[] = [], opts: { nodeId?: string; wait?: boolean } = {}): Promise<{ nodeId: string; p: Proc }> {
     const nodeId = opts.nodeId ?? `${cluster}-n${++this.agentSeq}`;
-    const p = run(["agent", "--coordinator", this.address, "--cluster", cluster, "--node-id", nodeId, "--log-level", "info", ...extra]);
+    const dataDir = join(this.dir, `agent-${nodeId}`);
+    const p = run(["agent", "--coordinator", this.address, "--cluster", cluster, "--node-id", nodeId, "--log-level", "info", "--data-dir", dataDir, ...extra]);
     this.procs.push(p);
     if (opts.wait !== false) await this.waitNodeState(nodeId, NodeState.READY, p);
     return { nodeId, p };
