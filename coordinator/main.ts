@@ -73,6 +73,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
       log.warn({ node: n.id }, "node missed heartbeats; disconnected");
       if (config.disconnectWindowMs === 0) dispatcher.nodeLost(n, `node ${n.id} missed heartbeats`);
     }
+    dispatcher.checkDisconnected();
     for (const n of registry.expireDisconnected(config.disconnectWindowMs)) {
       log.warn({ node: n.id, windowMs: config.disconnectWindowMs }, "node down; moving its tasks");
       dispatcher.nodeLost(n, `node ${n.id} down: disconnected for more than ${config.disconnectWindowMs} ms`);

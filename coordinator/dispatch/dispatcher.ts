@@ -84,6 +84,36 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Per-task decisions while nodes are disconnected (called by main.ts's sweep): a task whose own disconnect
+   * window has passed moves now; a CRITICAL or HIGH task whose deadline would be missed by waiting out the
+   * window moves at once, its original attempt kept live so that the first terminal result wins.
+   */
+  checkDisconnected(): void {
+    const mono = this.clock.mono();
+    const now = this.clock.wall();
+    for (const n of this.nodes.listNodes()) {
+      if (n.state !== "disconnected") continue;
+      const away = mono - n.disconnectedAtMono;
+      for (const r of [...n.reservations.values()]) {
+        const t = this.tasks.reader.get(r.taskId);
+        if (!t || t.attempt !== r.attempt || (t.state !== "dispatched" && t.state !== "running")) continue;
+        const window = t.spec.disconnectWindowMs ?? this.opts.disconnectWindowMs;
+        if (away >= window) {
+          this.nodes.release(n.id, r.taskId, r.attempt);
+          this.tasks.requeue(t.id, `node ${n.id} disconnected for more than the task's window of ${window} ms`, false);
+          continue;
+        }
+        const urgent = priorityRank(t.spec.priority) <= 1 && t.spec.deadline !== undefined && now + (window - away) + t.spec.estimatedMs > t.spec.deadline;
+        if (urgent && !t.attempts.some((a) => a.stillLive)) {
+          this.nodes.release(n.id, r.taskId, r.attempt);
+          this.log.warn({ task: t.id, node: n.id, attempt: r.attempt }, "deadline cannot wait for the disconnected node; starting another attempt, the first to finish wins");
+          this.tasks.requeue(t.id, `node ${n.id} disconnected and waiting would miss the deadline`, false, undefined, 1, true);
+        }
+      }
+    }
+  }
+
   /** Moves every attempt held by a node that is gone (down, or disconnected with no window) to a new attempt. */
   nodeLost(node: NodeRecord, reason: string): void {
     for (const r of [...node.reservations.values()]) {
@@ -141,6 +171,11 @@ export class Dispatcher {
     const v = this.tasks.report(report);
     if (v.type === "stale") {
       this.log.info({ node: nodeId, task: report.taskId, attempt: report.attempt, reason: v.reason }, "ignoring result of superseded attempt");
+    } else if (v.superseded) {
+      // An earlier, still-live attempt won: stop the one that was started to replace it.
+      this.nodes.release(v.superseded.nodeId, report.taskId, v.superseded.attempt);
+      this.sessions.get(v.superseded.nodeId)?.send({ type: "cancel", taskId: report.taskId, attempt: v.superseded.attempt, reason: `attempt ${report.attempt} finished first` });
+      this.log.info({ task: report.taskId, winner: report.attempt, cancelled: v.superseded.attempt }, "first terminal result wins");
     }
     this.kick();
     this.durable().then(

@@ -150,7 +150,7 @@ export class NodeRegistry {
       n.deviceIds = new Set(hb.deviceIds);
       for (const d of n.deviceIds) this.devices.set(d, n.id);
     }
-    if (n.state === "disconnected") this.transition(n, "ready", "heartbeats resumed");
+    if (n.state === "disconnected" || n.state === "down") this.transition(n, "ready", "heartbeats resumed");
     return n;
   }
 

@@ -123,6 +123,7 @@ export function draftFromPb(spec: PbTaskSpec | undefined, inputBytes: number, fi
     maxRetries: spec.maxRetries,
     clusterId: spec.clusterId,
     labels: { ...spec.labels },
+    disconnectWindowMs: spec.disconnectWindow ? durationMs(spec.disconnectWindow) : undefined,
     inputBytes,
   };
 }
@@ -140,6 +141,7 @@ export function taskToPb(t: TaskRecord): PbTask {
       requiredMemoryBytes: BigInt(s.memoryBytes), requiredCpuMillis: s.cpuMillis,
       estimatedComputeTime: s.estimatedMs ? durationFromMillis(s.estimatedMs) : undefined,
       deadline: ts(s.deadline), maxRetries: s.maxRetries, clusterId: s.clusterId, labels: s.labels,
+      disconnectWindow: s.disconnectWindowMs === undefined ? undefined : durationFromMillis(s.disconnectWindowMs),
     },
     state: STATE[t.state],
     attempt: t.attempt,

@@ -1,5 +1,5 @@
 // TaskRecord ⇄ database rows: `tasks` (indexed columns + the record without its spec, as JSON) and `task_specs`
-// (the spec as JSON, its numeric series as float64 BLOBs). Pure: no database access; never loses a field — the
+// (the spec as JSON, its numeric series as float64 BLOBs). Pure: no database access. Must never lose a field: the
 // record is stored whole, and decoding puts back the keys JSON drops (undefined stays undefined, null stays null).
 import { PRIORITIES, TASK_STATES, type AttemptRecord, type TaskRecord, type TaskSpec } from "../tasks/types.js";
 
@@ -26,6 +26,13 @@ export interface SpecRow {
   series_timestamps: Buffer | null;
 }
 
+/**
+ * JSON drops keys whose value is undefined; each stored object lists them under this key so that decoding puts
+ * them back (a reloaded record is deep-equal to the stored one, `undefined` and `null` kept apart). TaskRecord,
+ * TaskSpec and AttemptRecord never have a key of this name; inputs and outputs are not walked (JSON has no undefined).
+ */
+const UNDEFINED_KEYS = "~undefined";
+
 /** The spec as stored: the series itself lives in the BLOB columns, the JSON keeps its lengths. */
 type StoredSpec = Omit<TaskSpec, "series"> & { seriesLength?: { values: number; timestamps: number } };
 type StoredRecord = Omit<TaskRecord, "spec">;
@@ -36,7 +43,7 @@ type StoredRecord = Omit<TaskRecord, "spec">;
  */
 export function encodeTaskRow(t: TaskRecord): TaskRow {
   const { spec, ...rest } = t;
-  const stored: StoredRecord = rest;
+  const stored = { ...markUndefined(rest), attempts: rest.attempts.map(markUndefined) };
   return {
     id: t.id, seq: t.seq, state: t.state, priority: spec.priority, device_id: spec.deviceId,
     cluster: t.assignedCluster, target_cluster: spec.clusterId, idempotency_key: t.idempotencyKey,
@@ -49,41 +56,52 @@ export function encodeSpecRow(t: TaskRecord): SpecRow {
   const stored: StoredSpec = series ? { ...rest, seriesLength: { values: series.values.length, timestamps: series.timestamps.length } } : rest;
   return {
     id: t.id,
-    spec: JSON.stringify(stored),
+    spec: JSON.stringify(markUndefined(stored)),
     series_values: series ? packFloat64(series.values) : null,
     series_timestamps: series ? packFloat64(series.timestamps) : null,
   };
 }
 
 /**
- * Rebuilds a record from its two rows. Throws a plain Error saying what is wrong when a row cannot be a task.
- * A field added to TaskRecord later is stored with no change here; rows written before it need a default below
- * (e.g. `preemptions: r.preemptions ?? 0`).
+ * Rebuilds a record from its two rows; throws a plain Error saying what is wrong when they cannot be a task.
+ * Fields added to TaskRecord later are stored with no change here; rows written before such a field existed
+ * need a default below (e.g. `preemptions: r.preemptions ?? 0`).
  */
 export function decodeTask(record: string, spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null): TaskRecord {
-  const r = JSON.parse(record) as StoredRecord;
-  const s = JSON.parse(spec) as StoredSpec;
-  if (typeof r !== "object" || r === null || typeof s !== "object" || s === null) throw new Error("record or spec is not a JSON object");
+  const r = restoreUndefined(JSON.parse(record)) as unknown as StoredRecord;
+  const s = restoreUndefined(JSON.parse(spec)) as unknown as StoredSpec;
   if (!(TASK_STATES as readonly string[]).includes(r.state)) throw new Error(`unknown state ${JSON.stringify(r.state)}`);
   if (!(PRIORITIES as readonly string[]).includes(s.priority)) throw new Error(`unknown priority ${JSON.stringify(s.priority)}`);
   if (!Array.isArray(r.attempts)) throw new Error("attempts is not an array");
   const { seriesLength, ...specRest } = s;
   return {
     ...r,
-    // JSON drops keys whose value is undefined; put them back so a reloaded record equals the one stored.
-    output: r.output,
-    finishedAt: r.finishedAt,
-    attempts: r.attempts.map((a): AttemptRecord => ({ ...a, outcome: a.outcome, startedAt: a.startedAt, finishedAt: a.finishedAt })),
+    attempts: r.attempts.map((a) => restoreUndefined(a) as unknown as AttemptRecord),
     spec: {
       ...specRest,
-      input: specRest.input,
-      deadline: specRest.deadline,
       series: seriesLength === undefined ? undefined : {
         values: unpackFloat64(seriesValues, seriesLength.values, "series values"),
         timestamps: unpackFloat64(seriesTimestamps, seriesLength.timestamps, "series timestamps"),
       },
     },
   };
+}
+
+function markUndefined<T extends object>(o: T): T {
+  const keys = Object.keys(o).filter((k) => (o as Record<string, unknown>)[k] === undefined);
+  return keys.length === 0 ? o : { ...o, [UNDEFINED_KEYS]: keys };
+}
+
+function restoreUndefined(o: unknown): Record<string, unknown> {
+  if (typeof o !== "object" || o === null || Array.isArray(o)) throw new Error("not a JSON object");
+  const obj = o as Record<string, unknown>;
+  const keys = obj[UNDEFINED_KEYS];
+  if (keys !== undefined) {
+    if (!Array.isArray(keys)) throw new Error(`${UNDEFINED_KEYS} is not a list of keys`);
+    delete obj[UNDEFINED_KEYS];
+    for (const k of keys) obj[String(k)] = undefined;
+  }
+  return obj;
 }
 
 function packFloat64(xs: readonly number[]): Buffer {

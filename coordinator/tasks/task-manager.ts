@@ -32,7 +32,9 @@ export interface AttemptReport {
 }
 
 /** What happened to a reported result: applied, or ignored because its attempt was superseded (fencing). */
-export type ReportVerdict = { type: "applied"; task: TaskRecord } | { type: "stale"; reason: string };
+export type ReportVerdict =
+  | { type: "applied"; task: TaskRecord; superseded?: { nodeId: string; attempt: number } }
+  | { type: "stale"; reason: string };
 
 export interface TaskCounters {
   byState: Record<TaskState, number>;
@@ -160,6 +162,26 @@ export class TaskManager {
     if (!t) return { type: "stale", reason: "unknown task" };
     if (isTerminal(t.state)) return { type: "stale", reason: `task already ${t.state}` };
     if (t.attempt !== r.attempt || (t.state !== "dispatched" && t.state !== "running")) {
+      // An attempt requeued early for its deadline may still win: the first terminal result counts.
+      const live = t.attempts.find((a) => a.attempt === r.attempt && a.stillLive);
+      if (live && r.outcome === "succeeded") {
+        const superseded = t.state === "dispatched" || t.state === "running" ? { nodeId: t.assignedNode, attempt: t.attempt } : undefined;
+        const now = this.opts.now();
+        const task = this.update(t.id, "succeeded", (x) => {
+          x.attempts = x.attempts.map((a): AttemptRecord => {
+            if (a.attempt === r.attempt) {
+              return { ...a, outcome: "succeeded", error: "", processingMs: r.processingMs, peakMemoryBytes: r.peakMemoryBytes, startedAt: r.startedAt ?? a.startedAt, finishedAt: r.finishedAt ?? now, stillLive: false };
+            }
+            return !a.outcome ? { ...a, outcome: "cancelled", error: `attempt ${r.attempt} finished first`, finishedAt: now } : a;
+          });
+          x.output = r.output;
+          x.error = "";
+          x.finishedAt = now;
+          x.assignedNode = live.nodeId;
+          x.assignedCluster = live.clusterId;
+        });
+        return { type: "applied", task, superseded };
+      }
       return { type: "stale", reason: `attempt ${r.attempt} was superseded by attempt ${t.attempt} (${t.state})` };
     }
     const now = this.opts.now();
@@ -219,12 +241,15 @@ export class TaskManager {
    * Puts an active task back in the queue for a new attempt. `consumeRetry` adds exponential backoff;
    * a task moved for reasons not its own (node lost, preempted) is placed again at once.
    */
-  requeue(id: string, reason: string, consumeRetry: boolean, record?: (x: TaskRecord) => void, failures = 1): TaskRecord {
+  requeue(id: string, reason: string, consumeRetry: boolean, record?: (x: TaskRecord) => void, failures = 1, keepLive = false): TaskRecord {
     const now = this.opts.now();
     return this.update(id, "queued", (x) => {
       record?.(x);
       if (!record) {
-        x.attempts = x.attempts.map((a) => (a.attempt === x.attempt && !a.outcome ? { ...a, outcome: "cancelled", error: reason, finishedAt: now } : a));
+        x.attempts = x.attempts.map((a) => {
+          if (a.attempt !== x.attempt || a.outcome) return a;
+          return keepLive ? { ...a, stillLive: true, error: reason } : { ...a, outcome: "cancelled", error: reason, finishedAt: now };
+        });
       }
       x.error = reason;
       x.assignedNode = "";

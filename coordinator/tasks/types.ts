@@ -50,6 +50,8 @@ export interface TaskSpec {
   /** Restricts placement to this cluster ("" = any). */
   clusterId: string;
   labels: Record<string, string>;
+  /** Overrides the coordinator's disconnect window for this task, in ms. */
+  disconnectWindowMs: number | undefined;
 }
 
 export interface AttemptRecord {
@@ -65,6 +67,11 @@ export interface AttemptRecord {
   peakMemoryBytes: number;
   /** Why the scheduler chose this node. */
   placementReason: string;
+  /**
+   * Set when the task was requeued early because waiting for the attempt's disconnected node would miss the
+   * deadline: the attempt may still finish, and its result counts if it is the first terminal one.
+   */
+  stillLive?: boolean;
 }
 
 export interface TaskRecord {

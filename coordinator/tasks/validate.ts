@@ -19,6 +19,7 @@ export interface SpecDraft {
   maxRetries: number | undefined;
   clusterId: string;
   labels: Record<string, string>;
+  disconnectWindowMs: number | undefined;
   /** Encoded size of input plus series, measured by the transport. */
   inputBytes: number;
 }
@@ -63,6 +64,7 @@ export function validateSpec(d: SpecDraft, ctx: ValidationContext, field = "task
       throw bad("deadline", `${new Date(d.deadline).toISOString()} is already past (now ${new Date(ctx.now).toISOString()}); give a future time`);
     }
   }
+  if (d.disconnectWindowMs !== undefined && !(d.disconnectWindowMs >= 0)) throw bad("disconnectWindow", `must not be negative, got ${d.disconnectWindowMs} ms`);
   const maxRetries = d.maxRetries ?? ctx.defaultMaxRetries;
   if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > MAX_RETRIES_LIMIT) {
     throw bad("maxRetries", `must be between 0 and ${MAX_RETRIES_LIMIT}, got ${d.maxRetries}`);
@@ -90,5 +92,6 @@ export function validateSpec(d: SpecDraft, ctx: ValidationContext, field = "task
     maxRetries,
     clusterId: d.clusterId,
     labels: d.labels,
+    disconnectWindowMs: d.disconnectWindowMs,
   };
 }

@@ -7,7 +7,7 @@ import type { TaskSpec, TaskState } from "../../coordinator/tasks/types.js";
 
 const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
   name: "t", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: null, series: undefined,
-  memoryBytes: 1, cpuMillis: 1, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "", labels: {}, ...over,
+  memoryBytes: 1, cpuMillis: 1, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "", labels: {}, disconnectWindowMs: undefined, ...over,
 });
 
 function setup() {
@@ -123,5 +123,45 @@ describe("TaskManager", () => {
     const { tm } = setup();
     const [{ task }] = tm.submit([{ spec: spec(), idempotencyKey: "" }]);
     expect(() => tm.requeue(task.id, "x", false)).toThrow(IllegalTransitionError);
+  });
+
+  it("an attempt requeued early for its deadline stays live: its success wins if it comes first", () => {
+    const { tm } = setup();
+    const [{ task }] = tm.submit([{ spec: spec({ priority: "critical" }), idempotencyKey: "" }]);
+    tm.dispatched(task.id, "n1", "c1");
+    tm.accepted(task.id, 1);
+    tm.requeue(task.id, "node disconnected", false, undefined, 1, true);
+    tm.dispatched(task.id, "n2", "c1");
+    const v = tm.report(report(task.id, 1, "succeeded", { output: { from: "n1" } }));
+    expect(v).toMatchObject({ type: "applied", superseded: { nodeId: "n2", attempt: 2 } });
+    const t = tm.get(task.id);
+    expect(t.state).toBe("succeeded");
+    expect(t.output).toEqual({ from: "n1" });
+    expect(t.attempts.map((a) => a.outcome)).toEqual(["succeeded", "cancelled"]);
+    // The replacement's late result changes nothing.
+    expect(tm.report(report(task.id, 2, "succeeded")).type).toBe("stale");
+  });
+
+  it("a fenced (not live) superseded attempt never wins", () => {
+    const { tm } = setup();
+    const [{ task }] = tm.submit([{ spec: spec(), idempotencyKey: "" }]);
+    tm.dispatched(task.id, "n1", "c1");
+    tm.requeue(task.id, "node down", false);
+    expect(tm.report(report(task.id, 1, "succeeded")).type).toBe("stale");
+    expect(tm.get(task.id).state).toBe("queued");
+  });
+
+  it("preemption requeues at once, counts, and uses up no retry", () => {
+    const { tm, now } = setup();
+    const [{ task }] = tm.submit([{ spec: spec({ maxRetries: 0, priority: "background" }), idempotencyKey: "" }]);
+    tm.dispatched(task.id, "n1", "c1");
+    const t = tm.preempt(task.id, "t-crit");
+    expect(t.state).toBe("queued");
+    expect(t.preemptions).toBe(1);
+    expect(t.notBefore).toBeLessThanOrEqual(now());
+    expect(tm.counters.preemptions).toBe(1);
+    tm.dispatched(task.id, "n1", "c1");
+    tm.report(report(task.id, 2, "succeeded"));
+    expect(tm.get(task.id).state).toBe("succeeded");
   });
 });

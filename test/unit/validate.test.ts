@@ -10,7 +10,7 @@ const ctx: ValidationContext = {
 const draft = (over: Partial<SpecDraft> = {}): SpecDraft => ({
   name: "", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: { values: [1] }, series: undefined,
   memoryBytes: undefined, cpuMillis: undefined, estimatedMs: undefined, deadline: undefined, maxRetries: undefined,
-  clusterId: "", labels: {}, inputBytes: 10, ...over,
+  clusterId: "", labels: {}, disconnectWindowMs: undefined, inputBytes: 10, ...over,
 });
 
 describe("validateSpec", () => {
