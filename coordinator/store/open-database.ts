@@ -85,7 +85,7 @@ function inspect(path: string): void {
     }
     const problems = (ro.pragma("quick_check(5)") as { quick_check: string }[]).map((r) => r.quick_check);
     if (problems.length !== 1 || problems[0] !== "ok") {
-      throw new StoreCorruptError(path, `quick_check: ${problems.join("; ")}`);
+      throw new StoreCorruptError(path, `quick_check: ${problems.join("; ").replace(/\s*\n\s*/g, "; ")}`);
     }
     if (version === 0) {
       const tables = ro.prepare("SELECT count(*) FROM sqlite_schema").pluck().get() as number;
