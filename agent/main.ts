@@ -7,13 +7,13 @@ import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { performance } from "node:perf_hooks";
-import { ConnectRequestSchema, type ConnectRequest, type ConnectResponse, type Dispatch } from "../gen/edgeplane/v1/agent_pb.js";
+import { ConnectRequestSchema, ShardPhase, type ConnectRequest, type ConnectResponse, type Dispatch } from "../gen/edgeplane/v1/agent_pb.js";
 import { ClusterService } from "../gen/edgeplane/v1/cluster_pb.js";
 import { AttemptOutcome, Tier } from "../gen/edgeplane/v1/types_pb.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { resolveAgentConfig, type AgentConfig } from "./config.js";
 import { Connection } from "./connection.js";
-import { createExecutor, type ExecResult, type Executor } from "./executor/executor.js";
+import { createExecutor, type ExecRequest, type ExecResult, type Executor } from "./executor/executor.js";
 import { CapacitySampler } from "./heartbeat.js";
 import { ResultJournal } from "./journal.js";
 
@@ -114,7 +114,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
               nodeId: config.nodeId, clusterId: config.clusterId, tier: config.tier === "cloud" ? Tier.CLOUD : Tier.EDGE,
               labels: config.labels, deviceIds, totalCpuMillis: cap.totalCpuMillis, totalMemoryBytes: BigInt(cap.totalMemoryBytes),
               freeCpuMillis: cap.freeCpuMillis, freeMemoryBytes: BigInt(cap.freeMemoryBytes), handlers: executor.handlers(),
-              running: runningList(), maxConcurrentTasks: executor.size, agentVersion: AGENT_VERSION,
+              distributableHandlers: executor.distributable(), running: runningList(), maxConcurrentTasks: executor.size, agentVersion: AGENT_VERSION,
             },
           },
         });
@@ -190,7 +190,8 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
     const controller = new AbortController();
     const entry: Running = { taskId: d.taskId, attempt: d.attempt, controller, done: Promise.resolve() };
     running.set(k, entry);
-    log.info({ task: d.taskId, attempt: d.attempt, handler: d.handler }, "running task");
+    const shard = shardStep(d);
+    log.info({ task: d.taskId, attempt: d.attempt, handler: d.handler, ...(d.shard ? { parent: d.shard.parentId, shard: `${d.shard.shardIndex + 1}/${d.shard.shardCount}`, phase: shard?.phase, round: d.shard.round } : {}) }, d.shard ? "running shard" : "running task");
     entry.done = executor.run({
       taskId: d.taskId, attempt: d.attempt, handler: d.handler,
       input: d.input ? toJson(ValueSchema, d.input) : undefined,
@@ -198,6 +199,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
         ? { values: d.series.values, timestamps: d.series.timestamps.map(Number) } : undefined,
       memoryLimitBytes: Number(d.memoryLimitBytes),
       deadline: d.deadline ? timestampMs(d.deadline) : undefined,
+      shard,
     }, controller.signal).then((res) => {
       running.delete(k);
       log.info({ task: d.taskId, attempt: d.attempt, handler: d.handler, outcome: res.type, processingMs: res.processingMs, peakMemoryBytes: res.peakMemoryBytes, ...(res.type === "failed" ? { error: res.error } : {}) }, "task finished");
@@ -246,6 +248,13 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
     drain: (graceMs = config.drainGraceMs) => stop(graceMs),
     stop: () => stop(undefined),
   };
+}
+
+/** The scatter-gather step a shard dispatch asks for; undefined for a whole task. */
+function shardStep(d: Dispatch): ExecRequest["shard"] {
+  if (!d.shard) return undefined;
+  const phase = d.shard.phase === ShardPhase.PREPARE ? "prepare" : d.shard.phase === ShardPhase.MERGE ? "merge" : "partial";
+  return { phase, round: d.shard.round, offset: Number(d.shard.offset), global: d.shard.global ? toJson(ValueSchema, d.shard.global) : undefined };
 }
 
 /** Asks the coordinator to stop placing work here (best effort: the stream's cancelled results cover a miss). */

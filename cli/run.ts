@@ -16,6 +16,11 @@ import {
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+function parseStoreKind(t: string): "sqlite" | "memory" {
+  if (t === "sqlite" || t === "memory") return t;
+  throw new Error(`--store must be sqlite or memory, got "${t}"`);
+}
+
 /** How one config option appears on the command line. */
 interface FlagSpec<V> {
   flags: string;
@@ -27,6 +32,8 @@ interface FlagSpec<V> {
 /** One flag per coordinator option: adding an option to CoordinatorConfig without a flag fails to compile. */
 const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<CoordinatorConfig[K]> } = {
   listen: { flags: "--listen <host:port>", help: "address to listen on; port 0 picks a free port", parse: parseHostPort, show: String },
+  store: { flags: "--store <kind>", help: "task store: sqlite (durable, in --data-dir) or memory (tests and throwaway runs)", parse: parseStoreKind, show: String },
+  dataDir: { flags: "--data-dir <dir>", help: "directory of the SQLite database", parse: (t) => t, show: String },
   heartbeatIntervalMs: { flags: "--heartbeat-interval <duration>", help: "heartbeat interval agents are asked for", parse: parseDuration, show: formatMs },
   heartbeatMissLimit: { flags: "--heartbeat-miss-limit <n>", help: "heartbeats a node may miss before it is disconnected", parse: (t) => parseInteger(t, 1), show: String },
   healthThreshold: { flags: "--health-threshold <share>", help: "a cluster with a smaller share of healthy nodes takes no new work (0..1 or %)", parse: parseFraction, show: String },

@@ -4,6 +4,10 @@
 export interface CoordinatorConfig {
   /** HOST:PORT to listen on; port 0 picks a free port. Default `127.0.0.1:50051`. */
   listen: string;
+  /** `sqlite` (durable, in dataDir) or `memory` (for tests and throwaway runs: loses everything on exit). Default `sqlite`. */
+  store: "sqlite" | "memory";
+  /** Directory of the SQLite database (`edgeplane.db`). Default `./data`. */
+  dataDir: string;
   /** Heartbeat interval the coordinator asks agents for, in ms. Default 1000. */
   heartbeatIntervalMs: number;
   /** Heartbeats a node may miss before it is marked disconnected. Default 3. */
@@ -37,6 +41,8 @@ export interface CoordinatorConfig {
 
 export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.freeze({
   listen: "127.0.0.1:50051",
+  store: "sqlite",
+  dataDir: "data",
   heartbeatIntervalMs: 1000,
   heartbeatMissLimit: 3,
   healthThreshold: 0.7,
@@ -64,6 +70,7 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
     const v = c[k];
     if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new Error(`coordinator option ${k} must be a positive number, got ${String(v)}`);
   }
+  if (c.store !== "sqlite" && c.store !== "memory") throw new Error(`coordinator option store must be sqlite or memory, got ${String(c.store)}`);
   if (!(c.healthThreshold >= 0 && c.healthThreshold <= 1)) throw new Error(`coordinator option healthThreshold must be between 0 and 1, got ${c.healthThreshold}`);
   if (c.defaultMaxRetries < 0) throw new Error(`coordinator option defaultMaxRetries must be >= 0`);
   if (!(c.disconnectWindowMs >= 0)) throw new Error(`coordinator option disconnectWindowMs must be >= 0`);

@@ -16,6 +16,8 @@ import { grpcServiceDefinition, grpcServiceImpl } from "./rpc/grpc-adapter.js";
 import { addHealth, addReflection } from "./rpc/reflection.js";
 import { taskServiceImpl } from "./rpc/task-service.js";
 import { MemoryTaskStore } from "./tasks/memory-store.js";
+import { SqliteTaskStore } from "./tasks/sqlite-store.js";
+import type { TaskStore } from "./tasks/store.js";
 import { TaskManager } from "./tasks/task-manager.js";
 
 export interface CoordinatorHandle {
@@ -33,15 +35,22 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   const clock = systemClock;
   const startedAt = clock.wall();
 
-  const store = new MemoryTaskStore();
+  // A corrupt or unreadable database throws here and stops start-up; it is never replaced by an empty one.
+  const sqlite = config.store === "sqlite" ? SqliteTaskStore.open(config.dataDir, { logger: log.child({ component: "store" }) }) : undefined;
+  const store: TaskStore = sqlite ?? new MemoryTaskStore();
   const tasks = new TaskManager(store, { now: clock.wall, retryBaseMs: config.retryBaseMs, retryMaxMs: config.retryMaxMs });
-  const registry = new NodeRegistry(clock);
+  const registry = new NodeRegistry(clock, (c) => sqlite?.saveCluster(c));
+  for (const c of sqlite?.loadClusters() ?? []) registry.restoreCluster(c);
+  const restored = store.active();
+  if (sqlite) {
+    log.info({ path: sqlite.path, active: restored.length, queued: restored.filter((t) => t.state === "queued").length, clusters: registry.listClusters().length }, "restored state from the store");
+  }
   const dispatcher = new Dispatcher(tasks, registry, clock, {
     healthThreshold: config.healthThreshold,
     dispatchAckTimeoutMs: config.dispatchAckTimeoutMs,
     disconnectWindowMs: config.disconnectWindowMs,
   }, log.child({ component: "dispatcher" }), () => store.flush());
-  dispatcher.restore(store.active());
+  dispatcher.restore(restored);
 
   const shutdown = new AbortController();
   const server = new grpc.Server({
@@ -98,7 +107,11 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
           const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
           server.tryShutdown(() => { clearTimeout(force); resolve(); });
         });
-        store.close();
+        try {
+          store.close();
+        } catch (err) {
+          log.error({ err }, "the last writes could not be committed at shutdown");
+        }
         log.info("coordinator stopped");
         log.flush?.();
       })();

@@ -7,7 +7,8 @@ import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { loadCustomHandlers } from "../handlers/custom-loader.js";
-import { createRegistry } from "../handlers/registry.js";
+import { builtinHandlers, createRegistry } from "../handlers/registry.js";
+import type { Handler } from "../handlers/types.js";
 import {
   DEFAULT_MEMORY_LIMIT_BYTES,
   estimateInputBytes,
@@ -70,6 +71,7 @@ export async function createExecutor(opts: ExecutorOptions = {}): Promise<Execut
     workerUrl,
     handlersDir: opts.handlersDir,
     handlerNames: [...registry.keys()].sort(),
+    distributable: [...registry.values()].filter(isDistributable).map((h) => h.name).sort(),
     logger: opts.logger ?? NOOP_LOGGER,
     abortGraceMs: opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS,
   });
@@ -80,6 +82,15 @@ export async function createExecutor(opts: ExecutorOptions = {}): Promise<Execut
     throw new Error(`executor: a worker could not start: ${(err as Error).message}`, { cause: err });
   }
   return executor;
+}
+
+/**
+ * Whether the coordinator can run a handler as shards: it must merge; and since the coordinator cannot run a custom
+ * handler's combine, a custom handler with prepare rounds is not distributable (built-ins combine in the coordinator).
+ */
+function isDistributable(h: Handler): boolean {
+  if (typeof h.merge !== "function") return false;
+  return builtinHandlers.has(h.name) || (h.prepareRounds === undefined && h.prepare === undefined);
 }
 
 /**
@@ -97,6 +108,7 @@ interface PoolConfig {
   workerUrl: URL;
   handlersDir: string | undefined;
   handlerNames: string[];
+  distributable: string[];
   logger: ExecutorLogger;
   abortGraceMs: number;
 }
@@ -120,6 +132,10 @@ class PoolExecutor implements Executor {
 
   handlers(): string[] {
     return [...this.cfg.handlerNames];
+  }
+
+  distributable(): string[] {
+    return [...this.cfg.distributable];
   }
 
   running(): number {
@@ -262,7 +278,7 @@ class PoolExecutor implements Executor {
     const values = req.series && req.series.values.length > 0 ? new Float64Array(req.series.values) : undefined;
     const timestamps = values && req.series && req.series.timestamps.length > 0 ? new Float64Array(req.series.timestamps) : undefined;
     try {
-      slot.run(req.handler, req.input, values, timestamps);
+      slot.run(req.handler, req.input, values, timestamps, req.shard);
     } catch (err) {
       this.release(slot);
       this.finish(job, failed(`input cannot be sent to a worker: ${(err as Error).message}`));

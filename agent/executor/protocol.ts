@@ -5,6 +5,8 @@
 // worker's event loop is blocked while they run and an abort message would only arrive after they finish.
 // The worker's ctx.signal polls the flag whenever a handler reads `aborted` or calls throwIfAborted().
 
+import type { ShardStep } from "./types.js";
+
 /** Handed to each worker at start (workerData). */
 export interface WorkerInit {
   handlersDir: string | undefined;
@@ -28,6 +30,8 @@ export interface RunMessage {
   /** Transferred, not copied. */
   values?: Float64Array;
   timestamps?: Float64Array;
+  /** The scatter-gather step to run instead of `run` (sharded tasks). */
+  shard?: ShardStep;
 }
 
 /** Agent → worker: stop run `seq` (aborts ctx.signal; the flag was set first). */

@@ -5,8 +5,9 @@
 import { performance } from "node:perf_hooks";
 import { getHeapStatistics } from "node:v8";
 import { buildHandlerInput, type PackedSeries } from "../handlers/input.js";
-import { isHandlerInputError } from "../handlers/errors.js";
-import type { Handler, HandlerContext } from "../handlers/types.js";
+import { HandlerInputError, isHandlerInputError } from "../handlers/errors.js";
+import type { Handler, HandlerContext, HandlerInput, JsonValue } from "../handlers/types.js";
+import type { ShardStep } from "./types.js";
 import { ABORT_KIND, ABORT_KIND_CODES, ABORT_SEQ, type AbortKind, type FailureKind, type ResultMessage, type RunMessage } from "./protocol.js";
 
 /** The reason ctx.signal aborts with; a handler that lets it propagate ends as cancelled/timed-out. */
@@ -96,7 +97,7 @@ export function startTask(registry: ReadonlyMap<string, Handler>, msg: RunMessag
       const series: PackedSeries | undefined = msg.values ? { values: msg.values, timestamps: msg.timestamps } : undefined;
       const input = buildHandlerInput(msg.input, series);
       sample();
-      const output = (await handler.run(input, ctx)) ?? null;
+      const output = (await (msg.shard ? runShardStep(handler, input, ctx, msg.shard) : handler.run(input, ctx))) ?? null;
       const problem = jsonProblem(output);
       if (problem) {
         return done({
@@ -120,6 +121,31 @@ export function startTask(registry: ReadonlyMap<string, Handler>, msg: RunMessag
     },
     result: run(),
   };
+}
+
+/** One scatter-gather step of a sharded task (see ShardStep); the coordinator only sends steps the handler has. */
+export function runShardStep(handler: Handler, input: HandlerInput, ctx: HandlerContext, step: ShardStep): JsonValue | Promise<JsonValue> {
+  const global = step.global as JsonValue | undefined;
+  // buildHandlerInput made this object for the run: set in place, keeping its non-enumerable packed-series view.
+  if (input.indexOffset === undefined) (input as Record<string, unknown>).indexOffset = step.offset;
+  const shard = input;
+  switch (step.phase) {
+    case "prepare":
+      if (!handler.prepare) throw new HandlerInputError(`handler "${handler.name}" has no prepare step`);
+      return handler.prepare(shard, ctx, step.round, global);
+    case "partial":
+      return handler.runPartial ? handler.runPartial(shard, ctx, global) : handler.run(shard, ctx);
+    case "merge": {
+      if (!handler.merge) throw new HandlerInputError(`handler "${handler.name}" has no merge function`);
+      const partials = (input as { partials?: unknown }).partials;
+      if (!Array.isArray(partials)) throw new HandlerInputError(`merge step: input needs a "partials" array`);
+      return handler.merge(partials as JsonValue[], global);
+    }
+    default: {
+      const never: never = step.phase;
+      throw new HandlerInputError(`unknown shard phase ${String(never)}`);
+    }
+  }
 }
 
 /** The thrown message verbatim; the class name too when it says something (TypeError, RangeError, ...). */

@@ -22,6 +22,20 @@ export interface ExecRequest {
   memoryLimitBytes: number;
   /** Epoch ms; the attempt is aborted at this time (also while still queued). Undefined: no deadline. */
   deadline?: number;
+  /** Set when the attempt is one step of a sharded (DISTRIBUTED / HYBRID) task: which protocol step to run. */
+  shard?: ShardStep;
+}
+
+/**
+ * A scatter-gather step (agent/handlers/types.ts): `prepare` runs handler.prepare(input, ctx, round, global),
+ * `partial` handler.runPartial(input, ctx, global) (run when there is none), `merge` handler.merge(input.partials,
+ * global). The input holds only the shard's points; `offset` becomes its indexOffset when it has none.
+ */
+export interface ShardStep {
+  phase: "prepare" | "partial" | "merge";
+  round: number;
+  offset: number;
+  global: unknown;
 }
 
 /**
@@ -80,6 +94,8 @@ export interface Executor {
   readonly size: number;
   /** Names of every handler this executor runs (built-ins and custom), sorted. */
   handlers(): string[];
+  /** Handlers that can run as shards: built-ins, and custom handlers with merge and no prepare rounds; sorted. */
+  distributable(): string[];
   /** Attempts holding a worker now (queued ones excluded). */
   running(): number;
   /** Runs one attempt; aborting `signal` cancels it. Never throws. */

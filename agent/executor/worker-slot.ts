@@ -1,6 +1,7 @@
 // One worker thread as the executor sees it: start-up handshake, one run at a time, abort, terminate.
 // Knows nothing of queues or results' meaning; it must never throw from a worker event (it reports them).
 
+import type { ShardStep } from "./types.js";
 import { Worker } from "node:worker_threads";
 import { resourceLimitsFor } from "./memory.js";
 import {
@@ -151,10 +152,10 @@ export class WorkerSlot<J> {
   }
 
   /** Starts a run on an idle worker; the series buffers are transferred (detached here). Returns its seq. */
-  run(handler: string, input: unknown, values?: Float64Array, timestamps?: Float64Array): number {
+  run(handler: string, input: unknown, values?: Float64Array, timestamps?: Float64Array, shard?: ShardStep): number {
     this.transition("busy");
     this.seq = (this.seq + 1) | 0 || 1; // never 0: the flag starts at 0
-    const msg: RunMessage = { type: "run", seq: this.seq, handler, input, values, timestamps };
+    const msg: RunMessage = shard ? { type: "run", seq: this.seq, handler, input, values, timestamps, shard } : { type: "run", seq: this.seq, handler, input, values, timestamps };
     const transfer = [values?.buffer, timestamps?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     try {
       this.worker.postMessage(msg satisfies ToWorker, transfer);

@@ -9,6 +9,8 @@ import { planPreemption, type RunningAttempt } from "../scheduler/preempt.js";
 import { TaskQueue, type QueuedTask } from "../scheduler/queue.js";
 import type { AttemptReport, TaskManager } from "../tasks/task-manager.js";
 import { priorityRank, type TaskRecord } from "../tasks/types.js";
+import { isSplitTask, ShardDriver } from "../distributed/driver.js";
+import type { SplitPlanOptions } from "../distributed/plan.js";
 import type { AgentSession } from "./session.js";
 
 export interface DispatcherOptions {
@@ -16,6 +18,8 @@ export interface DispatcherOptions {
   dispatchAckTimeoutMs: number;
   /** How long a disconnected node keeps its tasks before they move (0 = at once). */
   disconnectWindowMs: number;
+  /** Shard sizing for DISTRIBUTED / HYBRID tasks (distributed/plan.ts has the defaults). */
+  split?: Partial<Omit<SplitPlanOptions, "healthThreshold">>;
 }
 
 interface Timer { at: number; taskId: string }
@@ -35,6 +39,8 @@ export class Dispatcher {
   private closed = false;
   /** Placement passes run, for status and tests. */
   passes = 0;
+  /** Splits DISTRIBUTED / HYBRID tasks into shard tasks, which this dispatcher then places like any task. */
+  readonly split: ShardDriver;
 
   constructor(
     private readonly tasks: TaskManager,
@@ -45,20 +51,36 @@ export class Dispatcher {
     private readonly flush: () => Promise<void> = () => Promise.resolve(),
   ) {
     tasks.onChange((t, prev) => this.onTaskChange(t, prev));
+    this.split = new ShardDriver({
+      tasks,
+      cancel: (id, reason) => void this.cancel(id, reason),
+      snapshot: () => ({ nodes: this.nodeViews(), clusters: this.clusterViews() }),
+      now: () => clock.wall(),
+      log: log.child({ component: "distributed" }),
+      options: { ...opts.split, healthThreshold: opts.healthThreshold },
+    });
   }
 
   /** Loads active tasks after a restart: queued ones go back in the queue. */
   restore(active: readonly TaskRecord[]): void {
+    this.split.restore(active);
     for (const t of active) {
-      if (t.state === "queued") this.onTaskChange(t, undefined);
-      else if (t.spec.deadline !== undefined) this.trackDeadline(t.id, t.spec.deadline);
+      if (t.state === "queued") {
+        this.onTaskChange(t, undefined);
+        continue;
+      }
+      if (t.spec.deadline !== undefined) this.trackDeadline(t.id, t.spec.deadline);
+      if (t.assignedNode) {
+        this.nodes.restoreAssignment(t.assignedNode, t.assignedCluster, { taskId: t.id, attempt: t.attempt, cpuMillis: t.spec.cpuMillis, memoryBytes: t.spec.memoryBytes });
+      }
     }
   }
 
   private onTaskChange(t: TaskRecord, prev: TaskRecord["state"] | undefined): void {
     if (t.state === "queued") {
-      if (!this.queue.has(t.id)) this.queue.push(toQueued(t));
       if (prev === undefined && t.spec.deadline !== undefined) this.trackDeadline(t.id, t.spec.deadline);
+      // A split task never runs whole: the shard driver splits it at the next pass.
+      if (!isSplitTask(t) && !this.queue.has(t.id)) this.queue.push(toQueued(t));
       this.kick();
     } else if (prev === "queued") {
       this.queue.remove(t.id);
@@ -236,12 +258,14 @@ export class Dispatcher {
 
   /** One placement pass: the pure planner decides, this applies its plan. */
   pass(): void {
-    if (this.closed || this.queue.size === 0) return;
+    if (this.closed) return;
+    this.split.tick();
+    if (this.queue.size === 0) return;
     this.passes += 1;
     const now = this.clock.wall();
     const views = this.nodeViews();
     if (views.length > 0) {
-      const clusters: ClusterView[] = this.nodes.listClusters().map((c) => ({ id: c.id, tier: c.tier, health: this.nodes.health(c.id) }));
+      const clusters = this.clusterViews();
       const plan = planPlacements(this.queue, views, clusters, now, { healthThreshold: this.opts.healthThreshold });
       for (const p of plan) this.send(p.taskId, p.nodeId, p.clusterId, p.reason);
       this.preemptFor(now, clusters);
@@ -286,6 +310,10 @@ export class Dispatcher {
     }
   }
 
+  private clusterViews(): ClusterView[] {
+    return this.nodes.listClusters().map((c) => ({ id: c.id, tier: c.tier, health: this.nodes.health(c.id) }));
+  }
+
   private nodeViews(): NodeView[] {
     const views: NodeView[] = [];
     for (const n of this.nodes.listNodes()) {
@@ -313,7 +341,15 @@ export class Dispatcher {
     const task = this.tasks.dispatched(taskId, nodeId, clusterId, reason);
     this.nodes.reserve(nodeId, { taskId, attempt: task.attempt, cpuMillis: task.spec.cpuMillis, memoryBytes: task.spec.memoryBytes });
     this.log.debug({ task: taskId, attempt: task.attempt, node: nodeId, reason }, "dispatching");
-    session.send({ type: "dispatch", task, attempt: task.attempt });
+    // The attempt is durable before the agent hears of it, so a coordinator restart can never hand the same
+    // attempt number out twice (which would run a task twice). All dispatches of a pass share one commit.
+    this.durable().then(
+      () => {
+        const t = this.tasks.reader.get(taskId);
+        if (t && t.attempt === task.attempt && t.state === "dispatched") session.send({ type: "dispatch", task: t, attempt: task.attempt });
+      },
+      (err) => this.log.error({ err, task: taskId }, "could not persist a dispatch; it will be retried after the ack timeout"),
+    );
     const timer = setTimeout(() => {
       this.ackTimers.delete(taskId);
       const t = this.tasks.reader.get(taskId);
@@ -393,5 +429,6 @@ export function toQueued(t: TaskRecord): QueuedTask {
     id: t.id, rank: priorityRank(t.spec.priority), deadline: t.spec.deadline, seq: t.seq, notBefore: t.notBefore,
     handler: t.spec.handler, memoryBytes: t.spec.memoryBytes, cpuMillis: t.spec.cpuMillis, mode: t.spec.mode,
     deviceId: t.spec.deviceId, clusterId: t.spec.clusterId, estimatedMs: t.spec.estimatedMs,
+    preferNode: t.shard?.preferNode ?? "",
   };
 }

@@ -24,6 +24,8 @@ export interface NodeRecord {
   labels: Record<string, string>;
   deviceIds: Set<string>;
   handlers: Set<string>;
+  /** Handlers it can run as shards of a DISTRIBUTED / HYBRID task (absent: none announced). */
+  distributable?: ReadonlySet<string>;
   totalCpuMillis: number;
   totalMemoryBytes: number;
   maxConcurrent: number;
@@ -58,6 +60,8 @@ export interface RegisterInfo {
   labels: Record<string, string>;
   deviceIds: string[];
   handlers: string[];
+  /** Handlers it can run as shards (Register.distributable_handlers). */
+  distributable?: string[];
   totalCpuMillis: number;
   totalMemoryBytes: number;
   freeCpuMillis: number;
@@ -95,7 +99,33 @@ export class NodeRegistry {
   private readonly clusters = new Map<string, ClusterRecord>();
   private readonly devices = new Map<string, string>();
 
-  constructor(private readonly clock: Clock) {}
+  /** @param onCluster called whenever a cluster is created or declared, so it can be persisted. */
+  constructor(private readonly clock: Clock, private readonly onCluster: (c: ClusterRecord) => void = () => {}) {}
+
+  /** Loads a cluster saved before a restart. */
+  restoreCluster(c: ClusterRecord): void {
+    this.clusters.set(c.id, c);
+  }
+
+  /**
+   * After a coordinator restart: an attempt that was dispatched or running stays with its node, which counts as
+   * disconnected from now until its agent reconnects (or the disconnect window moves the attempt).
+   */
+  restoreAssignment(nodeId: string, clusterId: string, r: Omit<Reservation, "measured">): void {
+    let n = this.nodes.get(nodeId);
+    if (!n) {
+      const tier = this.clusters.get(clusterId)?.tier ?? "edge";
+      n = {
+        id: nodeId, clusterId, tier, labels: {}, deviceIds: new Set(), handlers: new Set(), totalCpuMillis: 0, totalMemoryBytes: 0,
+        maxConcurrent: 1, state: "disconnected", history: [], sessionId: "", address: "", lastSeenMono: this.clock.mono(),
+        lastHeartbeatAt: 0, reportedFreeCpuMillis: 0, reportedFreeMemoryBytes: 0, load: 0, rttMs: 0, reservations: new Map(),
+        disconnectedAtMono: this.clock.mono(),
+      };
+      n.history.push({ state: "disconnected", at: this.clock.wall(), reason: "coordinator restarted; waiting for the agent to reconnect" });
+      this.nodes.set(nodeId, n);
+    }
+    n.reservations.set(reservationKey(r.taskId, r.attempt), { ...r, measured: false });
+  }
 
   registerCluster(id: string, tier: Tier, labels: Record<string, string>): ClusterRecord {
     if (!id) throw new InvalidArgumentError("cluster_id is required: give the cluster a name such as site-a");
@@ -106,6 +136,7 @@ export class NodeRegistry {
       ? { ...existing, tier, labels, declared: true }
       : { id, tier, labels, declared: true, createdAt: this.clock.wall() };
     this.clusters.set(id, c);
+    this.onCluster(c);
     return c;
   }
 
@@ -115,12 +146,14 @@ export class NodeRegistry {
     if (!info.clusterId || !ID_PATTERN.test(info.clusterId)) throw new InvalidArgumentError(`register.cluster_id "${info.clusterId}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
     if (!(info.totalCpuMillis > 0) || !(info.totalMemoryBytes > 0)) throw new InvalidArgumentError("register: total_cpu_millis and total_memory_bytes must be positive");
     if (!this.clusters.has(info.clusterId)) {
-      this.clusters.set(info.clusterId, { id: info.clusterId, tier: info.tier, labels: {}, declared: false, createdAt: this.clock.wall() });
+      const c: ClusterRecord = { id: info.clusterId, tier: info.tier, labels: {}, declared: false, createdAt: this.clock.wall() };
+      this.clusters.set(info.clusterId, c);
+      this.onCluster(c);
     }
     const prev = this.nodes.get(info.nodeId);
     const node: NodeRecord = {
       id: info.nodeId, clusterId: info.clusterId, tier: info.tier, labels: info.labels,
-      deviceIds: new Set(info.deviceIds), handlers: new Set(info.handlers),
+      deviceIds: new Set(info.deviceIds), handlers: new Set(info.handlers), distributable: new Set(info.distributable ?? []),
       totalCpuMillis: info.totalCpuMillis, totalMemoryBytes: info.totalMemoryBytes,
       maxConcurrent: Math.max(1, info.maxConcurrent),
       state: "ready", history: prev?.history ?? [], sessionId: info.sessionId, address: info.address,
@@ -269,6 +302,13 @@ export class NodeRegistry {
     const ns = this.nodesOf(clusterId).filter((n) => n.state !== "drained");
     if (ns.length === 0) return 0;
     return ns.filter((n) => n.state === "ready" || n.state === "draining").length / ns.length;
+  }
+
+  /** Handlers some registered node can run as shards of a DISTRIBUTED / HYBRID task (built-ins always can). */
+  distributableHandlers(builtins: readonly string[]): Set<string> {
+    const s = new Set(builtins);
+    for (const n of this.nodes.values()) for (const h of n.distributable ?? []) s.add(h);
+    return s;
   }
 
   /** Handlers some node has announced: the set a submission may name. */

@@ -14,7 +14,7 @@ import type { CoordinatorConfig } from "../config.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import { AgentSession, type OutboundMessage } from "../dispatch/session.js";
 import { reservationKey, type NodeRegistry } from "../nodes/registry.js";
-import { jsonToValue, outcomeFromPb, priorityToPb, seriesToPb, tierFromPb, valueToJson } from "./convert.js";
+import { jsonToValue, outcomeFromPb, priorityToPb, seriesToPb, shardToPb, tierFromPb, valueToJson } from "./convert.js";
 import { RpcStatusError } from "./errors.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 
@@ -38,7 +38,7 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       const sessionId = randomUUID();
       const node = d.registry.registerNode({
         nodeId: reg.nodeId, clusterId: reg.clusterId, tier: tierFromPb(reg.tier, "register.tier", "edge"), labels: { ...reg.labels },
-        deviceIds: reg.deviceIds, handlers: reg.handlers, totalCpuMillis: reg.totalCpuMillis, totalMemoryBytes: Number(reg.totalMemoryBytes),
+        deviceIds: reg.deviceIds, handlers: reg.handlers, distributable: reg.distributableHandlers, totalCpuMillis: reg.totalCpuMillis, totalMemoryBytes: Number(reg.totalMemoryBytes),
         freeCpuMillis: reg.freeCpuMillis, freeMemoryBytes: Number(reg.freeMemoryBytes), maxConcurrent: reg.maxConcurrentTasks,
         sessionId, address: ctx.peer,
       });
@@ -131,6 +131,7 @@ function toWire(m: OutboundMessage, nodeId: string, sessionId: string): ConnectR
             taskId: m.task.id, attempt: m.attempt, handler: s.handler, input: jsonToValue(s.input), series: seriesToPb(s.series),
             memoryLimitBytes: BigInt(s.memoryBytes), cpuMillis: s.cpuMillis,
             deadline: s.deadline === undefined ? undefined : timestampFromMs(s.deadline), priority: priorityToPb(s.priority),
+            shard: shardToPb(m.task.shard),
           },
         },
       });

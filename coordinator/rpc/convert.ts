@@ -7,15 +7,16 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import {
   AttemptOutcome as PbOutcome, NodeState as PbNodeState, Priority as PbPriority, ProcessingMode as PbMode,
-  TaskState as PbTaskState, Tier as PbTier, TaskSchema, TaskAttemptSchema, NumericSeriesSchema,
+  TaskState as PbTaskState, Tier as PbTier, TaskSchema, TaskAttemptSchema, NumericSeriesSchema, ShardSummarySchema,
   type Task as PbTask, type TaskSpec as PbTaskSpec, type NumericSeries as PbSeries,
 } from "../../gen/edgeplane/v1/types_pb.js";
+import { ShardContextSchema, ShardPhase as PbShardPhase, type ShardContext as PbShardContext } from "../../gen/edgeplane/v1/agent_pb.js";
 import { ClusterSchema, NodeSchema, type Cluster as PbCluster, type Node as PbNode } from "../../gen/edgeplane/v1/cluster_pb.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { ClusterRecord, NodeRecord, NodeRegistry, NodeState } from "../nodes/registry.js";
 import type { SpecDraft } from "../tasks/validate.js";
 import type {
-  AttemptOutcome, JsonValue, NumericSeries, Priority, ProcessingMode, TaskRecord, TaskState, Tier,
+  AttemptOutcome, JsonValue, NumericSeries, Priority, ProcessingMode, ShardAssignment, ShardPhase, TaskRecord, TaskState, Tier,
 } from "../tasks/types.js";
 
 const PRIORITY: Record<number, Priority> = {
@@ -133,7 +134,7 @@ const ts = (ms: number | undefined) => (ms === undefined ? undefined : timestamp
 export function taskToPb(t: TaskRecord): PbTask {
   const s = t.spec;
   const done = t.attempts.find((a) => a.outcome === "succeeded");
-  return create(TaskSchema, {
+  const pb = create(TaskSchema, {
     id: t.id,
     spec: {
       name: s.name, handler: s.handler, deviceId: s.deviceId, priority: priorityToPb(s.priority),
@@ -167,6 +168,45 @@ export function taskToPb(t: TaskRecord): PbTask {
     dispatchTime: done?.startedAt !== undefined ? durationFromMillis(Math.max(0, done.startedAt - done.dispatchedAt)) : undefined,
     preemptions: t.preemptions,
   });
+  addSplit(pb, t);
+  return pb;
+}
+
+const SHARD_PHASE: Record<ShardPhase, PbShardPhase> = {
+  prepare: PbShardPhase.PREPARE, partial: PbShardPhase.PARTIAL, merge: PbShardPhase.MERGE,
+};
+
+/** What an agent needs to run a shard task (Dispatch.shard); undefined for a whole task. */
+export function shardToPb(a: ShardAssignment | undefined): PbShardContext | undefined {
+  if (!a) return undefined;
+  return create(ShardContextSchema, {
+    parentId: a.parentId, shardIndex: a.index, shardCount: a.count, offset: BigInt(a.offset),
+    phase: SHARD_PHASE[a.phase], round: a.round, global: jsonToValue(a.global),
+  });
+}
+
+/** The split of a DISTRIBUTED / HYBRID task (parent side) or a shard task's place in it (shard side). */
+function addSplit(pb: PbTask, t: TaskRecord): void {
+  if (t.shard) {
+    pb.parentId = t.shard.parentId;
+    pb.shardIndex = t.shard.index;
+    return;
+  }
+  const s = t.split;
+  if (!s) return;
+  Object.assign(pb, {
+    shardsDone: s.done,
+    shardsTotal: s.total,
+    splitPhase: s.phase === "prepare" ? `prepare ${s.round + 1}/${s.prepareRounds}` : s.phase,
+    mergeTime: durationFromMillis(s.mergeMs),
+    // The split's reason says how the shards were sized; placement_reason of a split task is that reason.
+    placementReason: s.reason,
+    processingTime: durationFromMillis(s.shards.reduce((a, sh) => Math.max(a, sh.processingMs), 0)),
+    shards: s.shards.map((sh) => create(ShardSummarySchema, {
+      index: sh.index, taskId: sh.taskId, nodeId: sh.nodeId, start: BigInt(sh.start), end: BigInt(sh.end), state: STATE[sh.state],
+      processingTime: durationFromMillis(sh.processingMs), queuedTime: durationFromMillis(sh.queuedMs), attempts: sh.attempts,
+    })),
+  } satisfies Partial<PbTask>);
 }
 
 export const taskStateToPb = (s: TaskState): PbTaskState => STATE[s];

@@ -1,6 +1,7 @@
 // The one boundary where domain errors become gRPC statuses. Unknown errors become INTERNAL and are logged by the caller.
 import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
 import { isDomainError } from "../errors.js";
+import { StoreWriteError } from "../store/store-errors.js";
 
 export interface GrpcStatusError extends Partial<ServiceError> {
   code: status;
@@ -17,6 +18,8 @@ export class RpcStatusError extends Error {
 
 export function toGrpcStatus(err: unknown): { code: status; details: string; internal: boolean } {
   if (err instanceof RpcStatusError) return { code: err.code, details: err.message, internal: false };
+  // The write is kept and retried; the client may retry with the same idempotency key.
+  if (err instanceof StoreWriteError) return { code: status.UNAVAILABLE, details: `not stored yet: ${err.message}; retry with the same idempotency key`, internal: false };
   if (isDomainError(err)) {
     switch (err.kind) {
       case "invalid": return { code: status.INVALID_ARGUMENT, details: err.message, internal: false };

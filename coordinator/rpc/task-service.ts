@@ -16,6 +16,7 @@ import type { NodeRegistry } from "../nodes/registry.js";
 import type { TaskManager } from "../tasks/task-manager.js";
 import { isTerminal, type TaskRecord, type TaskSpec, type TaskState } from "../tasks/types.js";
 import { validateSpec } from "../tasks/validate.js";
+import { checkSplittable } from "../distributed/validate.js";
 import { draftFromPb, inputSize, priorityFromPb, taskStateFromPb, taskStateToPb, taskToPb } from "./convert.js";
 import { toGrpcStatus } from "./errors.js";
 import { wireSize, type ServiceImpl } from "./grpc-adapter.js";
@@ -44,7 +45,9 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
 
   const toSpec = (req: SubmitTaskRequest, bytes: number | undefined, field: string, ctx: ReturnType<typeof validationContext>): TaskSpec => {
     const size = req.task && (bytes === undefined || bytes > d.config.maxInputBytes) ? inputSize(req.task) : (bytes ?? 0);
-    return validateSpec(draftFromPb(req.task, size, field), ctx, field);
+    const spec = validateSpec(draftFromPb(req.task, size, field), ctx, field);
+    if (spec.mode === "distributed" || spec.mode === "hybrid") checkSplittable(spec, d.registry.distributableHandlers(d.builtinHandlers), field);
+    return spec;
   };
 
   const respond = (t: TaskRecord): SubmitTaskResponse => {
@@ -63,6 +66,8 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       const spec = toSpec(req, wireSize.get(req), "task", validationContext());
       const [{ task }] = d.tasks.submit([{ spec, idempotencyKey: req.idempotencyKey }]);
       d.dispatcher.pass();
+      // Acknowledge only what is durable: concurrent submissions share one commit (group commit per turn).
+      await d.dispatcher.durable();
       return respond(d.tasks.get(task.id));
     },
 
@@ -81,6 +86,7 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       });
       const accepted = d.tasks.submit(results.flatMap((r) => ("ok" in r ? [{ spec: r.ok, idempotencyKey: r.key }] : [])));
       d.dispatcher.pass();
+      await d.dispatcher.durable();
       let i = 0;
       return create(SubmitTasksResponseSchema, {
         results: results.map((r) => {
@@ -102,8 +108,10 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       if (pageSize < 0 || pageSize > 1000) throw new InvalidArgumentError(`page_size must be between 1 and 1000, got ${req.pageSize}`);
       const states = new Set<TaskState>(req.states.map((s, i) => taskStateFromPb(s, `states[${i}]`)));
       const priority = req.priority === PbPriority.UNSPECIFIED ? undefined : priorityFromPb(req.priority, "priority");
-      const page = d.tasks.reader.list({ states, priority, clusterId: req.clusterId, deviceId: req.deviceId }, pageSize, req.pageToken);
-      return create(ListTasksResponseSchema, { tasks: page.tasks.map(taskToPb), nextPageToken: page.next });
+      const page = d.tasks.reader.list({ states, priority, clusterId: req.clusterId, deviceId: req.deviceId, includeShards: req.includeShards }, pageSize, req.pageToken);
+      // Stores that cannot filter shard tasks out themselves return them; the page may then come back shorter.
+      const tasks = req.includeShards ? page.tasks : page.tasks.filter((t) => !t.shard);
+      return create(ListTasksResponseSchema, { tasks: tasks.map(taskToPb), nextPageToken: page.next });
     },
 
     async cancelTask(req) {

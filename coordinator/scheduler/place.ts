@@ -143,6 +143,14 @@ function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined)
   // Cloud-tier capacity is a fallback: only CLOUD_FALLBACK tasks, or tasks that name a cloud cluster, use it.
   const any = (n: NodeState): boolean => n.view.tier === "edge" || t.clusterId !== "";
   const plain = (s: string): string => s;
+  if (t.preferNode) {
+    // A shard: its size was planned for this node. Its cluster restriction (clusterId) still applies.
+    const planned = t.preferNode;
+    return [
+      { allow: (n) => n.view.id === planned, reason: () => `shard: planned node ${planned}` },
+      { allow: (n) => n.view.id !== planned && any(n), reason: (s) => `shard: planned node ${planned} busy or gone; ${s}` },
+    ];
+  }
   switch (t.mode) {
     case "local":
       if (deviceClusters.size === 0) return [{ allow: any, reason: plain }];
@@ -152,7 +160,7 @@ function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined)
       ];
     case "distributed":
     case "hybrid":
-      // Whole task for now; splitting across nodes will come later.
+      // Split tasks never reach the queue (distributed/ places their shards); this is for a task placed whole.
       if (deviceClusters.size === 0) return [{ allow: any, reason: (s) => `${t.mode}: ${s}` }];
       return [{ allow: inDeviceCluster, reason: (s) => `${t.mode}: device ${t.deviceId}'s cluster; ${s}` }];
     case "cloud_fallback": {
@@ -221,7 +229,7 @@ export function planPlacements(
   for (const t of queue.ordered()) {
     if (openSlots === 0) break;
     if (t.notBefore > now) continue;
-    const shape = `${t.handler}\0${t.cpuMillis}\0${t.memoryBytes}\0${t.mode}\0${t.clusterId}\0${t.deviceId}`;
+    const shape = `${t.handler}\0${t.cpuMillis}\0${t.memoryBytes}\0${t.mode}\0${t.clusterId}\0${t.deviceId}\0${t.preferNode ?? ""}`;
     if (failedShapes.has(shape)) continue;
 
     const strategy: Strategy = t.rank <= 1 ? "spread" : "binpack";

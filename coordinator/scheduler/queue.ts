@@ -27,6 +27,11 @@ export interface QueuedTask {
   clusterId: string;
   /** 0 = unknown. */
   estimatedMs: number;
+  /**
+   * A shard of a DISTRIBUTED / HYBRID task: the node its size was planned for. Placement tries it first, then the
+   * rest of the task's cluster (a shard whose node is busy or gone still runs). "" or absent = none.
+   */
+  preferNode?: string;
 }
 
 /** Dequeue order: rank, then deadline (none last), then seq. A total order when seqs are unique. */

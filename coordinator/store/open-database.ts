@@ -35,7 +35,7 @@ export function openDatabase(dataDir: string, busyTimeoutMs: number): OpenedData
   let db: Database.Database | undefined;
   try {
     // A file with content is checked before anything may write to it (even a WAL checkpoint on close).
-    if ((statSync(path, { throwIfNoEntry: false })?.size ?? 0) > 0) inspect(path);
+    if (fileSize(path) > 0 || fileSize(`${path}-wal`) > 0) inspect(path);
     db = new Database(path, { timeout: busyTimeoutMs });
     const mode = db.pragma("journal_mode = WAL", { simple: true });
     if (mode !== "wal") throw new StoreOpenError(path, `cannot switch ${path} to WAL mode (got "${String(mode)}"); put the data directory on a local file system`);
@@ -56,6 +56,8 @@ export function openDatabase(dataDir: string, busyTimeoutMs: number): OpenedData
     throw classify(e, path);
   }
 }
+
+const fileSize = (p: string): number => statSync(p, { throwIfNoEntry: false })?.size ?? 0;
 
 function acquireLock(dir: string): Database.Database {
   const lockPath = join(dir, LOCK_FILE);

@@ -61,6 +61,11 @@ export class MemoryTaskStore implements TaskStore {
     return Promise.resolve();
   }
 
+  maxSeq(): number {
+    const last = this.order.at(-1);
+    return last === undefined ? 0 : this.byId.get(last)!.seq;
+  }
+
   close(): void {}
 }
 
@@ -69,5 +74,6 @@ export function matches(t: TaskRecord, f: TaskFilter): boolean {
   if (f.priority && t.spec.priority !== f.priority) return false;
   if (f.clusterId && t.assignedCluster !== f.clusterId && t.spec.clusterId !== f.clusterId) return false;
   if (f.deviceId && t.spec.deviceId !== f.deviceId) return false;
+  if (t.shard && !f.includeShards) return false;
   return true;
 }

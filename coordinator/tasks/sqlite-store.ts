@@ -1,4 +1,4 @@
-// Durable TaskStore (`--store sqlite`): SQLite through better-sqlite3 (WAL, synchronous = FULL) in the data directory,
+// Durable TaskStore: SQLite through better-sqlite3 (WAL, synchronous = FULL) in the coordinator's data directory,
 // plus the cluster registry and a small meta table. Reads are served from memory; writes apply to memory at once and
 // are group-committed once per event-loop turn; flush() says when they are on disk.
 // Never starts empty over a database it cannot read, and never drops an accepted write: a failed commit is retried.

@@ -7,6 +7,8 @@ export interface TaskFilter {
   priority?: Priority;
   clusterId?: string;
   deviceId?: string;
+  /** Also list shard tasks of split (DISTRIBUTED / HYBRID) tasks; hidden by default. */
+  includeShards?: boolean;
 }
 
 export interface TaskPage {
@@ -23,6 +25,8 @@ export interface TaskReader {
   list(filter: TaskFilter, pageSize: number, cursor: string): TaskPage;
   /** Every task not in a terminal state, oldest first (for restore). */
   active(): TaskRecord[];
+  /** Highest submission sequence ever stored (0 when empty): new tasks continue after it. */
+  maxSeq(): number;
 }
 
 export interface TaskWriter {

@@ -7,7 +7,7 @@ import { assertTransition } from "./state-machine.js";
 import type { TaskStore } from "./store.js";
 import {
   isTerminal, PRIORITIES,
-  type AttemptOutcome, type AttemptRecord, type JsonValue, type TaskRecord, type TaskSpec, type TaskState,
+  type AttemptOutcome, type AttemptRecord, type JsonValue, type ShardAssignment, type TaskRecord, type TaskSpec, type TaskState,
 } from "./types.js";
 
 export type TaskListener = (task: TaskRecord, previous: TaskState | undefined) => void;
@@ -68,10 +68,8 @@ export class TaskManager {
       processedSinceStart: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0,
       processingMsTotal: 0, processingSamples: 0, peakMemoryBytes: 0, preemptions: 0,
     };
-    for (const t of store.active()) {
-      this.seq = Math.max(this.seq, t.seq);
-      this.count(t, undefined);
-    }
+    this.seq = store.maxSeq();
+    for (const t of store.active()) this.count(t, undefined);
   }
 
   get reader(): Pick<TaskStore, "get" | "list" | "findByIdempotencyKey"> {
@@ -102,12 +100,12 @@ export class TaskManager {
   }
 
   /** Creates tasks in one store commit. A known idempotency key returns the original task instead. */
-  submit(items: readonly { spec: TaskSpec; idempotencyKey: string }[]): { task: TaskRecord; created: boolean }[] {
+  submit(items: readonly { spec: TaskSpec; idempotencyKey: string; shard?: ShardAssignment }[]): { task: TaskRecord; created: boolean }[] {
     const now = this.opts.now();
     const out: { task: TaskRecord; created: boolean }[] = [];
     const fresh: TaskRecord[] = [];
     const keysInBatch = new Map<string, TaskRecord>();
-    for (const { spec, idempotencyKey } of items) {
+    for (const { spec, idempotencyKey, shard } of items) {
       const existing = idempotencyKey ? (keysInBatch.get(idempotencyKey) ?? this.store.findByIdempotencyKey(idempotencyKey)) : undefined;
       if (existing) {
         out.push({ task: existing, created: false });
@@ -118,6 +116,7 @@ export class TaskManager {
         output: undefined, error: "", createdAt: now, updatedAt: now, finishedAt: undefined, attempts: [],
         idempotencyKey, queuedAt: now, queuedMs: 0, notBefore: 0, seq: ++this.seq, preemptions: 0,
       };
+      if (shard) task.shard = shard;
       if (idempotencyKey) keysInBatch.set(idempotencyKey, task);
       fresh.push(task);
       out.push({ task, created: true });
@@ -125,6 +124,22 @@ export class TaskManager {
     if (fresh.length > 0) this.store.insert(fresh);
     for (const t of fresh) this.publish(t, undefined);
     return out;
+  }
+
+  /**
+   * A split (DISTRIBUTED / HYBRID) task's own record: its split, progress and outcome, written by distributed/.
+   * `to` moves it (queued → dispatched once split, → running once a shard runs, → succeeded | failed); undefined
+   * keeps its state and still publishes the change, so WatchTask shows progress.
+   */
+  applySplit(id: string, to: TaskState | undefined, mutate: (t: TaskRecord) => void): TaskRecord {
+    const prev = this.get(id);
+    if (to !== undefined && to !== prev.state) return this.update(id, to, mutate);
+    if (isTerminal(prev.state)) return prev; // terminal records never change
+    const next: TaskRecord = { ...prev, updatedAt: this.opts.now() };
+    mutate(next);
+    this.store.put(next);
+    this.publish(next, prev.state, prev);
+    return next;
   }
 
   /** queued → dispatched: a new attempt on a node. */

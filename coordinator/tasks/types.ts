@@ -99,4 +99,70 @@ export interface TaskRecord {
   seq: number;
   /** Attempts moved off a node for a higher-priority task (they use up no retry). */
   preemptions: number;
+  /** Set on a shard task of a DISTRIBUTED / HYBRID task: which part of the parent's work it runs. */
+  shard?: ShardAssignment;
+  /** Set on a DISTRIBUTED / HYBRID task once it is split: the split and its progress (distributed/ owns it). */
+  split?: SplitRecord;
+}
+
+/** Scatter-gather steps a shard task can run (agent/handlers/types.ts has the protocol). */
+export type ShardPhase = "prepare" | "partial" | "merge";
+
+/** What one shard task runs: its parent, its place in the split, and the step. */
+export interface ShardAssignment {
+  parentId: string;
+  index: number;
+  count: number;
+  /** Points [start, end) of the parent's input. */
+  start: number;
+  end: number;
+  /** Index of the shard's first point in whole-input terms (the input's own indexOffset + start). */
+  offset: number;
+  phase: ShardPhase;
+  /** Prepare round, 0-based (0 for the other phases). */
+  round: number;
+  /** Combined global context of the previous prepare rounds. */
+  global: JsonValue | undefined;
+  /** The node the plan sized this shard for: placement prefers it, and falls back to the rest of the cluster. */
+  preferNode: string;
+}
+
+/** One shard of a split task as recorded on the parent: small, no input. */
+export interface ShardSummary {
+  index: number;
+  /** Shard task of the current (or last) round. */
+  taskId: string;
+  /** Node that runs (ran) it, or the planned node before dispatch. */
+  nodeId: string;
+  start: number;
+  end: number;
+  state: TaskState;
+  /** Summed over rounds: processing of successful attempts, time queued, attempts made. */
+  processingMs: number;
+  queuedMs: number;
+  attempts: number;
+}
+
+/** How a DISTRIBUTED / HYBRID task was split and how far it got. */
+export interface SplitRecord {
+  clusterId: string;
+  /** Why the shards are sized as they are, e.g. "hybrid: device node n1 takes 60%; 2 more nodes". */
+  reason: string;
+  /** Prepare rounds before the partial round. */
+  prepareRounds: number;
+  /** Whether a merge shard runs on an agent (custom handlers) rather than in the coordinator. */
+  remoteMerge: boolean;
+  /** Step now: "prepare" (with `round`), "partial", "merge" or "done". */
+  phase: ShardPhase | "done";
+  round: number;
+  /** Shard tasks succeeded over all steps, and the number the whole run needs. */
+  done: number;
+  total: number;
+  shards: ShardSummary[];
+  /** The merge step's task, when the merge runs on an agent. */
+  mergeTaskId?: string;
+  /** Global context from the last combine (small: e.g. mean and stddev). */
+  global: JsonValue | undefined;
+  /** Time spent in the coordinator's combine and merge steps. */
+  mergeMs: number;
 }

@@ -85,7 +85,7 @@ export class Fleet {
 
   async startCoordinator(extra: string[] = []): Promise<string> {
     const ready = join(this.dir, `ready-${Date.now()}`);
-    const p = run(["coordinator", "--listen", this.address || "127.0.0.1:0", "--ready-file", ready, "--log-level", "info", ...extra]);
+    const p = run(["coordinator", "--listen", this.address || "127.0.0.1:0", "--ready-file", ready, "--log-level", "info", "--data-dir", join(this.dir, "coordinator"), ...extra]);
     this.procs.push(p);
     this.coordinator = p;
     this.address = await waitFor("coordinator ready file", () => {

@@ -228,6 +228,21 @@ describe("planPlacements processing modes", () => {
     }
   });
 
+  it("shard: goes to its planned node even when another node is freer", () => {
+    const nodes = [node("planned", "c1", { freeCpuMillis: 200 }), node("freer", "c1")];
+    const placed = planPlacements(queueOf(task("s", { mode: "distributed", clusterId: "c1", preferNode: "planned", rank: 0 })), nodes, twoClusters, NOW, OPTS);
+    expect(placed[0]).toMatchObject({ nodeId: "planned", reason: "shard: planned node planned" });
+  });
+
+  it("shard: falls back to the rest of its cluster when the planned node is full or gone, never elsewhere", () => {
+    const nodes = [node("planned", "c1", { inFlight: 4 }), node("peer", "c1", { freeCpuMillis: 100 }), node("other", "c2")];
+    const placed = planPlacements(queueOf(task("s", { mode: "hybrid", clusterId: "c1", preferNode: "planned", rank: 0 })), nodes, twoClusters, NOW, OPTS);
+    expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c1" });
+    expect(placed[0].reason).toMatch(/^shard: planned node planned busy or gone; /);
+    const gone = planPlacements(queueOf(task("s2", { mode: "distributed", clusterId: "c1", preferNode: "vanished", rank: 0 })), [node("other", "c2")], twoClusters, NOW, OPTS);
+    expect(gone).toEqual([]);
+  });
+
   it("cloud_fallback: prefers an edge node even when a cloud node is freer", () => {
     const nodes = [node("cloud", "cc", { tier: "cloud", totalCpuMillis: 64_000, freeCpuMillis: 64_000 }), node("edge", "c1", { freeCpuMillis: 200 })];
     const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];

@@ -2,8 +2,8 @@
 // @generated from file edgeplane/v1/agent.proto (package edgeplane.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { AttemptOutcome, NumericSeries, Priority, Tier } from "./types_pb.js";
 import { file_edgeplane_v1_types } from "./types_pb.js";
 import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file edgeplane/v1/agent.proto.
  */
 export const file_edgeplane_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChhlZGdlcGxhbmUvdjEvYWdlbnQucHJvdG8SDGVkZ2VwbGFuZS52MSLNAQoOQ29ubmVjdFJlcXVlc3QSKgoIcmVnaXN0ZXIYASABKAsyFi5lZGdlcGxhbmUudjEuUmVnaXN0ZXJIABIsCgloZWFydGJlYXQYAiABKAsyFy5lZGdlcGxhbmUudjEuSGVhcnRiZWF0SAASLgoIYWNjZXB0ZWQYAyABKAsyGi5lZGdlcGxhbmUudjEuVGFza0FjY2VwdGVkSAASKgoGcmVzdWx0GAQgASgLMhguZWRnZXBsYW5lLnYxLlRhc2tSZXN1bHRIAEIFCgNtc2cipgIKD0Nvbm5lY3RSZXNwb25zZRIuCgpyZWdpc3RlcmVkGAEgASgLMhguZWRnZXBsYW5lLnYxLlJlZ2lzdGVyZWRIABIqCghkaXNwYXRjaBgCIAEoCzIWLmVkZ2VwbGFuZS52MS5EaXNwYXRjaEgAEiYKBmNhbmNlbBgDIAEoCzIULmVkZ2VwbGFuZS52MS5DYW5jZWxIABIkCgVkcmFpbhgEIAEoCzITLmVkZ2VwbGFuZS52MS5EcmFpbkgAEjMKDWhlYXJ0YmVhdF9hY2sYBSABKAsyGi5lZGdlcGxhbmUudjEuSGVhcnRiZWF0QWNrSAASLQoKcmVzdWx0X2FjaxgGIAEoCzIXLmVkZ2VwbGFuZS52MS5SZXN1bHRBY2tIAEIFCgNtc2cipQMKCFJlZ2lzdGVyEg8KB25vZGVfaWQYASABKAkSEgoKY2x1c3Rlcl9pZBgCIAEoCRIgCgR0aWVyGAMgASgOMhIuZWRnZXBsYW5lLnYxLlRpZXISMgoGbGFiZWxzGAQgAygLMiIuZWRnZXBsYW5lLnYxLlJlZ2lzdGVyLkxhYmVsc0VudHJ5EhIKCmRldmljZV9pZHMYBSADKAkSGAoQdG90YWxfY3B1X21pbGxpcxgGIAEoBRIaChJ0b3RhbF9tZW1vcnlfYnl0ZXMYByABKAMSEAoIaGFuZGxlcnMYCCADKAkSKgoHcnVubmluZxgJIAMoCzIZLmVkZ2VwbGFuZS52MS5SdW5uaW5nVGFzaxIcChRtYXhfY29uY3VycmVudF90YXNrcxgKIAEoBRIVCg1hZ2VudF92ZXJzaW9uGAsgASgJEhcKD2ZyZWVfY3B1X21pbGxpcxgMIAEoBRIZChFmcmVlX21lbW9yeV9ieXRlcxgNIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KC1J1bm5pbmdUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDSLoAQoJSGVhcnRiZWF0EhAKCHNlcXVlbmNlGAEgASgEEhcKD2ZyZWVfY3B1X21pbGxpcxgCIAEoBRIZChFmcmVlX21lbW9yeV9ieXRlcxgDIAEoAxIMCgRsb2FkGAQgASgBEioKB3J1bm5pbmcYBSADKAsyGS5lZGdlcGxhbmUudjEuUnVubmluZ1Rhc2sSKwoIbGFzdF9ydHQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKZGV2aWNlX2lkcxgHIAMoCRIaChJkZXZpY2VfaWRzX2NoYW5nZWQYCCABKAgiMAoMVGFza0FjY2VwdGVkEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDSLEAgoKVGFza1Jlc3VsdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SLQoHb3V0Y29tZRgDIAEoDjIcLmVkZ2VwbGFuZS52MS5BdHRlbXB0T3V0Y29tZRImCgZvdXRwdXQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSMgoPcHJvY2Vzc2luZ190aW1lGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAcgASgDEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoCgpSZWdpc3RlcmVkEhIKCnNlc3Npb25faWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB25vZGVfaWQYAyABKAkimQIKCERpc3BhdGNoEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIPCgdoYW5kbGVyGAMgASgJEiUKBWlucHV0GAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEisKBnNlcmllcxgFIAEoCzIbLmVkZ2VwbGFuZS52MS5OdW1lcmljU2VyaWVzEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgGIAEoAxISCgpjcHVfbWlsbGlzGAcgASgFEiwKCGRlYWRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCghwcmlvcml0eRgJIAEoDjIWLmVkZ2VwbGFuZS52MS5Qcmlvcml0eSI6CgZDYW5jZWwSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNEg4KBnJlYXNvbhgDIAEoCSIxCgVEcmFpbhIoCgVncmFjZRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiItCglSZXN1bHRBY2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNIiAKDEhlYXJ0YmVhdEFjaxIQCghzZXF1ZW5jZRgBIAEoBDJaCgxBZ2VudFNlcnZpY2USSgoHQ29ubmVjdBIcLmVkZ2VwbGFuZS52MS5Db25uZWN0UmVxdWVzdBodLmVkZ2VwbGFuZS52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_edgeplane_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhlZGdlcGxhbmUvdjEvYWdlbnQucHJvdG8SDGVkZ2VwbGFuZS52MSLNAQoOQ29ubmVjdFJlcXVlc3QSKgoIcmVnaXN0ZXIYASABKAsyFi5lZGdlcGxhbmUudjEuUmVnaXN0ZXJIABIsCgloZWFydGJlYXQYAiABKAsyFy5lZGdlcGxhbmUudjEuSGVhcnRiZWF0SAASLgoIYWNjZXB0ZWQYAyABKAsyGi5lZGdlcGxhbmUudjEuVGFza0FjY2VwdGVkSAASKgoGcmVzdWx0GAQgASgLMhguZWRnZXBsYW5lLnYxLlRhc2tSZXN1bHRIAEIFCgNtc2cipgIKD0Nvbm5lY3RSZXNwb25zZRIuCgpyZWdpc3RlcmVkGAEgASgLMhguZWRnZXBsYW5lLnYxLlJlZ2lzdGVyZWRIABIqCghkaXNwYXRjaBgCIAEoCzIWLmVkZ2VwbGFuZS52MS5EaXNwYXRjaEgAEiYKBmNhbmNlbBgDIAEoCzIULmVkZ2VwbGFuZS52MS5DYW5jZWxIABIkCgVkcmFpbhgEIAEoCzITLmVkZ2VwbGFuZS52MS5EcmFpbkgAEjMKDWhlYXJ0YmVhdF9hY2sYBSABKAsyGi5lZGdlcGxhbmUudjEuSGVhcnRiZWF0QWNrSAASLQoKcmVzdWx0X2FjaxgGIAEoCzIXLmVkZ2VwbGFuZS52MS5SZXN1bHRBY2tIAEIFCgNtc2cixQMKCFJlZ2lzdGVyEg8KB25vZGVfaWQYASABKAkSEgoKY2x1c3Rlcl9pZBgCIAEoCRIgCgR0aWVyGAMgASgOMhIuZWRnZXBsYW5lLnYxLlRpZXISMgoGbGFiZWxzGAQgAygLMiIuZWRnZXBsYW5lLnYxLlJlZ2lzdGVyLkxhYmVsc0VudHJ5EhIKCmRldmljZV9pZHMYBSADKAkSGAoQdG90YWxfY3B1X21pbGxpcxgGIAEoBRIaChJ0b3RhbF9tZW1vcnlfYnl0ZXMYByABKAMSEAoIaGFuZGxlcnMYCCADKAkSKgoHcnVubmluZxgJIAMoCzIZLmVkZ2VwbGFuZS52MS5SdW5uaW5nVGFzaxIcChRtYXhfY29uY3VycmVudF90YXNrcxgKIAEoBRIVCg1hZ2VudF92ZXJzaW9uGAsgASgJEhcKD2ZyZWVfY3B1X21pbGxpcxgMIAEoBRIZChFmcmVlX21lbW9yeV9ieXRlcxgNIAEoAxIeChZkaXN0cmlidXRhYmxlX2hhbmRsZXJzGA4gAygJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUnVubmluZ1Rhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNIugBCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQSFwoPZnJlZV9jcHVfbWlsbGlzGAIgASgFEhkKEWZyZWVfbWVtb3J5X2J5dGVzGAMgASgDEgwKBGxvYWQYBCABKAESKgoHcnVubmluZxgFIAMoCzIZLmVkZ2VwbGFuZS52MS5SdW5uaW5nVGFzaxIrCghsYXN0X3J0dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkZXZpY2VfaWRzGAcgAygJEhoKEmRldmljZV9pZHNfY2hhbmdlZBgIIAEoCCIwCgxUYXNrQWNjZXB0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNIsQCCgpUYXNrUmVzdWx0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRItCgdvdXRjb21lGAMgASgOMhwuZWRnZXBsYW5lLnYxLkF0dGVtcHRPdXRjb21lEiYKBm91dHB1dBgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgFIAEoCRIyCg9wcm9jZXNzaW5nX3RpbWUYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRcGVha19tZW1vcnlfYnl0ZXMYByABKAMSLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImgKClJlZ2lzdGVyZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbm9kZV9pZBgDIAEoCSLEAgoIRGlzcGF0Y2gSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNEg8KB2hhbmRsZXIYAyABKAkSJQoFaW5wdXQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoGc2VyaWVzGAUgASgLMhsuZWRnZXBsYW5lLnYxLk51bWVyaWNTZXJpZXMSGgoSbWVtb3J5X2xpbWl0X2J5dGVzGAYgASgDEhIKCmNwdV9taWxsaXMYByABKAUSLAoIZGVhZGxpbmUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHByaW9yaXR5GAkgASgOMhYuZWRnZXBsYW5lLnYxLlByaW9yaXR5EikKBXNoYXJkGAogASgLMhouZWRnZXBsYW5lLnYxLlNoYXJkQ29udGV4dCK7AQoMU2hhcmRDb250ZXh0EhEKCXBhcmVudF9pZBgBIAEoCRITCgtzaGFyZF9pbmRleBgCIAEoDRITCgtzaGFyZF9jb3VudBgDIAEoDRIOCgZvZmZzZXQYBCABKAQSJwoFcGhhc2UYBSABKA4yGC5lZGdlcGxhbmUudjEuU2hhcmRQaGFzZRINCgVyb3VuZBgGIAEoDRImCgZnbG9iYWwYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiOgoGQ2FuY2VsEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIOCgZyZWFzb24YAyABKAkiMQoFRHJhaW4SKAoFZ3JhY2UYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iLQoJUmVzdWx0QWNrEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDSIgCgxIZWFydGJlYXRBY2sSEAoIc2VxdWVuY2UYASABKAQqcgoKU2hhcmRQaGFzZRIbChdTSEFSRF9QSEFTRV9VTlNQRUNJRklFRBAAEhcKE1NIQVJEX1BIQVNFX1BSRVBBUkUQARIXChNTSEFSRF9QSEFTRV9QQVJUSUFMEAISFQoRU0hBUkRfUEhBU0VfTUVSR0UQAzJaCgxBZ2VudFNlcnZpY2USSgoHQ29ubmVjdBIcLmVkZ2VwbGFuZS52MS5Db25uZWN0UmVxdWVzdBodLmVkZ2VwbGFuZS52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_edgeplane_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ConnectRequest is one agent → coordinator message.
@@ -190,6 +190,14 @@ export type Register = Message<"edgeplane.v1.Register"> & {
    * @generated from field: int64 free_memory_bytes = 13;
    */
   freeMemoryBytes: bigint;
+
+  /**
+   * Handlers this agent can run as shards of a DISTRIBUTED or HYBRID task (built-ins, and custom handlers that
+   * export merge and no prepare rounds).
+   *
+   * @generated from field: repeated string distributable_handlers = 14;
+   */
+  distributableHandlers: string[];
 };
 
 /**
@@ -441,6 +449,14 @@ export type Dispatch = Message<"edgeplane.v1.Dispatch"> & {
    * @generated from field: edgeplane.v1.Priority priority = 9;
    */
   priority: Priority;
+
+  /**
+   * Set when this attempt is one shard (or the merge step) of a DISTRIBUTED or HYBRID task: the agent runs the
+   * handler's prepare, runPartial or merge instead of run.
+   *
+   * @generated from field: edgeplane.v1.ShardContext shard = 10;
+   */
+  shard?: ShardContext | undefined;
 };
 
 /**
@@ -449,6 +465,63 @@ export type Dispatch = Message<"edgeplane.v1.Dispatch"> & {
  */
 export const DispatchSchema: GenMessage<Dispatch> = /*@__PURE__*/
   messageDesc(file_edgeplane_v1_agent, 8);
+
+/**
+ * What a shard dispatch runs. The input already holds only the shard's points.
+ *
+ * @generated from message edgeplane.v1.ShardContext
+ */
+export type ShardContext = Message<"edgeplane.v1.ShardContext"> & {
+  /**
+   * The task this shard belongs to.
+   *
+   * @generated from field: string parent_id = 1;
+   */
+  parentId: string;
+
+  /**
+   * @generated from field: uint32 shard_index = 2;
+   */
+  shardIndex: number;
+
+  /**
+   * @generated from field: uint32 shard_count = 3;
+   */
+  shardCount: number;
+
+  /**
+   * Index of the shard's first point in the whole input (its indexOffset).
+   *
+   * @generated from field: uint64 offset = 4;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: edgeplane.v1.ShardPhase phase = 5;
+   */
+  phase: ShardPhase;
+
+  /**
+   * Prepare round (0-based), for SHARD_PHASE_PREPARE.
+   *
+   * @generated from field: uint32 round = 6;
+   */
+  round: number;
+
+  /**
+   * The combined global context of the previous prepare rounds (e.g. anomaly's mean and stddev).
+   *
+   * @generated from field: google.protobuf.Value global = 7;
+   */
+  global?: Value | undefined;
+};
+
+/**
+ * Describes the message edgeplane.v1.ShardContext.
+ * Use `create(ShardContextSchema)` to create a new message.
+ */
+export const ShardContextSchema: GenMessage<ShardContext> = /*@__PURE__*/
+  messageDesc(file_edgeplane_v1_agent, 9);
 
 /**
  * @generated from message edgeplane.v1.Cancel
@@ -475,7 +548,7 @@ export type Cancel = Message<"edgeplane.v1.Cancel"> & {
  * Use `create(CancelSchema)` to create a new message.
  */
 export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 9);
+  messageDesc(file_edgeplane_v1_agent, 10);
 
 /**
  * @generated from message edgeplane.v1.Drain
@@ -494,7 +567,7 @@ export type Drain = Message<"edgeplane.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 10);
+  messageDesc(file_edgeplane_v1_agent, 11);
 
 /**
  * The coordinator has durably recorded the result of this attempt; the agent may drop it from its journal.
@@ -518,7 +591,7 @@ export type ResultAck = Message<"edgeplane.v1.ResultAck"> & {
  * Use `create(ResultAckSchema)` to create a new message.
  */
 export const ResultAckSchema: GenMessage<ResultAck> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 11);
+  messageDesc(file_edgeplane_v1_agent, 12);
 
 /**
  * @generated from message edgeplane.v1.HeartbeatAck
@@ -535,7 +608,46 @@ export type HeartbeatAck = Message<"edgeplane.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 12);
+  messageDesc(file_edgeplane_v1_agent, 13);
+
+/**
+ * Which step of the scatter-gather protocol a shard runs (agent/handlers/types.ts).
+ *
+ * @generated from enum edgeplane.v1.ShardPhase
+ */
+export enum ShardPhase {
+  /**
+   * @generated from enum value: SHARD_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * handler.prepare(shard, round, global)
+   *
+   * @generated from enum value: SHARD_PHASE_PREPARE = 1;
+   */
+  PREPARE = 1,
+
+  /**
+   * handler.runPartial(shard, global), or run when the handler has no runPartial
+   *
+   * @generated from enum value: SHARD_PHASE_PARTIAL = 2;
+   */
+  PARTIAL = 2,
+
+  /**
+   * handler.merge(input.partials, global): custom handlers, whose merge the coordinator cannot run itself
+   *
+   * @generated from enum value: SHARD_PHASE_MERGE = 3;
+   */
+  MERGE = 3,
+}
+
+/**
+ * Describes the enum edgeplane.v1.ShardPhase.
+ */
+export const ShardPhaseSchema: GenEnum<ShardPhase> = /*@__PURE__*/
+  enumDesc(file_edgeplane_v1_agent, 0);
 
 /**
  * AgentService is the one stream between a node agent and the coordinator.

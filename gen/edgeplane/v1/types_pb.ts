@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file edgeplane/v1/types.proto.
  */
 export const file_edgeplane_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChhlZGdlcGxhbmUvdjEvdHlwZXMucHJvdG8SDGVkZ2VwbGFuZS52MSIzCg1OdW1lcmljU2VyaWVzEg4KBnZhbHVlcxgBIAMoARISCgp0aW1lc3RhbXBzGAIgAygDIqkFCghUYXNrU3BlYxIMCgRuYW1lGAEgASgJEg8KB2hhbmRsZXIYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEigKCHByaW9yaXR5GAQgASgOMhYuZWRnZXBsYW5lLnYxLlByaW9yaXR5EjUKD3Byb2Nlc3NpbmdfbW9kZRgFIAEoDjIcLmVkZ2VwbGFuZS52MS5Qcm9jZXNzaW5nTW9kZRIlCgVpbnB1dBgGIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgZzZXJpZXMYByABKAsyGy5lZGdlcGxhbmUudjEuTnVtZXJpY1NlcmllcxIiChVyZXF1aXJlZF9tZW1vcnlfYnl0ZXMYCCABKANIAIgBARIgChNyZXF1aXJlZF9jcHVfbWlsbGlzGAkgASgFSAGIAQESOQoWZXN0aW1hdGVkX2NvbXB1dGVfdGltZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCghkZWFkbGluZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLbWF4X3JldHJpZXMYDCABKAVIAogBARISCgpjbHVzdGVyX2lkGA0gASgJEjIKBmxhYmVscxgOIAMoCzIiLmVkZ2VwbGFuZS52MS5UYXNrU3BlYy5MYWJlbHNFbnRyeRI0ChFkaXNjb25uZWN0X3dpbmRvdxgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhgKFl9yZXF1aXJlZF9tZW1vcnlfYnl0ZXNCFgoUX3JlcXVpcmVkX2NwdV9taWxsaXNCDgoMX21heF9yZXRyaWVzIv4CCgtUYXNrQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgNEg8KB25vZGVfaWQYAiABKAkSEgoKY2x1c3Rlcl9pZBgDIAEoCRItCgdvdXRjb21lGAQgASgOMhwuZWRnZXBsYW5lLnYxLkF0dGVtcHRPdXRjb21lEg0KBWVycm9yGAUgASgJEjEKDWRpc3BhdGNoZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg9wcm9jZXNzaW5nX3RpbWUYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRcGVha19tZW1vcnlfYnl0ZXMYCiABKAMSGAoQcGxhY2VtZW50X3JlYXNvbhgLIAEoCSKQBQoEVGFzaxIKCgJpZBgBIAEoCRIkCgRzcGVjGAIgASgLMhYuZWRnZXBsYW5lLnYxLlRhc2tTcGVjEiYKBXN0YXRlGAMgASgOMhcuZWRnZXBsYW5lLnYxLlRhc2tTdGF0ZRIPCgdhdHRlbXB0GAQgASgNEhgKEGFzc2lnbmVkX2NsdXN0ZXIYBSABKAkSFQoNYXNzaWduZWRfbm9kZRgGIAEoCRImCgZvdXRwdXQYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCGF0dGVtcHRzGAwgAygLMhkuZWRnZXBsYW5lLnYxLlRhc2tBdHRlbXB0EhcKD2lkZW1wb3RlbmN5X2tleRgNIAEoCRIuCgtxdWV1ZWRfdGltZRgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIyCg9wcm9jZXNzaW5nX3RpbWUYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRcGVha19tZW1vcnlfYnl0ZXMYECABKAMSGAoQcGxhY2VtZW50X3JlYXNvbhgRIAEoCRIwCg1kaXNwYXRjaF90aW1lGBIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC3ByZWVtcHRpb25zGBMgASgNKo4BCghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhUKEVBSSU9SSVRZX0NSSVRJQ0FMEAESEQoNUFJJT1JJVFlfSElHSBACEhMKD1BSSU9SSVRZX05PUk1BTBADEhAKDFBSSU9SSVRZX0xPVxAEEhcKE1BSSU9SSVRZX0JBQ0tHUk9VTkQQBSqtAQoOUHJvY2Vzc2luZ01vZGUSHwobUFJPQ0VTU0lOR19NT0RFX1VOU1BFQ0lGSUVEEAASGQoVUFJPQ0VTU0lOR19NT0RFX0xPQ0FMEAESHwobUFJPQ0VTU0lOR19NT0RFX0RJU1RSSUJVVEVEEAISGgoWUFJPQ0VTU0lOR19NT0RFX0hZQlJJRBADEiIKHlBST0NFU1NJTkdfTU9ERV9DTE9VRF9GQUxMQkFDSxAEKtQBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESGQoVVEFTS19TVEFURV9ESVNQQVRDSEVEEAISFgoSVEFTS19TVEFURV9SVU5OSU5HEAMSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBBIVChFUQVNLX1NUQVRFX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYSFgoSVEFTS19TVEFURV9FWFBJUkVEEAcqOwoEVGllchIUChBUSUVSX1VOU1BFQ0lGSUVEEAASDQoJVElFUl9FREdFEAESDgoKVElFUl9DTE9VRBACKqABCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhQKEE5PREVfU1RBVEVfUkVBRFkQARIbChdOT0RFX1NUQVRFX0RJU0NPTk5FQ1RFRBACEhMKD05PREVfU1RBVEVfRE9XThADEhcKE05PREVfU1RBVEVfRFJBSU5JTkcQBBIWChJOT0RFX1NUQVRFX0RSQUlORUQQBSqqAQoOQXR0ZW1wdE91dGNvbWUSHwobQVRURU1QVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASHQoZQVRURU1QVF9PVVRDT01FX1NVQ0NFRURFRBABEhoKFkFUVEVNUFRfT1VUQ09NRV9GQUlMRUQQAhIdChlBVFRFTVBUX09VVENPTUVfQ0FOQ0VMTEVEEAMSHQoZQVRURU1QVF9PVVRDT01FX1RJTUVEX09VVBAEYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhlZGdlcGxhbmUvdjEvdHlwZXMucHJvdG8SDGVkZ2VwbGFuZS52MSIzCg1OdW1lcmljU2VyaWVzEg4KBnZhbHVlcxgBIAMoARISCgp0aW1lc3RhbXBzGAIgAygDIqkFCghUYXNrU3BlYxIMCgRuYW1lGAEgASgJEg8KB2hhbmRsZXIYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEigKCHByaW9yaXR5GAQgASgOMhYuZWRnZXBsYW5lLnYxLlByaW9yaXR5EjUKD3Byb2Nlc3NpbmdfbW9kZRgFIAEoDjIcLmVkZ2VwbGFuZS52MS5Qcm9jZXNzaW5nTW9kZRIlCgVpbnB1dBgGIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgZzZXJpZXMYByABKAsyGy5lZGdlcGxhbmUudjEuTnVtZXJpY1NlcmllcxIiChVyZXF1aXJlZF9tZW1vcnlfYnl0ZXMYCCABKANIAIgBARIgChNyZXF1aXJlZF9jcHVfbWlsbGlzGAkgASgFSAGIAQESOQoWZXN0aW1hdGVkX2NvbXB1dGVfdGltZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCghkZWFkbGluZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLbWF4X3JldHJpZXMYDCABKAVIAogBARISCgpjbHVzdGVyX2lkGA0gASgJEjIKBmxhYmVscxgOIAMoCzIiLmVkZ2VwbGFuZS52MS5UYXNrU3BlYy5MYWJlbHNFbnRyeRI0ChFkaXNjb25uZWN0X3dpbmRvdxgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhgKFl9yZXF1aXJlZF9tZW1vcnlfYnl0ZXNCFgoUX3JlcXVpcmVkX2NwdV9taWxsaXNCDgoMX21heF9yZXRyaWVzIv4CCgtUYXNrQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgNEg8KB25vZGVfaWQYAiABKAkSEgoKY2x1c3Rlcl9pZBgDIAEoCRItCgdvdXRjb21lGAQgASgOMhwuZWRnZXBsYW5lLnYxLkF0dGVtcHRPdXRjb21lEg0KBWVycm9yGAUgASgJEjEKDWRpc3BhdGNoZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg9wcm9jZXNzaW5nX3RpbWUYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRcGVha19tZW1vcnlfYnl0ZXMYCiABKAMSGAoQcGxhY2VtZW50X3JlYXNvbhgLIAEoCSLTBgoEVGFzaxIKCgJpZBgBIAEoCRIkCgRzcGVjGAIgASgLMhYuZWRnZXBsYW5lLnYxLlRhc2tTcGVjEiYKBXN0YXRlGAMgASgOMhcuZWRnZXBsYW5lLnYxLlRhc2tTdGF0ZRIPCgdhdHRlbXB0GAQgASgNEhgKEGFzc2lnbmVkX2NsdXN0ZXIYBSABKAkSFQoNYXNzaWduZWRfbm9kZRgGIAEoCRImCgZvdXRwdXQYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCGF0dGVtcHRzGAwgAygLMhkuZWRnZXBsYW5lLnYxLlRhc2tBdHRlbXB0EhcKD2lkZW1wb3RlbmN5X2tleRgNIAEoCRIuCgtxdWV1ZWRfdGltZRgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIyCg9wcm9jZXNzaW5nX3RpbWUYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRcGVha19tZW1vcnlfYnl0ZXMYECABKAMSGAoQcGxhY2VtZW50X3JlYXNvbhgRIAEoCRIwCg1kaXNwYXRjaF90aW1lGBIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC3ByZWVtcHRpb25zGBMgASgNEhMKC3NoYXJkc19kb25lGBQgASgNEhQKDHNoYXJkc190b3RhbBgVIAEoDRIqCgZzaGFyZHMYFiADKAsyGi5lZGdlcGxhbmUudjEuU2hhcmRTdW1tYXJ5EhEKCXBhcmVudF9pZBgXIAEoCRITCgtzaGFyZF9pbmRleBgYIAEoDRITCgtzcGxpdF9waGFzZRgZIAEoCRItCgptZXJnZV90aW1lGBogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIvkBCgxTaGFyZFN1bW1hcnkSDQoFaW5kZXgYASABKA0SDwoHdGFza19pZBgCIAEoCRIPCgdub2RlX2lkGAMgASgJEg0KBXN0YXJ0GAQgASgEEgsKA2VuZBgFIAEoBBImCgVzdGF0ZRgGIAEoDjIXLmVkZ2VwbGFuZS52MS5UYXNrU3RhdGUSMgoPcHJvY2Vzc2luZ190aW1lGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC3F1ZXVlZF90aW1lGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGF0dGVtcHRzGAkgASgNKo4BCghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhUKEVBSSU9SSVRZX0NSSVRJQ0FMEAESEQoNUFJJT1JJVFlfSElHSBACEhMKD1BSSU9SSVRZX05PUk1BTBADEhAKDFBSSU9SSVRZX0xPVxAEEhcKE1BSSU9SSVRZX0JBQ0tHUk9VTkQQBSqtAQoOUHJvY2Vzc2luZ01vZGUSHwobUFJPQ0VTU0lOR19NT0RFX1VOU1BFQ0lGSUVEEAASGQoVUFJPQ0VTU0lOR19NT0RFX0xPQ0FMEAESHwobUFJPQ0VTU0lOR19NT0RFX0RJU1RSSUJVVEVEEAISGgoWUFJPQ0VTU0lOR19NT0RFX0hZQlJJRBADEiIKHlBST0NFU1NJTkdfTU9ERV9DTE9VRF9GQUxMQkFDSxAEKtQBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESGQoVVEFTS19TVEFURV9ESVNQQVRDSEVEEAISFgoSVEFTS19TVEFURV9SVU5OSU5HEAMSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBBIVChFUQVNLX1NUQVRFX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYSFgoSVEFTS19TVEFURV9FWFBJUkVEEAcqOwoEVGllchIUChBUSUVSX1VOU1BFQ0lGSUVEEAASDQoJVElFUl9FREdFEAESDgoKVElFUl9DTE9VRBACKqABCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhQKEE5PREVfU1RBVEVfUkVBRFkQARIbChdOT0RFX1NUQVRFX0RJU0NPTk5FQ1RFRBACEhMKD05PREVfU1RBVEVfRE9XThADEhcKE05PREVfU1RBVEVfRFJBSU5JTkcQBBIWChJOT0RFX1NUQVRFX0RSQUlORUQQBSqqAQoOQXR0ZW1wdE91dGNvbWUSHwobQVRURU1QVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASHQoZQVRURU1QVF9PVVRDT01FX1NVQ0NFRURFRBABEhoKFkFUVEVNUFRfT1VUQ09NRV9GQUlMRUQQAhIdChlBVFRFTVBUX09VVENPTUVfQ0FOQ0VMTEVEEAMSHQoZQVRURU1QVF9PVVRDT01FX1RJTUVEX09VVBAEYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * NumericSeries carries large sensor data packed, without a JSON round trip.
@@ -336,6 +336,56 @@ export type Task = Message<"edgeplane.v1.Task"> & {
    * @generated from field: uint32 preemptions = 19;
    */
   preemptions: number;
+
+  /**
+   * DISTRIBUTED / HYBRID: shard tasks finished successfully, over all rounds (prepare rounds, the partial round,
+   * and the merge step of a custom handler).
+   *
+   * @generated from field: uint32 shards_done = 20;
+   */
+  shardsDone: number;
+
+  /**
+   * DISTRIBUTED / HYBRID: shard tasks the whole run needs (shards per round × rounds); 0 for a task not split.
+   *
+   * @generated from field: uint32 shards_total = 21;
+   */
+  shardsTotal: number;
+
+  /**
+   * DISTRIBUTED / HYBRID: how the work was split, one entry per shard of the current (or last) round.
+   *
+   * @generated from field: repeated edgeplane.v1.ShardSummary shards = 22;
+   */
+  shards: ShardSummary[];
+
+  /**
+   * Set on a shard task: the task it is a shard of (shard tasks are hidden from ListTasks unless asked for).
+   *
+   * @generated from field: string parent_id = 23;
+   */
+  parentId: string;
+
+  /**
+   * Set on a shard task: its index in its round.
+   *
+   * @generated from field: uint32 shard_index = 24;
+   */
+  shardIndex: number;
+
+  /**
+   * DISTRIBUTED / HYBRID: which step runs now, e.g. "prepare 1/1", "partial", "merge", "done".
+   *
+   * @generated from field: string split_phase = 25;
+   */
+  splitPhase: string;
+
+  /**
+   * DISTRIBUTED / HYBRID: time the coordinator spent combining and merging shard results.
+   *
+   * @generated from field: google.protobuf.Duration merge_time = 26;
+   */
+  mergeTime?: Duration | undefined;
 };
 
 /**
@@ -344,6 +394,77 @@ export type Task = Message<"edgeplane.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_edgeplane_v1_types, 3);
+
+/**
+ * One shard of a split task.
+ *
+ * @generated from message edgeplane.v1.ShardSummary
+ */
+export type ShardSummary = Message<"edgeplane.v1.ShardSummary"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * The shard task's id (GetTask shows its attempts).
+   *
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+
+  /**
+   * Node that ran (or runs) it; the planned node until it is dispatched.
+   *
+   * @generated from field: string node_id = 3;
+   */
+  nodeId: string;
+
+  /**
+   * Points [start, end) of the whole input.
+   *
+   * @generated from field: uint64 start = 4;
+   */
+  start: bigint;
+
+  /**
+   * @generated from field: uint64 end = 5;
+   */
+  end: bigint;
+
+  /**
+   * @generated from field: edgeplane.v1.TaskState state = 6;
+   */
+  state: TaskState;
+
+  /**
+   * Processing time of the shard's successful attempt, summed over rounds.
+   *
+   * @generated from field: google.protobuf.Duration processing_time = 7;
+   */
+  processingTime?: Duration | undefined;
+
+  /**
+   * Time its tasks waited for placement, summed over rounds.
+   *
+   * @generated from field: google.protobuf.Duration queued_time = 8;
+   */
+  queuedTime?: Duration | undefined;
+
+  /**
+   * Attempts made, summed over rounds (more than the rounds means a shard was retried or moved).
+   *
+   * @generated from field: uint32 attempts = 9;
+   */
+  attempts: number;
+};
+
+/**
+ * Describes the message edgeplane.v1.ShardSummary.
+ * Use `create(ShardSummarySchema)` to create a new message.
+ */
+export const ShardSummarySchema: GenMessage<ShardSummary> = /*@__PURE__*/
+  messageDesc(file_edgeplane_v1_types, 4);
 
 /**
  * Priority orders the queue strictly: every CRITICAL task is placed before any HIGH task, and so on.
