@@ -98,8 +98,8 @@ export function renderMarkdown(r: RunReport): string {
 
 const HEADER = `# Benchmark results
 
-Each section below is one run of \`npm run bench\` (\`bench/run.ts\`), appended by the run itself; the newest is
-last. \`node dist/bench/run.js --quick --no-write\` is the smoke run and writes nothing here.
+Each section below is one run of \`npm run bench\` (\`bench/run.ts\`, see \`bench/README.md\`), appended by the run
+itself; the newest is last. \`node dist/bench/run.js --quick --no-write\` is the smoke run and writes nothing here.
 
 How to read a section:
 
@@ -108,19 +108,27 @@ How to read a section:
 - **Machine** and **Configuration**: every process — the coordinator, each agent with its worker threads, and the
   benchmark client — runs on this one machine and shares its cores, over loopback gRPC (127.0.0.1). On a small
   machine (2 cores) the times include contention between them that a real fleet, with one agent per node, would
-  not have; network latency, which a real fleet would have, is absent.
+  not have; network latency, which a real fleet would have, is absent. The load average at start shows other
+  work on the machine: above the core count, every number is inflated by it. Compare runs only on the same
+  machine, code and configuration (commit, task store).
 - **Latencies** are client-side wall times (\`performance.now()\`) in milliseconds. Percentiles are nearest-rank
   over the measured samples only (warm-up excluded): p99 of 300 samples is the 297th smallest. Small samples
   (under 20) show median, min and max instead.
 - **Processing time** is what the agent measured around the handler in its worker thread; **coordination
   overhead** is the client's wall time minus that: submission, queueing, placement, dispatch, result report and
-  the WatchTask update reaching the client.
+  the WatchTask update reaching the client. **Where the time went** splits one task's path by the timestamps the
+  coordinator (created, dispatched, result recorded) and the agent's worker (handler start and end) put on it:
+  whole milliseconds, medians.
 - **Throughput**: the submit rate counts from the first SubmitTasks call to the last response; the completion
-  rate from the first submit to the first GetStatus poll (every 100 ms) that shows every task terminal.
+  rate from the first submit to the first GetStatus poll (every 100 ms) that shows every task terminal. **Node
+  turnaround** is how long a node's only slot stays empty between a handler's end and the next dispatch to it
+  while tasks are waiting (sampled from the newest 1,000 tasks): one slot's cycle is turnaround + dispatched →
+  handler end, so it caps what one-slot agents can complete.
+- **CPU used** (notes) is user + system time of the coordinator and of the agents (from /proc, worker threads
+  included) and of the benchmark client during each scenario, next to what the cores could have given.
 - **Targets**: the original design targets were under 50 ms local processing, under 100 ms edge analytics,
   under 200 ms distributed coordination and under 10 ms submission overhead; our aim is an order of magnitude
   lower (5 / 10 / 20 / 1 ms). "missed (2.5×)" means the measurement is 2.5 times the limit.
-
 `;
 
 /** Appends the section, creating the file with its header first if needed. */

@@ -13,6 +13,7 @@ import { parseBenchOptions, USAGE, type BenchOptions } from "./options.js";
 import { appendResults, describeMachine, renderMarkdown, type RunReport } from "./report.js";
 import type { Scenario, ScenarioContext, ScenarioResult } from "./scenario.js";
 import { batchThroughputScenario } from "./scenarios/batch-throughput.js";
+import { distributedSeriesScenario } from "./scenarios/distributed-series.js";
 import { largeSeriesScenario } from "./scenarios/large-series.js";
 import { submitLatencyScenario } from "./scenarios/submit-latency.js";
 
@@ -30,6 +31,7 @@ const SCENARIOS: readonly Scenario[] = [
     mode: ProcessingMode.LOCAL, values: 1_000_000, runs: { full: 5, quick: 1 }, warmup: { full: 1, quick: 1 },
     target: "local-processing", callTimeoutMs: 60_000,
   }),
+  distributedSeriesScenario({ values: 1_000_000, shards: [2, 4], runs: { full: 5, quick: 1 }, warmup: { full: 1, quick: 1 }, callTimeoutMs: 60_000 }),
 ];
 
 /** The repository root: the nearest directory above this file holding package.json (works from dist/bench/). */

@@ -266,7 +266,7 @@ export class Dispatcher {
     const views = this.nodeViews();
     if (views.length > 0) {
       const clusters = this.clusterViews();
-      const plan = planPlacements(this.queue, views, clusters, now, { healthThreshold: this.opts.healthThreshold });
+      const plan = planPlacements(this.queue, views, clusters, now, { healthThreshold: this.opts.healthThreshold, maxScan: 1000 });
       for (const p of plan) this.send(p.taskId, p.nodeId, p.clusterId, p.reason);
       this.preemptFor(now, clusters);
     }

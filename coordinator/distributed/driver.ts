@@ -10,7 +10,7 @@ import {
   isTerminal,
   type JsonValue, type ShardAssignment, type ShardPhase, type SplitRecord, type TaskRecord, type TaskSpec,
 } from "../tasks/types.js";
-import { DEFAULT_SPLIT_OPTIONS, planSplit, type SplitPlanOptions } from "./plan.js";
+import { DEFAULT_SPLIT_OPTIONS, MAX_SHARDS_LABEL, planSplit, type SplitPlanOptions } from "./plan.js";
 import { builtin, combineRound, inputLength, mergePartials, prepareRounds, sliceInput } from "./shards.js";
 
 /** A task the driver splits: DISTRIBUTED or HYBRID, and not itself a shard. */
@@ -82,7 +82,11 @@ export class ShardDriver {
 
   private start(t: TaskRecord, nodes: NodeView[], clusters: ClusterView[]): void {
     const length = inputLength(t.spec) ?? 0;
-    const plan = planSplit({ mode: t.spec.mode as "distributed" | "hybrid", handler: t.spec.handler, length, deviceId: t.spec.deviceId, clusterId: t.spec.clusterId }, nodes, clusters, this.opts);
+    const cap = Number.parseInt(t.spec.labels[MAX_SHARDS_LABEL] ?? "", 10);
+    const plan = planSplit({
+      mode: t.spec.mode as "distributed" | "hybrid", handler: t.spec.handler, length, deviceId: t.spec.deviceId, clusterId: t.spec.clusterId,
+      maxShards: cap > 0 ? cap : undefined,
+    }, nodes, clusters, this.opts);
     if (plan.type === "wait") {
       this.waiting.set(t.id, plan.reason);
       return;

@@ -29,7 +29,12 @@ export interface SplitRequest {
   deviceId: string;
   /** The task's cluster restriction ("" = the device's cluster, else the freest edge cluster). */
   clusterId: string;
+  /** At most this many shards (the task's `edgeplane.io/max-shards` label); undefined = no limit of its own. */
+  maxShards?: number;
 }
+
+/** Task label that caps the shards of a DISTRIBUTED / HYBRID task, e.g. "2" (benchmarks, or sharing a site fairly). */
+export const MAX_SHARDS_LABEL = "edgeplane.io/max-shards";
 
 export interface PlannedShard {
   index: number;
@@ -113,7 +118,8 @@ export function planSplit(r: SplitRequest, nodes: readonly NodeView[], clusters:
   const device = r.mode === "hybrid" && r.deviceId
     ? serving.filter((n) => n.deviceIds.has(r.deviceId)).sort((a, b) => (a.id < b.id ? -1 : 1))[0]
     : undefined;
-  const k = Math.max(1, Math.min(pool.length, o.maxShards, r.length));
+  const cap = Math.max(1, Math.min(o.maxShards, r.maxShards ?? Infinity));
+  const k = Math.max(1, Math.min(pool.length, cap, r.length));
 
   if (!device) {
     const chosen = pool.slice(0, k);
@@ -124,7 +130,7 @@ export function planSplit(r: SplitRequest, nodes: readonly NodeView[], clusters:
 
   const rd = rate(device, o);
   const c = o.shardOverheadMs;
-  const remotes = pool.filter((n) => n.id !== device.id).slice(0, Math.max(0, Math.min(o.maxShards, r.length) - 1));
+  const remotes = pool.filter((n) => n.id !== device.id).slice(0, Math.max(0, Math.min(cap, r.length) - 1));
   const sumR = remotes.reduce((a, n) => a + rate(n, o), 0);
   let deviceShare = r.length;
   if (remotes.length > 0 && r.length > rd * c) {

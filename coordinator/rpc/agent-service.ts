@@ -1,8 +1,8 @@
 // AgentService.Connect: the one bidirectional stream per node agent. Maps wire messages to registry and
 // dispatcher calls and the session's outbox back to wire messages. Transport only.
-import { durationFromMillis } from "../../lib/duration.js";
+import { durationFromMillis, durationToMillis } from "../../lib/duration.js";
 import { create } from "@bufbuild/protobuf";
-import { durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
 import {
@@ -60,7 +60,7 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
             d.registry.heartbeat(node.id, sessionId, {
               freeCpuMillis: hb.freeCpuMillis, freeMemoryBytes: Number(hb.freeMemoryBytes), load: hb.load,
               runningTaskIds: new Set(hb.running.map((r) => reservationKey(r.taskId, r.attempt))),
-              rttMs: hb.lastRtt ? durationMs(hb.lastRtt) : undefined,
+              rttMs: hb.lastRtt ? durationToMillis(hb.lastRtt) : undefined,
               deviceIds: hb.deviceIdsChanged ? hb.deviceIds : undefined,
             });
             session.send({ type: "heartbeat-ack", sequence: hb.sequence });
@@ -79,7 +79,7 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
             d.dispatcher.result(node.id, {
               taskId: r.taskId, attempt: r.attempt, outcome: outcome ?? "failed", output: valueToJson(r.output),
               error: outcome ? r.error : `agent sent outcome ${r.outcome}: ${r.error}`,
-              processingMs: r.processingTime ? durationMs(r.processingTime) : 0, peakMemoryBytes: Number(r.peakMemoryBytes),
+              processingMs: r.processingTime ? durationToMillis(r.processingTime) : 0, peakMemoryBytes: Number(r.peakMemoryBytes),
               startedAt: r.startedAt ? timestampMs(r.startedAt) : undefined, finishedAt: r.finishedAt ? timestampMs(r.finishedAt) : undefined,
             }, session);
             break;

@@ -131,14 +131,19 @@ export function draftFromPb(spec: PbTaskSpec | undefined, inputBytes: number, fi
 
 const ts = (ms: number | undefined) => (ms === undefined ? undefined : timestampFromMs(ms));
 
-export function taskToPb(t: TaskRecord): PbTask {
+/**
+ * A task for the wire. Listings and watch updates leave the input out (`withInput: false`): a 1M-point series
+ * would otherwise be re-sent on every transition; GetTask returns it.
+ */
+export function taskToPb(t: TaskRecord, opts: { withInput: boolean } = { withInput: true }): PbTask {
   const s = t.spec;
   const done = t.attempts.find((a) => a.outcome === "succeeded");
   const pb = create(TaskSchema, {
     id: t.id,
     spec: {
       name: s.name, handler: s.handler, deviceId: s.deviceId, priority: priorityToPb(s.priority),
-      processingMode: modeToPb(s.mode), input: jsonToValue(s.input), series: seriesToPb(s.series),
+      processingMode: modeToPb(s.mode),
+      input: opts.withInput ? jsonToValue(s.input) : undefined, series: opts.withInput ? seriesToPb(s.series) : undefined,
       requiredMemoryBytes: BigInt(s.memoryBytes), requiredCpuMillis: s.cpuMillis,
       estimatedComputeTime: s.estimatedMs ? durationFromMillis(s.estimatedMs) : undefined,
       deadline: ts(s.deadline), maxRetries: s.maxRetries, clusterId: s.clusterId, labels: s.labels,

@@ -111,7 +111,7 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       const page = d.tasks.reader.list({ states, priority, clusterId: req.clusterId, deviceId: req.deviceId, includeShards: req.includeShards }, pageSize, req.pageToken);
       // Stores that cannot filter shard tasks out themselves return them; the page may then come back shorter.
       const tasks = req.includeShards ? page.tasks : page.tasks.filter((t) => !t.shard);
-      return create(ListTasksResponseSchema, { tasks: tasks.map(taskToPb), nextPageToken: page.next });
+      return create(ListTasksResponseSchema, { tasks: tasks.map((t) => taskToPb(t, { withInput: false })), nextPageToken: page.next });
     },
 
     async cancelTask(req) {
@@ -128,11 +128,11 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         const current = d.tasks.get(req.taskId);
-        yield create(WatchTaskResponseSchema, { task: taskToPb(current) });
+        yield create(WatchTaskResponseSchema, { task: taskToPb(current, { withInput: false }) });
         if (isTerminal(current.state)) return;
         // Subscription and read happened in one synchronous step, so every queued event is newer than `current`.
         for await (const t of events) {
-          yield create(WatchTaskResponseSchema, { task: taskToPb(t) });
+          yield create(WatchTaskResponseSchema, { task: taskToPb(t, { withInput: false }) });
           if (isTerminal(t.state)) return;
         }
       } finally {

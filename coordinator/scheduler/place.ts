@@ -39,9 +39,11 @@ export interface Placement {
 export interface PlanOptions {
   /** A cluster with health below this takes no new work. Default 0.7. */
   healthThreshold: number;
+  /** Tasks a pass looks at in a row without placing one before it stops (bounded backfill). Default 1000. */
+  maxScan: number;
 }
 
-export const DEFAULT_PLAN_OPTIONS: Readonly<PlanOptions> = { healthThreshold: 0.7 };
+export const DEFAULT_PLAN_OPTIONS: Readonly<PlanOptions> = { healthThreshold: 0.7, maxScan: 1000 };
 
 /** Largest total memory of any node: a task asking for more can never run. */
 export function maxNodeMemory(nodes: readonly NodeView[]): number {
@@ -225,9 +227,13 @@ export function planPlacements(
   // until the next pass: identical tasks behind it are skipped with one map lookup.
   const failedShapes = new Set<string>();
   const placements: Placement[] = [];
+  // Bounded backfill: after this many tasks in a row that could not be placed, the pass ends. A deep queue of
+  // unplaceable work would otherwise be walked on every event; what lies deeper is reached as the head moves.
+  let unplacedInARow = 0;
 
   for (const t of queue.ordered()) {
-    if (openSlots === 0) break;
+    if (openSlots === 0 || unplacedInARow >= opts.maxScan) break;
+    unplacedInARow++;
     if (t.notBefore > now) continue;
     const shape = `${t.handler}\0${t.cpuMillis}\0${t.memoryBytes}\0${t.mode}\0${t.clusterId}\0${t.deviceId}\0${t.preferNode ?? ""}`;
     if (failedShapes.has(shape)) continue;
@@ -258,6 +264,7 @@ export function planPlacements(
     chosen.cluster.freeCpu -= cpu;
     chosen.cluster.freeMem -= t.memoryBytes;
     openSlots--;
+    unplacedInARow = 0;
     placements.push({ taskId: t.id, nodeId: chosen.view.id, clusterId: chosen.view.clusterId, reason });
   }
 

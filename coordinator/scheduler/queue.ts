@@ -59,6 +59,10 @@ export class TaskQueue {
   private readonly levels: Heap<Entry>[] = Array.from({ length: RANK_COUNT }, () => new Heap(compareEntries));
   private readonly live = new Map<string, Entry>();
   private readonly liveByRank: number[] = new Array<number>(RANK_COUNT).fill(0);
+  /** Entries in retry backoff, earliest notBefore first (lazy: dead or due entries are dropped on read). */
+  private readonly backoff = new Heap<Entry>((a, b) => a.task.notBefore - b.task.notBefore);
+  /** Highest seq pushed per rank among tasks without a deadline: such a task is last in its level. */
+  private readonly newestNoDeadline: number[] = new Array<number>(RANK_COUNT).fill(-Infinity);
 
   /** Exact number of live tasks. */
   get size(): number {
@@ -89,6 +93,8 @@ export class TaskQueue {
     this.liveByRank[task.rank]++;
     const level = this.levels[task.rank];
     level.push(entry);
+    if (task.notBefore > 0) this.backoff.push(entry);
+    if (task.deadline === undefined) this.newestNoDeadline[task.rank] = Math.max(this.newestNoDeadline[task.rank], task.seq);
     if (level.size - this.liveByRank[task.rank] > this.liveByRank[task.rank] + COMPACT_SLACK) {
       level.retain((e) => this.isLive(e));
     }
@@ -138,10 +144,19 @@ export class TaskQueue {
     }
   }
 
-  /** How many live tasks dequeue before `id`; -1 when not queued. O(n). */
+  /**
+   * How many live tasks dequeue before `id`; -1 when not queued. O(1) for the newest task without a deadline
+   * at its level (the common case at submit: it is last in its level), O(n) otherwise.
+   */
   position(id: string): number {
     const entry = this.live.get(id);
     if (entry === undefined) return -1;
+    const t = entry.task;
+    if (t.deadline === undefined && t.seq === this.newestNoDeadline[t.rank]) {
+      let ahead = this.liveByRank[t.rank] - 1;
+      for (let r = 0; r < t.rank; r++) ahead += this.liveByRank[r];
+      return ahead;
+    }
     let ahead = 0;
     for (const other of this.live.values()) {
       if (compareQueued(other.task, entry.task) < 0) ahead++;
@@ -149,13 +164,13 @@ export class TaskQueue {
     return ahead;
   }
 
-  /** Earliest notBefore strictly after `now`, so the caller can arm one backoff timer. O(n). */
+  /** Earliest notBefore strictly after `now`, so the caller can arm one backoff timer. O(log n) amortized. */
   nextNotBefore(now: number): number | undefined {
-    let next: number | undefined;
-    for (const { task } of this.live.values()) {
-      if (task.notBefore > now && (next === undefined || task.notBefore < next)) next = task.notBefore;
+    for (let top = this.backoff.peek(); top !== undefined; top = this.backoff.peek()) {
+      if (this.isLive(top) && top.task.notBefore > now) return top.task.notBefore;
+      this.backoff.pop();
     }
-    return next;
+    return undefined;
   }
 
   private isLive(entry: Entry): boolean {

@@ -67,6 +67,11 @@ describe("planSplit", () => {
     expect(Object.values(sizes(p))).toEqual([1, 1]);
   });
 
+  it("honours the task's shard cap", () => {
+    const nodes = ["a", "b", "c", "d"].map((id) => node(id, "c1"));
+    expect(Object.keys(sizes(planSplit(req({ clusterId: "c1", maxShards: 2 }), nodes, clusters)))).toEqual(["a", "b"]);
+  });
+
   it("waits when the target cluster is unhealthy or has no node for the handler", () => {
     expect(planSplit(req({ clusterId: "c1" }), [node("a", "c1")], [cluster("c1", { health: 0.5 })]).type).toBe("wait");
     expect(planSplit(req({ clusterId: "c2" }), [node("a", "c1")], clusters).type).toBe("wait");

@@ -10,7 +10,7 @@ import {
 
 const MB = 1024 * 1024;
 const NOW = 1_000_000;
-const OPTS = { healthThreshold: 0.7 };
+const OPTS = { healthThreshold: 0.7, maxScan: 1000 };
 
 let nextSeq = 0;
 function task(id: string, over: Partial<QueuedTask> = {}): QueuedTask {
@@ -311,8 +311,8 @@ describe("planPlacements queue effects and efficiency", () => {
 
   it("stops walking as soon as no node has a free slot (5,000 queued, 8 slots)", () => {
     const tasks = Array.from({ length: 5000 }, (_, i) => task(`t${i}`, { seq: i, memoryBytes: 1, cpuMillis: 1 }));
-    const counter = withVisitCounter(tasks);
     const q = queueOf(...tasks);
+    const counter = withVisitCounter(tasks);
     const nodes = [node("a", "c1", { maxConcurrent: 4 }), node("b", "c1", { maxConcurrent: 4 })];
     const placed = planPlacements(q, nodes, [cluster("c1")], NOW, OPTS);
     expect(placed.map((p) => p.taskId)).toEqual(Array.from({ length: 8 }, (_, i) => `t${i}`));
@@ -322,8 +322,8 @@ describe("planPlacements queue effects and efficiency", () => {
 
   it("visits no task when every node is already at its slot limit", () => {
     const tasks = Array.from({ length: 5000 }, (_, i) => task(`t${i}`, { seq: i }));
-    const counter = withVisitCounter(tasks);
     const q = queueOf(...tasks);
+    const counter = withVisitCounter(tasks);
     expect(planPlacements(q, [node("a", "c1", { inFlight: 4 })], [cluster("c1")], NOW, OPTS)).toEqual([]);
     expect(counter.visits()).toBe(0);
     expect(q.size).toBe(5000);
@@ -334,7 +334,7 @@ describe("planPlacements queue effects and efficiency", () => {
     for (let i = 0; i < 5000; i++) q.push(task(`big${i}`, { seq: i, memoryBytes: 4096 * MB }));
     q.push(task("small", { seq: 9999, rank: 4 }));
     const handlers = new CountingSet(["avg"]);
-    const placed = planPlacements(q, [node("n", "c1", { handlers })], [cluster("c1")], NOW, OPTS);
+    const placed = planPlacements(q, [node("n", "c1", { handlers })], [cluster("c1")], NOW, { ...OPTS, maxScan: Infinity });
     expect(placed.map((p) => p.taskId)).toEqual(["small"]);
     // One check for the first big task, one for "small": the other 4,999 never reach a node.
     expect(handlers.calls).toBe(2);
@@ -377,5 +377,34 @@ describe("cloud tier is fallback capacity", () => {
     const q = queueOf(task("t1", { clusterId: "cloud" }));
     const nodes = [node("cloud-1", "cloud", { tier: "cloud" })];
     expect(planPlacements(q, nodes, [cluster("cloud", { tier: "cloud" })], NOW, OPTS).map((p) => p.nodeId)).toEqual(["cloud-1"]);
+  });
+});
+
+describe("bounded backfill and O(1) bookkeeping", () => {
+  it("ends a pass after maxScan unplaceable tasks in a row; tasks deeper wait for the head to move", () => {
+    const big = Array.from({ length: 50 }, (_, i) => task(`big${i}`, { seq: i, memoryBytes: 4096 * MB, handler: `h${i}` }));
+    const small = task("small", { seq: 100 });
+    const q = queueOf(...big, small);
+    const nodes = [node("a", "c1", { handlers: new Set(["avg", ...big.map((b) => b.handler)]) })];
+    expect(planPlacements(q, nodes, [cluster("c1")], NOW, { healthThreshold: 0.7, maxScan: 10 })).toEqual([]);
+    expect(planPlacements(q, nodes, [cluster("c1")], NOW, { healthThreshold: 0.7, maxScan: 100 }).map((p) => p.taskId)).toEqual(["small"]);
+  });
+
+  it("position of the newest task without a deadline matches the O(n) count", () => {
+    const q = new TaskQueue();
+    for (let i = 0; i < 300; i++) q.push(task(`t${i}`, { seq: i, rank: i % 5, deadline: i % 4 === 0 ? NOW + i : undefined }));
+    q.remove("t7");
+    const newest = task("new", { seq: 1000, rank: 2 });
+    q.push(newest);
+    const slow = [...q.ordered()].findIndex((t) => t.id === "new");
+    expect(q.position("new")).toBe(slow);
+  });
+
+  it("nextNotBefore ignores removed and already-due tasks", () => {
+    const q = queueOf(task("a", { seq: 1, notBefore: NOW + 50 }), task("b", { seq: 2, notBefore: NOW + 10 }), task("c", { seq: 3, notBefore: NOW - 5 }));
+    expect(q.nextNotBefore(NOW)).toBe(NOW + 10);
+    q.remove("b");
+    expect(q.nextNotBefore(NOW)).toBe(NOW + 50);
+    expect(q.nextNotBefore(NOW + 60)).toBeUndefined();
   });
 });

@@ -361,6 +361,8 @@ export const TaskService: GenService<{
     output: typeof GetTaskResponseSchema;
   },
   /**
+   * Newest first; the listed tasks leave out their input (GetTask has it).
+   *
    * @generated from rpc edgeplane.v1.TaskService.ListTasks
    */
   listTasks: {
@@ -377,7 +379,8 @@ export const TaskService: GenService<{
     output: typeof CancelTaskResponseSchema;
   },
   /**
-   * Streams the task's current state, then every transition; ends after the terminal state.
+   * Streams the task's current state, then every transition; ends after the terminal state. The streamed tasks
+   * leave out the input (input and series) so large inputs are not re-sent on every transition; GetTask has it.
    *
    * @generated from rpc edgeplane.v1.TaskService.WatchTask
    */
