@@ -3,6 +3,12 @@
 import { reportError } from "./errors.js";
 import { buildProgram } from "./program.js";
 
+// `edgeplane tasks | head`: a reader that goes away is not an error of ours.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (err) {

@@ -134,3 +134,19 @@ describe("drain", () => {
     await fleet.waitNodeState(a.nodeId, NodeState.DRAINED);
   });
 });
+
+describe("agent shutdown", () => {
+  it("SIGTERM drains the agent: it takes no new work, finishes its running task, then exits 0", async () => {
+    fleet = new Fleet();
+    await fleet.startCoordinator();
+    const a = await fleet.startAgent("site-a", ["--workers", "1", "--handlers", FIXTURES, "--drain-grace", "30s"]);
+    const id = await fleet.submit({ handler: "busy", input: { ms: 1500 } });
+    await waitFor("running", running(id));
+    a.p.kill("SIGTERM");
+    await fleet.waitNodeState(a.nodeId, NodeState.DRAINING, undefined, 5000);
+    expect(await a.p.exited).toBe(0);
+    const t = (await fleet.clients.tasks.getTask({ taskId: id })).task!;
+    expect(t.state).toBe(TaskState.SUCCEEDED);
+    expect(t.attempts).toHaveLength(1);
+  });
+});
