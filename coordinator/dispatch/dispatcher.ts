@@ -199,7 +199,8 @@ export class Dispatcher {
       this.sessions.get(v.superseded.nodeId)?.send({ type: "cancel", taskId: report.taskId, attempt: v.superseded.attempt, reason: `attempt ${report.attempt} finished first` });
       this.log.info({ task: report.taskId, winner: report.attempt, cancelled: v.superseded.attempt }, "first terminal result wins");
     }
-    this.kick();
+    // Place the next task now, so the freed slot's dispatch shares this result's commit (one fsync, not two).
+    this.pass();
     this.durable().then(
       () => session.send({ type: "result-ack", taskId: report.taskId, attempt: report.attempt }),
       (err) => this.log.error({ err, task: report.taskId }, "could not persist a result; the agent will resend it"),
