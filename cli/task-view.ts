@@ -5,7 +5,7 @@ import { timestampDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { SubmitTaskResponse, SubmitTasksResult } from "../gen/edgeplane/v1/task_pb.js";
 import {
   AttemptOutcome, AttemptOutcomeSchema, PrioritySchema, ProcessingModeSchema, TaskState, TaskStateSchema,
-  type Task, type TaskAttempt,
+  type ShardSummary, type Task, type TaskAttempt,
 } from "../gen/edgeplane/v1/types_pb.js";
 import {
   enumLabel, formatBytes, formatCpu, formatDuration, formatJson, formatLabels, formatMs, formatTimestamp,
@@ -63,6 +63,23 @@ function renderAttempts(attempts: readonly TaskAttempt[], now: Date): string {
   );
 }
 
+/** How a split task's work was divided: one row per shard. */
+function renderShards(shards: readonly ShardSummary[]): string {
+  return renderTable(
+    ["#", "TASK", "NODE", "POINTS", "STATE", "ATTEMPTS", "QUEUED", "PROCESSING"],
+    shards.map((sh) => [
+      String(sh.index),
+      sh.taskId || NONE,
+      sh.nodeId || NONE,
+      `${sh.start}..${sh.end}`,
+      enumLabel(TaskStateSchema, sh.state),
+      String(sh.attempts),
+      formatDuration(sh.queuedTime),
+      formatDuration(sh.processingTime),
+    ]),
+  );
+}
+
 /** `task ID`: the spec, where and how it ran, its attempts and its output. */
 export function renderTaskDetail(task: Task, now: Date): string {
   const s = task.spec;
@@ -92,16 +109,25 @@ export function renderTaskDetail(task: Task, now: Date): string {
     ["Labels", formatLabels(s?.labels ?? {})],
   ];
   if (task.idempotencyKey) pairs.push(["Idempotency key", task.idempotencyKey]);
+  if (task.placementReason) pairs.push(["Placement", task.placementReason]);
+  if (task.parentId) pairs.push(["Shard of", `${task.parentId} (shard ${task.shardIndex})`]);
+  if (task.shardsTotal > 0) {
+    pairs.push(["Split", `${task.shardsDone}/${task.shardsTotal} shards done${task.splitPhase ? `, phase ${task.splitPhase}` : ""}`]);
+  }
   pairs.push(
     ["Queued time", formatDuration(task.queuedTime)],
+    ["Dispatch time", formatDuration(task.dispatchTime)],
     ["Processing time", formatDuration(task.processingTime)],
-    ["Peak memory", task.peakMemoryBytes > 0n ? formatBytes(task.peakMemoryBytes) : NONE],
   );
+  if (task.mergeTime) pairs.push(["Merge time", formatDuration(task.mergeTime)]);
+  if (task.preemptions > 0) pairs.push(["Preemptions", String(task.preemptions)]);
+  pairs.push(["Peak memory", task.peakMemoryBytes > 0n ? formatBytes(task.peakMemoryBytes) : NONE]);
   if (task.error) pairs.push(["Error", task.error]);
   if (input !== undefined) pairs.push(["Input", truncate(JSON.stringify(input), 200)]);
   if (s?.series) pairs.push(["Series", `${s.series.values.length} values${s.series.timestamps.length ? " with timestamps" : ""}`]);
 
   const parts = [renderKeyValues(pairs)];
+  if (task.shards.length > 0) parts.push(`Shards:\n${renderShards(task.shards)}`);
   if (task.attempts.length > 0) parts.push(`Attempts:\n${renderAttempts(task.attempts, now)}`);
   const output = valueJson(task.output);
   if (output !== undefined) parts.push(`Output:\n${formatJson(output)}`);

@@ -39,7 +39,39 @@ export class ShardDriver {
 
   /** After a restart: queued split tasks wait for a plan again; running ones continue from their records. */
   restore(active: readonly TaskRecord[]): void {
-    for (const t of active) if (isSplitTask(t) && t.state === "queued") this.waiting.set(t.id, "");
+    const resume: string[] = [];
+    for (const t of active) {
+      if (!isSplitTask(t)) continue;
+      if (t.state === "queued") this.waiting.set(t.id, "");
+      else if (t.split) resume.push(t.id);
+    }
+    // A crash can fall between a step's last shard finishing and the step's follow-up (next round, merge):
+    // redo the follow-up from the recorded shard tasks once the coordinator is wired.
+    if (resume.length > 0) setImmediate(() => resume.forEach((id) => this.resume(id)));
+  }
+
+  private resume(parentId: string): void {
+    const parent = this.d.tasks.reader.get(parentId);
+    if (!parent || isTerminal(parent.state) || !parent.split) return;
+    const split = parent.split;
+    if (split.phase === "merge") {
+      const m = split.mergeTaskId ? this.d.tasks.reader.get(split.mergeTaskId) : undefined;
+      if (m && isTerminal(m.state)) this.onShard(m);
+      return;
+    }
+    const children = split.shards.map((sh) => (sh.taskId ? this.d.tasks.reader.get(sh.taskId) : undefined));
+    const failed = children.find((c) => c && (c.state === "failed" || c.state === "expired" || c.state === "cancelled"));
+    if (failed) {
+      this.onShard(failed);
+      return;
+    }
+    if (children.length > 0 && children.every((c) => c?.state === "succeeded")) {
+      this.d.log.info({ task: parentId, phase: split.phase, round: split.round }, "resuming a split task whose step finished before the restart");
+      const next = this.d.tasks.applySplit(parentId, undefined, (x) => {
+        x.split = { ...x.split!, shards: x.split!.shards.map((sh) => ({ ...sh, state: "succeeded" as const })) };
+      });
+      this.stepDone(next);
+    }
   }
 
   /** Why a queued split task is not split yet, for status. */

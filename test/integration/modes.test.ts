@@ -87,6 +87,11 @@ describe("DISTRIBUTED scatter-gather", () => {
     const shardTasks = all.filter((t) => t.parentId === id);
     expect(shardTasks).toHaveLength(3);
     expect(new Set(shardTasks.map((t) => t.assignedNode))).toEqual(new Set(agents.map((a) => a.nodeId)));
+    // The operator's view: `edgeplane task ID` shows the split, one row per shard with its node.
+    const view = await fleet.cli(["task", id]);
+    expect(view.code).toBe(0);
+    expect(view.out).toMatch(/Split\s+3\/3 shards done/);
+    for (const a of agents) expect(view.out).toContain(a.nodeId);
   });
 
   it("survives an agent killed mid-shard: the shard moves to another node and the merged result is still right", { timeout: 120_000 }, async () => {
