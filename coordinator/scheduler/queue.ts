@@ -59,6 +59,8 @@ export class TaskQueue {
   private readonly levels: Heap<Entry>[] = Array.from({ length: RANK_COUNT }, () => new Heap(compareEntries));
   private readonly live = new Map<string, Entry>();
   private readonly liveByRank: number[] = new Array<number>(RANK_COUNT).fill(0);
+  /** Walks in progress (`ordered()`): removals stay lazy meanwhile so the walk stays valid. */
+  private walks = 0;
   /** Entries in retry backoff, earliest notBefore first (lazy: dead or due entries are dropped on read). */
   private readonly backoff = new Heap<Entry>((a, b) => a.task.notBefore - b.task.notBefore);
   /** Highest seq pushed per rank among tasks without a deadline: such a task is last in its level. */
@@ -101,14 +103,22 @@ export class TaskQueue {
   }
 
   /**
-   * O(1): lazy deletion, the heap entry is skipped later. Safe during `ordered()`.
+   * O(log n) amortized: dead entries at the front are dropped at once, others lazily. Safe during `ordered()`.
    * Returns false when the id was not queued.
    */
   remove(id: string): boolean {
     const entry = this.live.get(id);
     if (entry === undefined) return false;
     this.live.delete(id);
-    this.liveByRank[entry.task.rank]--;
+    const rank = entry.task.rank;
+    this.liveByRank[rank]--;
+    // Placed tasks leave from the front: drop dead entries there now, or every later walk in order would step
+    // over all of them (a pass would slow down with every task ever placed). Dead entries deeper in the heap
+    // are compacted once they outnumber the live ones.
+    const level = this.levels[rank];
+    if (this.walks > 0) return true; // stay lazy while someone walks the heap in order
+    this.dropDeadTop(level);
+    if (level.size - this.liveByRank[rank] > this.liveByRank[rank] + COMPACT_SLACK) level.retain((e) => this.isLive(e));
     return true;
   }
 
@@ -137,10 +147,15 @@ export class TaskQueue {
    * `remove()` may be called while walking; `push`/`pop`/`peek` invalidate the walk (it throws).
    */
   *ordered(): Generator<QueuedTask, void, undefined> {
-    for (const level of this.levels) {
-      for (const entry of level.ordered()) {
-        if (this.isLive(entry)) yield entry.task;
+    this.walks++;
+    try {
+      for (const level of this.levels) {
+        for (const entry of level.ordered()) {
+          if (this.isLive(entry)) yield entry.task;
+        }
       }
+    } finally {
+      this.walks--;
     }
   }
 
