@@ -115,6 +115,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
               labels: config.labels, deviceIds, totalCpuMillis: cap.totalCpuMillis, totalMemoryBytes: BigInt(cap.totalMemoryBytes),
               freeCpuMillis: cap.freeCpuMillis, freeMemoryBytes: BigInt(cap.freeMemoryBytes), handlers: executor.handlers(),
               distributableHandlers: executor.distributable(), running: runningList(), maxConcurrentTasks: executor.size, agentVersion: AGENT_VERSION,
+              draining: state === "draining",
             },
           },
         });
@@ -287,6 +288,7 @@ function resultMessage(taskId: string, attempt: number, res: ExecResult): Connec
         taskId, attempt, outcome: error && res.type === "completed" ? AttemptOutcome.FAILED : outcome, output, error,
         processingTime: durationFromMillis(res.processingMs), peakMemoryBytes: BigInt(Math.round(res.peakMemoryBytes)),
         startedAt: timestampFromMs(res.startedAt), finishedAt: timestampFromMs(res.finishedAt),
+        permanent: res.type === "failed" && res.permanent === true,
       },
     },
   });

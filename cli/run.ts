@@ -45,6 +45,7 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
   retryMaxMs: { flags: "--retry-max <duration>", help: "longest retry backoff", parse: parseDuration, show: formatMs },
   dispatchAckTimeoutMs: { flags: "--dispatch-ack-timeout <duration>", help: "a dispatched attempt not accepted by its agent within this is retried", parse: parseDuration, show: formatMs },
   disconnectWindowMs: { flags: "--disconnect-window <duration>", help: "how long a disconnected node keeps its tasks before they are requeued (0 = at once)", parse: parseDuration, show: formatMs },
+  downNodeMemoryMs: { flags: "--down-node-memory <duration>", help: "a node down for longer than this no longer counts against its cluster's health", parse: parseDuration, show: formatMs },
   drainGraceMs: { flags: "--drain-grace <duration>", help: "time a draining node's running tasks get before they are moved", parse: parseDuration, show: formatMs },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
 };
@@ -165,7 +166,7 @@ export function renderDevBanner(address: string, plans: readonly DevAgentPlan[])
     "",
     "Try:",
     `  npx edgeplane submit --handler stats --values 1,2,3,4 --wait${target}`,
-    ...(device ? [`  npx edgeplane submit --handler anomaly --device ${device} --values 1,2,3,40 --wait${target}`] : []),
+    ...(device ? [`  npx edgeplane submit --handler anomaly --device ${device} --input '{"values":[10,11,9,10,12,10,95,11,10,9],"threshold":2.5}' --wait${target}`] : []),
     `  npx edgeplane nodes${target}`,
     `  npx edgeplane tasks${target}`,
     `  npx edgeplane status${target}`,

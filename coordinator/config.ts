@@ -33,6 +33,8 @@ export interface CoordinatorConfig {
    * reconnects inside it and reports them running or finished runs nothing twice. 0 = requeue at once. Default 30000.
    */
   disconnectWindowMs: number;
+  /** A node down for longer than this no longer counts against its cluster's health, in ms. Default 600000 (10 min). */
+  downNodeMemoryMs: number;
   /** Grace given to a draining node's running tasks before they are moved, in ms. Default 60000. */
   drainGraceMs: number;
   /** pino log level. Default `info`. */
@@ -54,6 +56,7 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   retryMaxMs: 30_000,
   dispatchAckTimeoutMs: 10_000,
   disconnectWindowMs: 30_000,
+  downNodeMemoryMs: 600_000,
   drainGraceMs: 60_000,
   logLevel: "info",
 });

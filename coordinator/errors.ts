@@ -14,7 +14,7 @@ export class NotFoundError extends EdgeplaneError { readonly kind = "not_found" 
 export class AlreadyExistsError extends EdgeplaneError { readonly kind = "already_exists" as const; }
 /** The request is well-formed but the system is not in a state to do it (e.g. cancel a finished task). */
 export class FailedPreconditionError extends EdgeplaneError { readonly kind = "failed_precondition" as const; }
-/** The request asks for more than the fleet could ever give (memory larger than any node, input too big). */
+/** The request asks for more than the limits allow (input larger than --max-input-bytes). */
 export class ResourceExhaustedError extends EdgeplaneError { readonly kind = "resource_exhausted" as const; }
 export class UnavailableError extends EdgeplaneError { readonly kind = "unavailable" as const; }
 

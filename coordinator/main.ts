@@ -39,7 +39,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   const sqlite = config.store === "sqlite" ? SqliteTaskStore.open(config.dataDir, { logger: log.child({ component: "store" }) }) : undefined;
   const store: TaskStore = sqlite ?? new MemoryTaskStore();
   const tasks = new TaskManager(store, { now: clock.wall, retryBaseMs: config.retryBaseMs, retryMaxMs: config.retryMaxMs });
-  const registry = new NodeRegistry(clock, (c) => sqlite?.saveCluster(c));
+  const registry = new NodeRegistry(clock, (c) => sqlite?.saveCluster(c), config.downNodeMemoryMs);
   for (const c of sqlite?.loadClusters() ?? []) registry.restoreCluster(c);
   const restored = store.active();
   if (sqlite) {

@@ -1,4 +1,4 @@
-// Exponential backoff with full jitter (AWS architecture blog's "full jitter"): pure, the random source is injected.
+// Exponential backoff with "equal jitter" (half the ceiling fixed, half random): pure, the random source is injected.
 
 export interface BackoffOptions {
   /** Delay cap for the first failure, in ms. */

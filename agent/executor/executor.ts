@@ -300,7 +300,8 @@ class PoolExecutor implements Executor {
       if (m.kind === "handler") {
         this.cfg.logger.warn({ task: job.req.taskId, attempt: job.req.attempt, handler: job.req.handler, error: m.error, stack: m.stack }, "handler threw");
       }
-      this.finish(job, { type: "failed", error: m.error, ...measured });
+      // Bad input fails the same way on every node: the coordinator must not retry it.
+      this.finish(job, { type: "failed", error: m.error, permanent: m.kind === "input", ...measured });
     }
   }
 

@@ -267,7 +267,9 @@ export class Dispatcher {
     const views = this.nodeViews();
     if (views.length > 0) {
       const clusters = this.clusterViews();
-      const plan = planPlacements(this.queue, views, clusters, now, { healthThreshold: this.opts.healthThreshold, maxScan: 1000 });
+      const plan = planPlacements(this.queue, views, clusters, now, {
+        healthThreshold: this.opts.healthThreshold, maxScan: 1000, deviceCluster: (d) => this.nodes.nodeForDevice(d)?.clusterId,
+      });
       for (const p of plan) this.send(p.taskId, p.nodeId, p.clusterId, p.reason);
       this.preemptFor(now, clusters);
     }
@@ -296,7 +298,13 @@ export class Dispatcher {
           return [{ taskId: r.taskId, rank: priorityRank(rec.spec.priority), cpuMillis: r.cpuMillis, memoryBytes: r.memoryBytes, dispatchedAt: rec.attempts.at(-1)?.dispatchedAt ?? 0 }];
         }));
       }
-      const plan = planPreemption(t, views, running, (c) => healthy.has(c));
+      // Preemption obeys the same limits as placement: the task's cluster, its device's cluster for LOCAL work,
+      // and the cloud tier only for CLOUD_FALLBACK tasks or tasks naming a cloud cluster.
+      const deviceCluster = t.deviceId ? this.nodes.nodeForDevice(t.deviceId)?.clusterId : undefined;
+      const allowed = views.filter((n) =>
+        (t.mode !== "local" || !deviceCluster || n.clusterId === deviceCluster) &&
+        (t.mode === "cloud_fallback" || t.clusterId !== "" || n.tier === "edge"));
+      const plan = planPreemption(t, allowed, running, (c) => healthy.has(c));
       if (!plan) continue;
       for (const victimId of plan.victims) {
         const v = this.tasks.reader.get(victimId)!;

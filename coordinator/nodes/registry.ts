@@ -100,7 +100,11 @@ export class NodeRegistry {
   private readonly devices = new Map<string, string>();
 
   /** @param onCluster called whenever a cluster is created or declared, so it can be persisted. */
-  constructor(private readonly clock: Clock, private readonly onCluster: (c: ClusterRecord) => void = () => {}) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly onCluster: (c: ClusterRecord) => void = () => {},
+    private readonly downNodeMemoryMs = 10 * 60_000,
+  ) {}
 
   /** Loads a cluster saved before a restart. */
   restoreCluster(c: ClusterRecord): void {
@@ -299,7 +303,10 @@ export class NodeRegistry {
 
   /** Share of a cluster's nodes that are healthy (ready or draining). A cluster with no nodes has health 0. */
   health(clusterId: string): number {
-    const ns = this.nodesOf(clusterId).filter((n) => n.state !== "drained");
+    // A node down for longer than downNodeMemoryMs is taken as gone for good (decommissioned, or an agent that
+    // came back under a new id): it stays listed, but no longer holds its cluster below the health threshold.
+    const now = this.clock.mono();
+    const ns = this.nodesOf(clusterId).filter((n) => n.state !== "drained" && !(n.state === "down" && now - n.disconnectedAtMono > this.downNodeMemoryMs));
     if (ns.length === 0) return 0;
     return ns.filter((n) => n.state === "ready" || n.state === "draining").length / ns.length;
   }
@@ -316,6 +323,12 @@ export class NodeRegistry {
     const s = new Set<string>(builtins);
     for (const n of this.nodes.values()) for (const h of n.handlers) s.add(h);
     return s;
+  }
+
+  maxNodeCpu(): number | undefined {
+    let m: number | undefined;
+    for (const n of this.nodes.values()) if (n.totalCpuMillis > 0) m = Math.max(m ?? 0, n.totalCpuMillis);
+    return m;
   }
 
   maxNodeMemory(): number | undefined {

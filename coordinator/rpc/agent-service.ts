@@ -45,6 +45,8 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       const session = new AgentSession(node.id, sessionId);
       const log = d.log.child({ node: node.id, cluster: node.clusterId, session: sessionId });
       session.send({ type: "registered", heartbeatIntervalMs: d.config.heartbeatIntervalMs });
+      // An agent that was told to drain before it reconnected stays out of placement.
+      if (reg.draining) d.registry.drain(node.id);
       d.dispatcher.attach(session);
       d.dispatcher.reconcile(node, reg.running.map((r) => ({ taskId: r.taskId, attempt: r.attempt })));
       log.info({ handlers: reg.handlers, devices: reg.deviceIds, cpu: reg.totalCpuMillis, memory: Number(reg.totalMemoryBytes), slots: reg.maxConcurrentTasks, running: reg.running.length }, "node registered");
@@ -81,6 +83,7 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
               error: outcome ? r.error : `agent sent outcome ${r.outcome}: ${r.error}`,
               processingMs: r.processingTime ? durationToMillis(r.processingTime) : 0, peakMemoryBytes: Number(r.peakMemoryBytes),
               startedAt: r.startedAt ? timestampMs(r.startedAt) : undefined, finishedAt: r.finishedAt ? timestampMs(r.finishedAt) : undefined,
+              permanent: r.permanent,
             }, session);
             break;
           }

@@ -37,6 +37,8 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
     now: d.now(),
     knownHandlers: d.registry.knownHandlers(d.builtinHandlers),
     maxNodeMemoryBytes: d.registry.maxNodeMemory(),
+    maxNodeCpuMillis: d.registry.maxNodeCpu(),
+    knownClusters: new Set(d.registry.listClusters().map((c) => c.id)),
     maxInputBytes: d.config.maxInputBytes,
     defaultMemoryBytes: d.config.defaultMemoryBytes,
     defaultCpuMillis: d.config.defaultCpuMillis,

@@ -41,6 +41,8 @@ export interface PlanOptions {
   healthThreshold: number;
   /** Tasks a pass looks at in a row without placing one before it stops (bounded backfill). Default 1000. */
   maxScan: number;
+  /** The cluster of the node serving a device, whatever that node's state (registry lookup). */
+  deviceCluster?: (deviceId: string) => string | undefined;
 }
 
 export const DEFAULT_PLAN_OPTIONS: Readonly<PlanOptions> = { healthThreshold: 0.7, maxScan: 1000 };
@@ -139,8 +141,11 @@ function describe(strategy: Strategy, n: NodeState): string {
 }
 
 /** The ordered fallback chain for a task: the first stage with a fitting node wins. */
-function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined): Stage[] {
+function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined, opts: PlanOptions): Stage[] {
   const deviceClusters = new Set((deviceNodes ?? []).map((n) => n.view.clusterId));
+  // The device's node may be away (not among the schedulable nodes): its cluster still binds LOCAL work.
+  const known = t.deviceId ? opts.deviceCluster?.(t.deviceId) : undefined;
+  if (known) deviceClusters.add(known);
   const inDeviceCluster = (n: NodeState): boolean => deviceClusters.has(n.view.clusterId);
   // Cloud-tier capacity is a fallback: only CLOUD_FALLBACK tasks, or tasks that name a cloud cluster, use it.
   const any = (n: NodeState): boolean => n.view.tier === "edge" || t.clusterId !== "";
@@ -242,7 +247,7 @@ export function planPlacements(
     const deviceNodes = t.deviceId === "" ? undefined : byDevice.get(t.deviceId);
     let chosen: NodeState | undefined;
     let reason = "";
-    for (const stage of stagesFor(t, deviceNodes)) {
+    for (const stage of stagesFor(t, deviceNodes, opts)) {
       const candidates = usable.filter(
         (n) => (t.clusterId === "" || n.view.clusterId === t.clusterId) && stage.allow(n) && fits(n, t),
       );

@@ -29,6 +29,8 @@ export interface AttemptReport {
   peakMemoryBytes: number;
   startedAt: number | undefined;
   finishedAt: number | undefined;
+  /** The failure is in the task itself (bad input): it fails now instead of being retried. */
+  permanent?: boolean;
 }
 
 /** What happened to a reported result: applied, or ignored because its attempt was superseded (fencing). */
@@ -229,6 +231,13 @@ export class TaskManager {
         }
         return { type: "applied", task: this.retryOrFail(t, `attempt ${r.attempt} timed out`, record) };
       case "failed":
+        if (r.permanent) {
+          return { type: "applied", task: this.update(t.id, "failed", (x) => {
+            record(x);
+            x.error = `${r.error || `attempt ${r.attempt} failed`} (bad input: not retried)`;
+            x.finishedAt = now;
+          }) };
+        }
         return { type: "applied", task: this.retryOrFail(t, r.error || `attempt ${r.attempt} failed`, record) };
       case "cancelled":
         // The agent gave the attempt up without being asked (drain, shutdown): run it again, no retry used.

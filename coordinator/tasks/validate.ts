@@ -30,6 +30,10 @@ export interface ValidationContext {
   knownHandlers: ReadonlySet<string>;
   /** Largest total memory of any registered node; undefined while no node has registered. */
   maxNodeMemoryBytes: number | undefined;
+  /** Largest total cpu of any registered node; undefined while no node has registered. */
+  maxNodeCpuMillis?: number;
+  /** Clusters the registry knows (declared or named by an agent); a task may only name one of these. */
+  knownClusters?: ReadonlySet<string>;
   maxInputBytes: number;
   defaultMemoryBytes: number;
   defaultCpuMillis: number;
@@ -56,6 +60,12 @@ export function validateSpec(d: SpecDraft, ctx: ValidationContext, field = "task
   const cpuMillis = d.cpuMillis ?? ctx.defaultCpuMillis;
   if (!(cpuMillis > 0) || !Number.isInteger(cpuMillis)) throw bad("requiredCpuMillis", `must be a positive number of millicores (1000 = one core), got ${d.cpuMillis}`);
 
+  if (ctx.maxNodeCpuMillis !== undefined && cpuMillis > ctx.maxNodeCpuMillis) {
+    throw new FailedPreconditionError(`${field}.requiredCpuMillis: ${cpuMillis} millicores is more than any node in the fleet has (largest: ${ctx.maxNodeCpuMillis}); lower it or add a bigger node`);
+  }
+  if (d.clusterId && ctx.knownClusters && !ctx.knownClusters.has(d.clusterId)) {
+    throw new FailedPreconditionError(`${field}.clusterId: cluster "${d.clusterId}" is not known; declare it with RegisterCluster or start an agent in it (known: ${[...ctx.knownClusters].sort().join(", ") || "none"})`);
+  }
   const estimatedMs = d.estimatedMs ?? 0;
   if (estimatedMs < 0 || !Number.isFinite(estimatedMs)) throw bad("estimatedComputeTime", `must not be negative, got ${d.estimatedMs} ms`);
   if (d.deadline !== undefined) {

@@ -91,9 +91,12 @@ describe("submit → result over real processes", () => {
   });
 
   it("bad handler input is a failed task with the handler's message, and the agent keeps serving", async () => {
-    const t = await fleet.finish(await fleet.submit({ handler: "stats", input: { values: [1, "x", 3] }, maxRetries: 0 }));
+    const t = await fleet.finish(await fleet.submit({ handler: "stats", input: { values: [1, "x", 3] } }));
     expect(t.state).toBe(TaskState.FAILED);
     expect(t.error).toMatch(/values/);
+    // Bad input fails the same way everywhere: one attempt, not maxRetries + 1.
+    expect(t.attempts).toHaveLength(1);
+    expect(t.error).toMatch(/bad input: not retried/);
     const again = await fleet.finish(await fleet.submit({ handler: "stats", input: { values: [4] } }));
     expect(again.state).toBe(TaskState.SUCCEEDED);
   });

@@ -93,4 +93,17 @@ describe("NodeRegistry", () => {
     expect(reg.nodeForDevice("d1")).toBeUndefined();
     expect(reg.nodeForDevice("d2")?.id).toBe("n1");
   });
+
+  it("a node down for longer than the memory no longer holds its cluster's health down", () => {
+    let mono = 0;
+    const reg = new NodeRegistry({ mono: () => mono, wall: () => mono }, () => {}, 60_000);
+    for (const id of ["a", "b"]) reg.registerNode(info({ nodeId: id, sessionId: id }));
+    reg.streamClosed("a", "a", "gone");
+    reg.expireDisconnected(0);
+    expect(reg.health("c1")).toBe(0.5);
+    mono += 60_001;
+    reg.heartbeat("b", "b", hb(1, 1));
+    expect(reg.health("c1")).toBe(1);
+    expect(reg.getNode("a").state).toBe("down");
+  });
 });

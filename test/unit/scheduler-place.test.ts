@@ -408,3 +408,18 @@ describe("bounded backfill and O(1) bookkeeping", () => {
     expect(q.nextNotBefore(NOW + 60)).toBeUndefined();
   });
 });
+
+describe("LOCAL work stays in its device's cluster while the device's node is away", () => {
+  it("uses the registry's device → cluster lookup when the serving node is not schedulable", () => {
+    const q = queueOf(task("t1", { deviceId: "sensor-9" }));
+    const nodes = [node("other-site", "site-b"), node("same-site", "site-a")];
+    const plan = planPlacements(q, nodes, [cluster("site-a"), cluster("site-b")], NOW, { ...OPTS, deviceCluster: (d) => (d === "sensor-9" ? "site-a" : undefined) });
+    expect(plan.map((p) => p.nodeId)).toEqual(["same-site"]);
+  });
+
+  it("waits rather than leave the cluster when no node of it fits", () => {
+    const q = queueOf(task("t1", { deviceId: "sensor-9" }));
+    const plan = planPlacements(q, [node("other-site", "site-b")], [cluster("site-b")], NOW, { ...OPTS, deviceCluster: () => "site-a" });
+    expect(plan).toEqual([]);
+  });
+});

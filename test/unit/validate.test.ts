@@ -60,4 +60,12 @@ describe("validateSpec", () => {
   it("prefixes errors with the batch field path", () => {
     expect(() => validateSpec(draft({ handler: "x" }), ctx, "tasks[3].task")).toThrow(/^tasks\[3\]\.task\.handler/);
   });
+
+  it("rejects cpu larger than any node has, and a cluster nobody knows, with FAILED_PRECONDITION", () => {
+    const c = { ...ctx, maxNodeCpuMillis: 2000, knownClusters: new Set(["site-a"]) };
+    expect(() => validateSpec(draft({ cpuMillis: 2001 }), c)).toThrow(FailedPreconditionError);
+    expect(() => validateSpec(draft({ cpuMillis: 2001 }), c)).toThrow(/2001 millicores is more than any node/);
+    expect(() => validateSpec(draft({ clusterId: "site-z" }), c)).toThrow(/cluster "site-z" is not known.*known: site-a/);
+    expect(validateSpec(draft({ clusterId: "site-a", cpuMillis: 2000 }), c).clusterId).toBe("site-a");
+  });
 });
