@@ -14,6 +14,8 @@ export interface AgentConfig {
   labels: Record<string, string>;
   /** Device ids this node serves. Default none. */
   deviceIds: string[];
+  /** File listing the device ids this node serves; re-read on SIGHUP and when it changes. Default none. */
+  devicesFile: string | undefined;
   /** Directory of custom handler modules (.js/.mjs). Default none. */
   handlersDir: string | undefined;
   /** Worker threads, i.e. tasks run at once. Default: the node's available parallelism. */
@@ -49,6 +51,7 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
     labels: {},
     deviceIds: [],
     handlersDir: undefined,
+    devicesFile: undefined,
     workers: undefined,
     maxMemoryBytes: undefined,
     dataDir: "",

@@ -6,6 +6,7 @@ import { durationMs, timestampFromMs, timestampMs, ValueSchema, type Value } fro
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { ConnectRequestSchema, ShardPhase, type ConnectRequest, type ConnectResponse, type Dispatch } from "../gen/edgeplane/v1/agent_pb.js";
 import { ClusterService } from "../gen/edgeplane/v1/cluster_pb.js";
@@ -56,6 +57,28 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   }
   let state: AgentState = "starting";
   let deviceIds = [...config.deviceIds];
+  // Devices move between nodes (rewiring, a gateway swap): with --devices-file the list is re-read on SIGHUP and
+  // when the file changes, and the next heartbeat carries it.
+  let devicesChanged = false;
+  const reloadDevices = () => {
+    if (!config.devicesFile) return;
+    try {
+      const next = readDevicesFile(config.devicesFile);
+      if (next.join("\n") !== deviceIds.join("\n")) {
+        deviceIds = next;
+        devicesChanged = true;
+        log.info({ devices: deviceIds }, "devices changed; telling the coordinator");
+        heartbeat();
+      }
+    } catch (err) {
+      log.error({ err: (err as Error).message, file: config.devicesFile }, "cannot read the devices file; keeping the current devices");
+    }
+  };
+  if (config.devicesFile) {
+    deviceIds = [...new Set([...deviceIds, ...readDevicesFile(config.devicesFile)])];
+    watchFile(config.devicesFile, { interval: 500 }, reloadDevices).unref();
+    process.on("SIGHUP", reloadDevices);
+  }
 
   // Heartbeats coalesce: at most one unacknowledged; a tick while one is out is sent (with fresh figures) on its ack.
   let heartbeatTimer: NodeJS.Timeout | undefined;
@@ -77,6 +100,9 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
     }
     const cap = sampler.sample();
     sequence += 1n;
+    // Sent once; a lost stream re-registers with the current list anyway.
+    const sendDevices = devicesChanged;
+    devicesChanged = false;
     outstanding = { seq: sequence, sentAt: performance.now() };
     conn.send(create(ConnectRequestSchema, {
       msg: {
@@ -84,6 +110,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
         value: {
           sequence, freeCpuMillis: cap.freeCpuMillis, freeMemoryBytes: BigInt(cap.freeMemoryBytes), load: cap.load,
           running: runningList(), lastRtt: lastRttMs === undefined ? undefined : durationFromMillis(lastRttMs),
+          deviceIds: sendDevices ? deviceIds : [], deviceIdsChanged: sendDevices,
         },
       },
     }));
@@ -237,6 +264,10 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
       if (heartbeatTimer) clearInterval(heartbeatTimer);
       await conn.stop();
       await executor.close();
+      if (config.devicesFile) {
+        unwatchFile(config.devicesFile);
+        process.off("SIGHUP", reloadDevices);
+      }
       state = "stopped";
       if (pending.size > 0) log.warn({ results: pending.size, dir: config.dataDir }, "stopped with results the coordinator has not acknowledged; they are journaled and go out at the next start");
       log.info("agent stopped");
@@ -292,4 +323,10 @@ function resultMessage(taskId: string, attempt: number, res: ExecResult): Connec
       },
     },
   });
+}
+
+/** Device ids from a file: separated by commas, spaces or newlines; `#` starts a comment. */
+export function readDevicesFile(path: string): string[] {
+  const text = readFileSync(path, "utf8").replace(/#[^\n]*/g, "");
+  return [...new Set(text.split(/[\s,]+/).filter(Boolean))];
 }

@@ -82,6 +82,7 @@ export interface AgentFlags {
   maxMemory?: number;
   drainGrace?: number;
   dataDir?: string;
+  devicesFile?: string;
   reconnectBase?: number;
   reconnectMax?: number;
   logLevel?: string;
@@ -103,6 +104,7 @@ export function agentConfigFromFlags(f: AgentFlags): Partial<AgentConfig> & { cl
     workers: f.workers,
     maxMemoryBytes: f.maxMemory,
     dataDir: f.dataDir,
+    devicesFile: f.devicesFile,
     drainGraceMs: f.drainGrace,
     reconnectBaseMs: f.reconnectBase,
     reconnectMaxMs: f.reconnectMax,
@@ -258,6 +260,7 @@ function registerAgent(program: Command): void {
     .option("--handlers <dir>", "directory of custom handler modules (.js/.mjs) (default: none)")
     .option("--workers <n>", "worker threads, i.e. tasks run at once (default: available parallelism)", arg((t) => parseInteger(t, 1)))
     .option("--max-memory <size>", "memory offered to tasks; reported capacity is capped at it (default: all the node has)", arg(parseBytes))
+    .option("--devices-file <path>", "file of device ids this node serves (comma/space/newline separated); re-read on SIGHUP and when it changes")
     .option("--data-dir <dir>", "directory of the result journal (results awaiting the coordinator's ack) (default: ./data/agent-<node id>)")
     .addOption(durationOption("--drain-grace <duration>", "on SIGTERM, how long running tasks may take to finish", AGENT_DEFAULTS.drainGraceMs))
     .addOption(durationOption("--reconnect-base <duration>", "first reconnect delay; doubles per failure, with jitter", AGENT_DEFAULTS.reconnectBaseMs))
