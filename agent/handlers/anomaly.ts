@@ -18,7 +18,7 @@ import { readValues } from "./input.js";
 import { assertFiniteMoments, EMPTY_MOMENTS, mergeMoments, type Moments, momentsOf, parseMoments, populationStddev } from "./moments.js";
 import { CHECKPOINT_EVERY } from "./context.js";
 import { mergeSummaries, parseSummary, type QuantileSummary, summarize, summaryQuantile } from "./quantile-summary.js";
-import { quantileSorted, sortedCopy } from "./quantiles.js";
+import { quantilesOf, sortedCopy } from "./quantiles.js";
 import { splitInput } from "./split.js";
 import type { BuiltinHandler, HandlerContext, HandlerInput, JsonValue, NumberArray } from "./types.js";
 import { asRecord, readChoice, readIndexOffset, readNumber, stateNumber } from "./validate.js";
@@ -69,15 +69,14 @@ function flag(
   return anomalies;
 }
 
-/** The median of |x - median| of a sorted copy (the copy is reused for the deviations). */
-function madOf(sorted: Float64Array, median: number, ctx: HandlerContext): number {
-  const dev = sorted;
+/** The median of |x - median|, computed in `scratch` (a copy of the values, reused for the deviations). */
+function madOf(scratch: Float64Array, median: number, ctx: HandlerContext): number {
+  const dev = scratch;
   for (let i = 0; i < dev.length; i++) {
     if ((i & (CHECKPOINT_EVERY - 1)) === 0) ctx.checkpoint();
     dev[i] = Math.abs(dev[i] - median);
   }
-  dev.sort();
-  return quantileSorted(dev, 0.5);
+  return quantilesOf(dev, [0.5], () => ctx.checkpoint())[0];
 }
 
 function scoring(g: AnomalyGlobal): { center: number; scale: number; factor: number; threshold: number } {
@@ -106,10 +105,10 @@ export function runAnomaly(input: HandlerInput, ctx: HandlerContext): AnomalyRes
   if (method === "zscore") {
     g = zscoreGlobal(threshold, momentsOf(values, ctx));
   } else {
-    const sorted = sortedCopy(values);
+    const scratch = new Float64Array(values);
     ctx.checkpoint();
-    const median = quantileSorted(sorted, 0.5);
-    g = { method, threshold, count: values.length, median, mad: madOf(sorted, median, ctx) };
+    const [median] = quantilesOf(scratch, [0.5], () => ctx.checkpoint());
+    g = { method, threshold, count: values.length, median, mad: madOf(scratch, median, ctx) };
   }
   return result(g, flag(values, scoring(g), readIndexOffset(NAME, input), ctx));
 }

@@ -45,5 +45,5 @@ export {
   SUMMARY_INTERVALS,
   type QuantileSummary,
 } from "./quantile-summary.js";
-export { quantileSorted, sortedCopy } from "./quantiles.js";
+export { quantileSorted, quantilesOf, sortedCopy } from "./quantiles.js";
 export { mergeMoments, momentsOf, populationStddev, type Moments } from "./moments.js";

@@ -18,7 +18,7 @@ import {
   populationStddev,
 } from "./moments.js";
 import { mergeSummaries, parseSummary, type QuantileSummary, summarize, summaryQuantile } from "./quantile-summary.js";
-import { quantileSorted, sortedCopy } from "./quantiles.js";
+import { quantilesOf, sortedCopy } from "./quantiles.js";
 import { splitInput } from "./split.js";
 import type { BuiltinHandler, HandlerContext, HandlerInput, JsonValue } from "./types.js";
 
@@ -57,9 +57,8 @@ export function runStats(input: HandlerInput, ctx: HandlerContext): StatsResult 
   const values = readValues(NAME, input);
   const m = momentsOf(values, ctx);
   ctx.checkpoint();
-  const sorted = sortedCopy(values);
-  ctx.checkpoint();
-  return result(m, (q) => quantileSorted(sorted, q));
+  const [p50, p95, p99] = quantilesOf(new Float64Array(values), [0.5, 0.95, 0.99], () => ctx.checkpoint());
+  return result(m, (q) => (q === 0.5 ? p50 : q === 0.95 ? p95 : p99));
 }
 
 /** A shard's partial; an empty shard is allowed (it merges as nothing). */

@@ -6,6 +6,8 @@ import {
   builtinHandlers,
   HandlerInputError,
   plainContext,
+  quantileSorted,
+  quantilesOf,
   runAggregate,
   runAnomaly,
   runStats,
@@ -110,6 +112,24 @@ describe("stats", () => {
       }
     });
   }
+
+  it("finds by selection exactly the order statistics a full sort gives (quantilesOf)", () => {
+    const qs = [0, 0.01, 0.25, 0.5, 0.5, 0.95, 0.99, 0.999, 1];
+    for (const [name, dist] of Object.entries(DISTRIBUTIONS)) {
+      for (const [seed, n] of [[11, 1], [12, 2], [13, 3], [14, 599], [15, 601], [16, 4_099], [17, 100_003]]) {
+        const xs = sample(seed, n, dist);
+        const scratch = new Float64Array(xs);
+        let checkpoints = 0;
+        const got = quantilesOf(scratch, qs, () => checkpoints++);
+        const sorted = [...xs].sort((a, b) => a - b);
+        qs.forEach((q, i) => expect(got[i], `${name} n=${n} q=${q}`).toBe(quantileSorted(sorted, q)));
+        expect(checkpoints).toBeGreaterThan(0);
+        // It only reorders: the scratch still holds the same multiset.
+        expect([...scratch].sort((a, b) => a - b)).toEqual(sorted);
+      }
+    }
+    expect(() => quantilesOf(new Float64Array(0), [0.5])).toThrow(RangeError);
+  });
 
   it("stays accurate on a huge offset where sum-of-squares formulas cancel", () => {
     const xs = sample(9, 10_000, (r) => 1e9 + r());
