@@ -93,8 +93,8 @@ export function distributedSeriesScenario(o: DistributedSeriesOptions): Scenario
         failures: failures.list(),
         notes: [
           `${runs} measured runs of each variant after ${warmup} warm-up, interleaved; series of ${fmtInt(o.values)} doubles for device ${deviceId}.`,
-          `Nodes used: ${variants.map((v) => `${v.label}: ${[...samples.get(v.label)!.nodes].sort().join(", ")}`).join("; ")}.`,
-          "Coordination overhead includes sending the 8 MB series to the coordinator, slicing it, sending each shard to its agent, the shards' results back, the merge, and WatchTask's updates (which carry the whole task, series included).",
+          `Nodes used over all runs (each DISTRIBUTED run uses as many nodes as it has shards; which ones varies with their free capacity): ${variants.map((v) => `${v.label}: ${[...samples.get(v.label)!.nodes].sort().join(", ")}`).join("; ")}.`,
+          "Coordination overhead includes sending the 8 MB series to the coordinator and storing it, slicing it, storing and sending each shard to its agent, the shards' results back, the merge, and WatchTask's updates (which leave the series out).",
           ...(skipped.length > 0 ? [`Skipped DISTRIBUTED over ${skipped.join(", ")} agents: the fleet has ${ctx.agents.length}.`] : []),
         ],
       };

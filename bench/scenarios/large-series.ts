@@ -80,7 +80,7 @@ export function largeSeriesScenario(o: LargeSeriesOptions): Scenario {
         ],
         failures: failures.list(),
         notes: [
-          `${runs} measured runs after ${warmup} warm-up; series of ${fmtInt(o.values)} doubles for device ${deviceId}; ran on ${nodes.join(", ") || "no node"}. WatchTask sends the whole task, series included, on every transition, so its transfer is part of the wall time.`,
+          `${runs} measured runs after ${warmup} warm-up; series of ${fmtInt(o.values)} doubles for device ${deviceId}; ran on ${nodes.join(", ") || "no node"}. WatchTask updates leave the series out (GetTask has it).`,
         ],
       };
     },

@@ -102,7 +102,7 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
 
     async getTask(req) {
       if (!req.taskId) throw new InvalidArgumentError("task_id is required");
-      return create(GetTaskResponseSchema, { task: taskToPb(d.tasks.get(req.taskId)) });
+      return create(GetTaskResponseSchema, { task: taskToPb(d.tasks.reader.withPayload(d.tasks.get(req.taskId))) });
     },
 
     async listTasks(req) {
@@ -118,7 +118,7 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
 
     async cancelTask(req) {
       if (!req.taskId) throw new InvalidArgumentError("task_id is required");
-      return create(CancelTaskResponseSchema, { task: taskToPb(d.dispatcher.cancel(req.taskId, req.reason)) });
+      return create(CancelTaskResponseSchema, { task: taskToPb(d.dispatcher.cancel(req.taskId, req.reason), { withInput: false }) });
     },
 
     async *watchTask(req, ctx) {

@@ -67,22 +67,31 @@ export function encodeSpecRow(t: TaskRecord): SpecRow {
  * Fields added to TaskRecord later are stored with no change here; rows written before such a field existed
  * need a default below (e.g. `preemptions: r.preemptions ?? 0`).
  */
-export function decodeTask(record: string, spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null): TaskRecord {
+export function decodeTask(record: string, spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null, opts: { payload: boolean } = { payload: true }): TaskRecord {
   const r = restoreUndefined(JSON.parse(record)) as unknown as StoredRecord;
-  const s = restoreUndefined(JSON.parse(spec)) as unknown as StoredSpec;
   if (!(TASK_STATES as readonly string[]).includes(r.state)) throw new Error(`unknown state ${JSON.stringify(r.state)}`);
-  if (!(PRIORITIES as readonly string[]).includes(s.priority)) throw new Error(`unknown priority ${JSON.stringify(s.priority)}`);
   if (!Array.isArray(r.attempts)) throw new Error("attempts is not an array");
-  const { seriesLength, ...specRest } = s;
   return {
     ...r,
     attempts: r.attempts.map((a) => restoreUndefined(a) as unknown as AttemptRecord),
-    spec: {
-      ...specRest,
-      series: seriesLength === undefined ? undefined : {
-        values: unpackFloat64(seriesValues, seriesLength.values, "series values"),
-        timestamps: unpackFloat64(seriesTimestamps, seriesLength.timestamps, "series timestamps"),
-      },
+    spec: decodeSpec(spec, seriesValues, seriesTimestamps, opts),
+  };
+}
+
+/**
+ * Rebuilds a spec from its row. With `payload: false` the input and series are left out (undefined) and the
+ * series BLOBs are not read (pass null): what the store keeps in memory for a finished task.
+ */
+export function decodeSpec(spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null, opts: { payload: boolean } = { payload: true }): TaskSpec {
+  const s = restoreUndefined(JSON.parse(spec)) as unknown as StoredSpec;
+  if (!(PRIORITIES as readonly string[]).includes(s.priority)) throw new Error(`unknown priority ${JSON.stringify(s.priority)}`);
+  const { seriesLength, ...specRest } = s;
+  if (!opts.payload) return { ...specRest, input: undefined, series: undefined };
+  return {
+    ...specRest,
+    series: seriesLength === undefined ? undefined : {
+      values: unpackFloat64(seriesValues, seriesLength.values, "series values"),
+      timestamps: unpackFloat64(seriesTimestamps, seriesLength.timestamps, "series timestamps"),
     },
   };
 }

@@ -13,6 +13,11 @@ export class MemoryTaskStore implements TaskStore {
     return this.byId.get(id);
   }
 
+  /** Everything stays in memory here: `t` already has its payload. */
+  withPayload(t: TaskRecord): TaskRecord {
+    return t;
+  }
+
   findByIdempotencyKey(key: string): TaskRecord | undefined {
     const id = this.byKey.get(key);
     return id === undefined ? undefined : this.byId.get(id);

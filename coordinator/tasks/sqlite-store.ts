@@ -3,18 +3,20 @@
 // are group-committed once per event-loop turn; flush() says when they are on disk.
 // Never starts empty over a database it cannot read, and never drops an accepted write: a failed commit is retried.
 //
-// Every task is loaded at open and kept in memory for the life of the process, inputs and series included:
-// retention (moving old terminal tasks out of memory, then out of the file) is a later concern.
+// Every task is loaded at open and kept in memory for the life of the process. A finished task's input and series
+// (up to the input limit each: a 1M-value series is 8 MB) are dropped from memory once the commit that holds them
+// is on disk; withPayload() reads them back for GetTask. Retention of old finished tasks (their records leaving
+// memory, then the file) is a later concern.
 import { performance } from "node:perf_hooks";
 import type Database from "better-sqlite3";
 import type { ClusterRecord } from "../nodes/registry.js";
 import { GroupCommit, type GroupCommitStats } from "../store/group-commit.js";
 import { classify, openDatabase, type OpenedDatabase } from "../store/open-database.js";
 import { StoreConflictError, StoreCorruptError, StoreWriteError } from "../store/store-errors.js";
-import { decodeTask, encodeSpecRow, encodeTaskRow, type SpecRow, type TaskRow } from "../store/task-row.js";
+import { decodeSpec, decodeTask, encodeSpecRow, encodeTaskRow, type SpecRow, type TaskRow } from "../store/task-row.js";
 import { MemoryTaskStore } from "./memory-store.js";
 import type { TaskFilter, TaskPage, TaskStore } from "./store.js";
-import type { TaskRecord, Tier } from "./types.js";
+import { isTerminal, TERMINAL_STATES, type TaskRecord, type TaskSpec, type Tier } from "./types.js";
 
 export { StoreConflictError, StoreCorruptError, StoreOpenError, StoreVersionError, StoreWriteError } from "../store/store-errors.js";
 
@@ -49,6 +51,7 @@ interface Statements {
   upsertSpec: Database.Statement<[SpecRow]>;
   upsertCluster: Database.Statement<[{ id: string; tier: string; labels: string; declared: number; created_at: number }]>;
   upsertMeta: Database.Statement<[string, string]>;
+  selectSpec: Database.Statement<[string]>;
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -57,6 +60,8 @@ export class SqliteTaskStore implements TaskStore {
   /** The read side: the same structures, and so the same list/active/idempotency semantics, as the memory store. */
   private readonly mem = new MemoryTaskStore();
   private readonly seqs = new Set<number>();
+  /** Specs held in memory without their input and series (finished tasks): withPayload() reads those back. */
+  private readonly released = new WeakSet<TaskSpec>();
   private highestSeq = 0;
   private readonly clusters = new Map<string, ClusterRecord>();
   private readonly meta = new Map<string, string>();
@@ -113,6 +118,7 @@ export class SqliteTaskStore implements TaskStore {
       upsertCluster: d.prepare(`
         INSERT INTO clusters (id, tier, labels, declared, created_at) VALUES (@id, @tier, @labels, @declared, @created_at)
         ON CONFLICT (id) DO UPDATE SET tier = excluded.tier, labels = excluded.labels, declared = excluded.declared, created_at = excluded.created_at`),
+      selectSpec: d.prepare("SELECT spec, series_values, series_timestamps FROM task_specs WHERE id = ?"),
       upsertMeta: d.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
     };
     const txn = d.transaction(() => {
@@ -142,6 +148,8 @@ export class SqliteTaskStore implements TaskStore {
       } catch (e) {
         throw new StoreWriteError(this.path, this.pendingCount(), { cause: e });
       }
+      // Committed: a finished task's spec is on disk now, so memory can let go of its payload.
+      for (const id of this.pendingTasks.keys()) this.releasePayload(id);
       this.pendingTasks.clear();
       this.pendingClusters.clear();
       this.pendingMeta.clear();
@@ -166,14 +174,19 @@ export class SqliteTaskStore implements TaskStore {
       const labels = this.parse(() => JSON.parse(row.labels) as Record<string, string>, `cluster ${row.id}`);
       this.clusters.set(row.id, { id: row.id, tier: row.tier as Tier, labels, declared: row.declared !== 0, createdAt: row.created_at });
     }
+    // A finished task's payload stays on disk (see the top): its series BLOBs are not even read.
+    const finished = [...TERMINAL_STATES].map((x) => `'${x}'`).join(", ");
     const taskRows = d.prepare(`
-      SELECT t.id, t.record, s.spec, s.series_values, s.series_timestamps
+      SELECT t.id, t.record, s.spec, t.state IN (${finished}) AS finished,
+        CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.series_values END,
+        CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.series_timestamps END
       FROM tasks t LEFT JOIN task_specs s ON s.id = t.id ORDER BY t.seq`).raw()
-      .iterate() as IterableIterator<[string, string, string | null, Buffer | null, Buffer | null]>;
+      .iterate() as IterableIterator<[string, string, string | null, number, Buffer | null, Buffer | null]>;
     const tasks: TaskRecord[] = [];
-    for (const [id, record, spec, values, timestamps] of taskRows) {
+    for (const [id, record, spec, done, values, timestamps] of taskRows) {
       if (spec === null) throw new StoreCorruptError(this.path, `task ${id} has no row in task_specs`);
-      const t = this.parse(() => decodeTask(record, spec, values, timestamps), `task ${id}`);
+      const t = this.parse(() => decodeTask(record, spec, values, timestamps, { payload: done === 0 }), `task ${id}`);
+      if (done !== 0) this.released.add(t.spec);
       tasks.push(t);
       this.seqs.add(t.seq);
       this.highestSeq = Math.max(this.highestSeq, t.seq);
@@ -191,6 +204,26 @@ export class SqliteTaskStore implements TaskStore {
 
   get(id: string): TaskRecord | undefined {
     return this.mem.get(id);
+  }
+
+  /** `t` with its input and series: read back from the file when memory let go of them (see the top). */
+  withPayload(t: TaskRecord): TaskRecord {
+    if (!this.released.has(t.spec)) return t;
+    const row = this.stmts.selectSpec.get(t.id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null } | undefined;
+    if (!row) throw new StoreCorruptError(this.path, `task ${t.id} has no row in task_specs`);
+    return { ...t, spec: this.parse(() => decodeSpec(row.spec, row.series_values, row.series_timestamps), `task ${t.id}`) };
+  }
+
+  /** After a commit: a finished task's payload is on disk, so the record in memory drops it. */
+  private releasePayload(id: string): void {
+    const t = this.mem.get(id);
+    if (t && isTerminal(t.state) && !this.released.has(t.spec)) this.mem.put(this.light(t));
+  }
+
+  private light(t: TaskRecord): TaskRecord {
+    const spec: TaskSpec = { ...t.spec, input: undefined, series: undefined };
+    this.released.add(spec);
+    return { ...t, spec };
   }
 
   findByIdempotencyKey(key: string): TaskRecord | undefined {
@@ -258,7 +291,8 @@ export class SqliteTaskStore implements TaskStore {
       throw new StoreConflictError(`cannot put task ${task.id}: its seq and idempotency key are fixed at insert (stored ${prev.seq}, ${JSON.stringify(prev.idempotencyKey)}; given ${task.seq}, ${JSON.stringify(task.idempotencyKey)})`);
     }
     const queued = this.pendingTasks.get(task.id);
-    const spec = task.spec === prev.spec ? queued?.spec : encodeSpecRow(task);
+    // A spec without its payload (see withPayload) is never written: the file already has the whole one.
+    const spec = task.spec === prev.spec || this.released.has(task.spec) ? queued?.spec : encodeSpecRow(task);
     this.pendingTasks.set(task.id, { task: encodeTaskRow(task), spec });
     this.mem.put(task);
     this.group.queued();

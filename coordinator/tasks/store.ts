@@ -19,6 +19,12 @@ export interface TaskPage {
 
 /** Read-only view used by the RPC layer and status figures. */
 export interface TaskReader {
+  /**
+   * A finished task's input and series may be left out of what get() returns (a store may keep them on disk
+   * only): this returns `t` with them, read back where needed. For GetTask; nothing else needs a finished
+   * task's data.
+   */
+  withPayload(t: TaskRecord): TaskRecord;
   get(id: string): TaskRecord | undefined;
   findByIdempotencyKey(key: string): TaskRecord | undefined;
   /** Newest first. */

@@ -74,7 +74,7 @@ export class TaskManager {
     for (const t of store.active()) this.count(t, undefined);
   }
 
-  get reader(): Pick<TaskStore, "get" | "list" | "findByIdempotencyKey"> {
+  get reader(): Pick<TaskStore, "get" | "list" | "findByIdempotencyKey" | "withPayload"> {
     return this.store;
   }
 

@@ -1,6 +1,6 @@
 // A task flows client → coordinator → priority scheduler → agent process → result, for every built-in
 // handler and a custom one, checked against values computed independently here.
-import { toJson } from "@bufbuild/protobuf";
+import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { ConnectError, Code } from "@connectrpc/connect";
 import { join } from "node:path";
@@ -185,5 +185,35 @@ describe("validation over the wire", () => {
     const a = await fleet.submit({ handler: "stats", input: { values: [1] }, idempotencyKey: "k-1" });
     const b = await fleet.submit({ handler: "stats", input: { values: [2] }, idempotencyKey: "k-1" });
     expect(b).toBe(a);
+  });
+});
+
+// Last: it restarts the coordinator.
+describe("a finished task's data", () => {
+  it("GetTask returns a finished task's input and series, also after a coordinator restart; listings and watches leave them out", async () => {
+    const values = Array.from({ length: 20_000 }, (_, i) => Math.cos(i) * 7);
+    const timestamps = values.map((_, i) => BigInt(1_700_000_000_000 + i));
+    const { taskId } = await fleet.clients.tasks.submitTask({
+      task: { handler: "stats", priority: Priority.NORMAL, processingMode: ProcessingMode.LOCAL, series: { values, timestamps }, input: fromJson(ValueSchema, { note: "kept" }) },
+    });
+    const watched = await fleet.finish(taskId);
+    expect(watched.state).toBe(TaskState.SUCCEEDED);
+    expect(watched.spec?.series).toBeUndefined();
+    const check = async () => {
+      const t = (await fleet.clients.tasks.getTask({ taskId })).task!;
+      expect(t.state).toBe(TaskState.SUCCEEDED);
+      expect(t.spec?.series?.values).toEqual(values);
+      expect(t.spec?.series?.timestamps).toEqual(timestamps);
+      expect(toJson(ValueSchema, t.spec!.input!)).toEqual({ note: "kept" });
+      const listed = (await fleet.clients.tasks.listTasks({ pageSize: 1000 })).tasks.find((x) => x.id === taskId)!;
+      expect(listed.spec?.series).toBeUndefined();
+      expect(listed.spec?.input).toBeUndefined();
+    };
+    await check();
+    // The coordinator keeps a finished task's payload on disk only; a restart reads the same back.
+    fleet.coordinator!.kill("SIGTERM");
+    await fleet.coordinator!.exited;
+    await fleet.startCoordinator();
+    await check();
   });
 });

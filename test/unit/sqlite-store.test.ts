@@ -257,7 +257,8 @@ describe("SqliteTaskStore answers like MemoryTaskStore", () => {
       }
       expect(s.active()).toEqual(mem.active());
       for (const t of live) {
-        expect(s.get(t.id)).toStrictEqual(mem.get(t.id));
+        // A finished task's payload may live on disk only: withPayload() is the whole record.
+        expect(s.withPayload(s.get(t.id)!)).toStrictEqual(mem.get(t.id));
         if (t.idempotencyKey) expect(s.findByIdempotencyKey(t.idempotencyKey)?.id).toBe(t.id);
       }
     };
@@ -284,6 +285,37 @@ describe("SqliteTaskStore", () => {
     expect(again.get(withOutput.id)).toStrictEqual(withOutput);
     expect(Object.is(again.get(rec.id)!.spec.series!.values[1], -0)).toBe(true);
     expect(again.findByIdempotencyKey("key-full")?.id).toBe(rec.id);
+  });
+
+  it("lets go of a finished task's input and series once committed; withPayload() reads them back, also after a reopen", async () => {
+    const dir = tempDir();
+    const s = open(dir);
+    const series = { values: Array.from({ length: 5000 }, (_, i) => Math.sin(i)), timestamps: Array.from({ length: 5000 }, (_, i) => 1_700_000_000_000 + i) };
+    const done = task({}, { input: { windowMs: 10, note: "kept" }, series });
+    const live = task({}, { input: { v: 1 }, series });
+    s.insert([done, live]);
+    const finished: TaskRecord = { ...done, state: "succeeded", output: { count: 5000 }, finishedAt: 9 };
+    s.put(finished);
+    // Not committed yet: memory still has everything.
+    expect(s.get(done.id)!.spec.series).toBe(series);
+    await s.flush();
+    const light = s.get(done.id)!;
+    expect(light.spec.input).toBeUndefined();
+    expect(light.spec.series).toBeUndefined();
+    expect({ ...light.spec, input: undefined, series: undefined }).toStrictEqual({ ...done.spec, input: undefined, series: undefined });
+    expect(s.withPayload(light)).toStrictEqual(finished);
+    expect(s.get(live.id)!.spec.series).toBe(series); // unfinished tasks keep theirs
+    expect(s.withPayload(s.get(live.id)!)).toBe(s.get(live.id));
+
+    // A later put built from the light record (what task-manager does) must not overwrite the stored payload.
+    s.put({ ...light, error: "note added later", updatedAt: 10 });
+    await s.flush();
+    const again = reopen(s, dir);
+    const loaded = again.get(done.id)!;
+    expect(loaded.spec.series).toBeUndefined();
+    expect(loaded.error).toBe("note added later");
+    expect(again.withPayload(loaded)).toStrictEqual({ ...finished, error: "note added later", updatedAt: 10 });
+    expect(again.get(live.id)).toStrictEqual(live);
   });
 
   it("keeps the newest version of a task across reopen, and a put that changes the spec rewrites it", async () => {

@@ -371,6 +371,8 @@ export const TaskService: GenService<{
     output: typeof ListTasksResponseSchema;
   },
   /**
+   * Returns the cancelled task without its input (GetTask has it); a task already finished is FAILED_PRECONDITION.
+   *
    * @generated from rpc edgeplane.v1.TaskService.CancelTask
    */
   cancelTask: {
