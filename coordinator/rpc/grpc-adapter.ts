@@ -2,6 +2,7 @@
 // and adapts connect-style handlers (async functions, async generators, AbortSignal). Transport only.
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
+import { fromBinaryFast } from "../../lib/fast-doubles.js";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { Logger } from "../../lib/log.js";
 import { toServiceError, toGrpcStatus } from "./errors.js";
@@ -32,11 +33,12 @@ export type ServiceImpl<S extends GenServiceMethods> = {
 /** Encoded size of each decoded request, so limits can be checked without encoding it again. */
 export const wireSize = new WeakMap<object, number>();
 
-function serializers(desc: DescMessage) {
+function serializers(desc: DescMessage, fast: boolean) {
   return {
     serialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(desc, m)),
     deserialize: (b: Buffer) => {
-      const m = fromBinary(desc, b);
+      // Requests arrive in a buffer of their own, which fromBinaryFast may rewrite (big series decode ~20× faster).
+      const m = fast ? fromBinaryFast(desc, b) : fromBinary(desc, b);
       wireSize.set(m, b.length);
       return m;
     },
@@ -47,8 +49,8 @@ function serializers(desc: DescMessage) {
 export function grpcServiceDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
-    const req = serializers(m.input);
-    const res = serializers(m.output);
+    const req = serializers(m.input, true);
+    const res = serializers(m.output, false);
     def[m.localName] = {
       path: `/${service.typeName}/${m.name}`,
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",

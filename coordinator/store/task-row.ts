@@ -1,6 +1,7 @@
 // TaskRecord ⇄ database rows: `tasks` (indexed columns + the record without its spec, as JSON) and `task_specs`
 // (the spec as JSON, its numeric series as float64 BLOBs). Pure: no database access. Must never lose a field: the
 // record is stored whole, and decoding puts back the keys JSON drops (undefined stays undefined, null stays null).
+import { endianness } from "node:os";
 import { PRIORITIES, TASK_STATES, type AttemptRecord, type TaskRecord, type TaskSpec } from "../tasks/types.js";
 
 /** Bound to the upsert of `tasks` (named parameters). */
@@ -113,7 +114,14 @@ function restoreUndefined(o: unknown): Record<string, unknown> {
   return obj;
 }
 
+const LITTLE_ENDIAN = endianness() === "LE";
+
+/** Little-endian float64s; on a little-endian machine a Float64Array's bytes already are (~10× faster than writeDoubleLE). */
 function packFloat64(xs: readonly number[]): Buffer {
+  if (LITTLE_ENDIAN) {
+    const f = Float64Array.from(xs);
+    return Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+  }
   const buf = Buffer.allocUnsafe(xs.length * 8);
   for (let i = 0; i < xs.length; i++) buf.writeDoubleLE(xs[i], i * 8);
   return buf;
