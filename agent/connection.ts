@@ -6,6 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AgentService, type ConnectRequest, type ConnectResponse, type Registered } from "../gen/edgeplane/v1/agent_pb.js";
 import { AsyncQueue } from "../lib/async-queue.js";
+import { agentStreamService, fromStream } from "./wire.js";
 import { backoffDelay } from "../lib/backoff.js";
 import type { Logger } from "../lib/log.js";
 
@@ -36,7 +37,8 @@ export class Connection {
   failures = 0;
 
   constructor(private readonly opts: ConnectionOptions, private readonly h: ConnectionHandlers, private readonly log: Logger) {
-    this.client = createClient(AgentService, createGrpcTransport({ baseUrl: `http://${opts.address}` }));
+    // The same AgentService, with a dispatch's series read in one copy (see wire.ts).
+    this.client = createClient(agentStreamService, createGrpcTransport({ baseUrl: `http://${opts.address}` }));
   }
 
   get current(): ConnectionState {
@@ -79,7 +81,7 @@ export class Connection {
             if (!this.stopped()) this.state = "registered";
             this.failures = 0;
             this.h.onRegistered(res.msg.value);
-          } else this.h.onMessage(res);
+          } else this.h.onMessage(fromStream(res));
         }
       } catch (err) {
         reason = (err as Error).message;
