@@ -56,7 +56,8 @@ export class Dispatcher {
       cancel: (id, reason) => void this.cancel(id, reason),
       snapshot: () => ({ nodes: this.nodeViews(), clusters: this.clusterViews() }),
       now: () => clock.wall(),
-      log: log.child({ component: "distributed" }),
+      // A child of the dispatcher's logger, which already binds `component`: a second `component` would repeat the key.
+      log: log.child({ part: "split" }),
       options: { ...opts.split, healthThreshold: opts.healthThreshold },
     });
   }

@@ -130,10 +130,12 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
       case "bidi_streaming":
         out[m.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
           const { ctx, done } = contextFor(call, shutdown);
-          // The request side ends on half-close; a read error (e.g. RST) aborts the handler.
+          // The request side ends on half-close; a read error (e.g. RST) aborts the handler. Not `for await (… of
+          // call)`: that destroys the call when the requests end, so call.end() would never send the status and the
+          // client's stream would hang open after its half-close.
           const requests = (async function* () {
             try {
-              for await (const msg of call) yield msg;
+              for await (const msg of call.iterator({ destroyOnReturn: false })) yield msg;
             } catch (err) {
               if (!ctx.signal.aborted) throw err;
             }

@@ -88,6 +88,33 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
     c.tasks.close();
     c.clusters.close();
   });
+
+  it("AgentService.Connect: after the agent's half-close the coordinator ends the stream with OK", async () => {
+    const def = protoLoader.loadSync("edgeplane/v1/agent.proto", { includeDirs: [join(ROOT, "proto")], longs: String, enums: String, oneofs: true });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { edgeplane: { v1: { AgentService: grpc.ServiceClientConstructor } } };
+    const client = new pkg.edgeplane.v1.AgentService(fleet.address, grpc.credentials.createInsecure());
+    const stream = (client as unknown as { connect(): grpc.ClientDuplexStream<unknown, { msg?: string }> }).connect();
+    const seen: string[] = [];
+    const ended = new Promise<grpc.StatusObject>((resolve, reject) => {
+      // Before the fix the stream stayed open for good after a half-close: the timeout below would fail the test.
+      const timer = setTimeout(() => reject(new Error(`stream still open 15 s after the half-close; saw ${seen.join(", ")}`)), 15_000);
+      stream.on("data", (m) => {
+        seen.push(m.msg ?? "?");
+        if (m.msg === "registered") stream.end(); // half-close right after registering
+      });
+      stream.on("status", (st: grpc.StatusObject) => {
+        clearTimeout(timer);
+        resolve(st);
+      });
+      stream.on("error", () => {});
+    });
+    // A cluster and a handler of its own, so this short-lived node neither takes work nor counts against site-a.
+    stream.write({ register: { nodeId: "interop-halfclose", clusterId: "interop-halfclose", handlers: ["interop-none"], totalCpuMillis: 1000, totalMemoryBytes: "1073741824", maxConcurrentTasks: 1 } });
+    const status = await ended;
+    expect(seen[0]).toBe("registered");
+    expect(status.code).toBe(grpc.status.OK);
+    client.close();
+  });
 });
 
 describe("buf curl through server reflection (no proto files)", () => {
