@@ -1,7 +1,7 @@
 // Nothing accepted is ever lost: the coordinator is killed and restarted under real load, with a real SQLite
 // store, and every acknowledged task reaches a terminal state exactly once.
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
@@ -85,6 +85,32 @@ describe("coordinator crash and restart", () => {
     const tasks = await terminal(ids);
     expect(tasks.map((t) => t.state)).toEqual(ids.map(() => TaskState.SUCCEEDED));
     for (const t of tasks) expect(t.attempts).toHaveLength(1);
+  }, 120_000);
+
+  it("a result journaled while the coordinator was away survives an agent kill -9: the restarted agent delivers it, nothing runs twice", async () => {
+    fleet = new Fleet();
+    await fleet.startCoordinator();
+    const args = ["--workers", "1", "--handlers", FIXTURES, "--reconnect-max", "500ms"];
+    const first = await fleet.startAgent("site-a", args, { nodeId: "site-a-journal" });
+    const id = await fleet.submit({ handler: "busy", input: { ms: 1500 } });
+    await waitFor("the task running", async () => (await fleet.clients.tasks.getTask({ taskId: id })).task!.state === TaskState.RUNNING || undefined);
+    fleet.coordinator!.kill("SIGTERM");
+    await fleet.coordinator!.exited;
+    // Finished offline: its result is a file in the agent's journal (renamed into place once fsynced).
+    const journalDir = join(fleet.dir, "agent-site-a-journal");
+    await waitFor("the result journaled", () => readdirSync(journalDir).some((f) => f.endsWith(".result")) || undefined, 20_000);
+    // The result is only in the agent's journal now: kill the agent before it can deliver it.
+    first.p.kill("SIGKILL");
+    await first.p.exited;
+    await fleet.startCoordinator();
+    // Same node id, so the same --data-dir and journal.
+    const second = await fleet.startAgent("site-a", args, { nodeId: "site-a-journal" });
+    const [t] = await terminal([id]);
+    expect(t.state).toBe(TaskState.SUCCEEDED);
+    expect(t.attempts).toHaveLength(1);
+    expect(second.p.output()).toMatch(/"redelivering":1,"msg":"registered with coordinator"/);
+    const runs = [first, second].map((a) => a.p.output().split("\n").filter((l) => l.includes(`"task":"${id}"`) && l.includes('"msg":"running task"')).length);
+    expect(runs).toEqual([1, 0]);
   }, 120_000);
 
   it("a backlog of 10,000 queued tasks of mixed priority is dispatched in the same order after a restart", async () => {
