@@ -4,7 +4,7 @@
 import type { Logger } from "../../lib/log.js";
 import { MinHeap } from "../../lib/min-heap.js";
 import { reservationKey, type Clock, type NodeRecord, type NodeRegistry } from "../nodes/registry.js";
-import { planPlacements, type ClusterView, type NodeView } from "../scheduler/place.js";
+import { planPlacements, type ClusterView, type ExpectedRelease, type NodeView } from "../scheduler/place.js";
 import { planPreemption, type RunningAttempt } from "../scheduler/preempt.js";
 import { TaskQueue, type QueuedTask } from "../scheduler/queue.js";
 import type { AttemptReport, TaskManager } from "../tasks/task-manager.js";
@@ -265,16 +265,19 @@ export class Dispatcher {
     if (this.queue.size === 0) return;
     this.passes += 1;
     const now = this.clock.wall();
-    const views = this.nodeViews();
+    const views = this.nodeViews(now);
+    let wakeAt = Infinity;
     if (views.length > 0) {
       const clusters = this.clusterViews();
       const plan = planPlacements(this.queue, views, clusters, now, {
         healthThreshold: this.opts.healthThreshold, maxScan: 1000, deviceCluster: (d) => this.nodes.nodeForDevice(d)?.clusterId,
+        // A CLOUD_FALLBACK task waiting for an edge node expected to free up: look again just after it should have.
+        onWait: (_id, recheckAt) => { wakeAt = Math.min(wakeAt, recheckAt + 1); },
       });
       for (const p of plan) this.send(p.taskId, p.nodeId, p.clusterId, p.reason);
       this.preemptFor(now, clusters);
     }
-    this.armBackoffTimer(now);
+    this.armBackoffTimer(now, wakeAt);
   }
 
   /**
@@ -324,7 +327,7 @@ export class Dispatcher {
     return this.nodes.listClusters().map((c) => ({ id: c.id, tier: c.tier, health: this.nodes.health(c.id) }));
   }
 
-  private nodeViews(): NodeView[] {
+  private nodeViews(now = this.clock.wall()): NodeView[] {
     const views: NodeView[] = [];
     for (const n of this.nodes.listNodes()) {
       if (n.state !== "ready" || !this.sessions.has(n.id)) continue;
@@ -334,9 +337,29 @@ export class Dispatcher {
         freeCpuMillis: free.cpuMillis, freeMemoryBytes: free.memoryBytes,
         totalCpuMillis: n.totalCpuMillis, totalMemoryBytes: n.totalMemoryBytes,
         inFlight: n.reservations.size, maxConcurrent: n.maxConcurrent,
+        expectedReleases: this.expectedReleases(n, now),
       });
     }
     return views;
+  }
+
+  /**
+   * When the attempts on a node that gave an estimatedComputeTime should end (start + estimate). Estimates are
+   * rough: one that has run past its estimate is still expected any moment for a grace of a quarter of the
+   * estimate (at least 200 ms), then no longer.
+   */
+  private expectedReleases(n: NodeRecord, now: number): ExpectedRelease[] {
+    const out: ExpectedRelease[] = [];
+    for (const r of n.reservations.values()) {
+      const t = this.tasks.reader.get(r.taskId);
+      if (!t || t.attempt !== r.attempt || t.spec.estimatedMs <= 0) continue;
+      const a = t.attempts.at(-1);
+      if (!a || a.attempt !== r.attempt) continue;
+      const end = (a.startedAt ?? a.dispatchedAt) + t.spec.estimatedMs;
+      const until = end + Math.max(200, t.spec.estimatedMs / 4);
+      if (until >= now) out.push({ at: Math.max(end, now), until, cpuMillis: r.cpuMillis, memoryBytes: r.memoryBytes });
+    }
+    return out;
   }
 
   private send(taskId: string, nodeId: string, clusterId: string, reason: string): void {
@@ -382,9 +405,10 @@ export class Dispatcher {
     }
   }
 
-  private armBackoffTimer(now: number): void {
-    const next = this.queue.nextNotBefore(now);
-    if (next === undefined || next >= this.backoffTimerAt) return;
+  /** Plans again when the next retry backoff ends, or at `alsoAt` (epoch ms) if that is sooner. */
+  private armBackoffTimer(now: number, alsoAt = Infinity): void {
+    const next = Math.min(this.queue.nextNotBefore(now) ?? Infinity, alsoAt);
+    if (next === Infinity || next >= this.backoffTimerAt) return;
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.backoffTimerAt = next;
     this.backoffTimer = setTimeout(() => {

@@ -19,6 +19,21 @@ export interface NodeView {
   inFlight: number;
   /** Slots (worker pool size). */
   maxConcurrent: number;
+  /**
+   * When tasks in flight on it are expected to end (their start + estimatedComputeTime) and what each then frees;
+   * only those with an estimate that has not run out. Lets a CLOUD_FALLBACK task with a deadline wait for an edge
+   * node that frees up in time instead of going to the cloud. Default: none known.
+   */
+  expectedReleases?: readonly ExpectedRelease[];
+}
+
+export interface ExpectedRelease {
+  /** When it is expected to end, epoch ms (now, for one running a little past its estimate). */
+  at: number;
+  /** When to stop expecting it if it has not ended, epoch ms (>= at). Default: at. */
+  until?: number;
+  cpuMillis: number;
+  memoryBytes: number;
 }
 
 export interface ClusterView {
@@ -43,6 +58,12 @@ export interface PlanOptions {
   maxScan: number;
   /** The cluster of the node serving a device, whatever that node's state (registry lookup). */
   deviceCluster?: (deviceId: string) => string | undefined;
+  /**
+   * Told of each CLOUD_FALLBACK task left queued because an edge node is expected to have room for it early
+   * enough for its deadline: plan again at `recheckAt` (if the node frees up before, the pass its result triggers
+   * places the task; if not, that later pass no longer expects it and sends the task to the cloud).
+   */
+  onWait?: (taskId: string, recheckAt: number, nodeId: string) => void;
 }
 
 export const DEFAULT_PLAN_OPTIONS: Readonly<PlanOptions> = { healthThreshold: 0.7, maxScan: 1000 };
@@ -93,6 +114,8 @@ type Strategy = "spread" | "binpack";
 interface Stage {
   allow: (n: NodeState) => boolean;
   reason: (strategy: string) => string;
+  /** The cloud step of CLOUD_FALLBACK: taken only if no edge node is expected to free up in time. */
+  cloud?: true;
 }
 
 const share = (free: number, total: number): number => (total > 0 ? Math.min(1, Math.max(0, free / total)) : 0);
@@ -140,6 +163,34 @@ function describe(strategy: Strategy, n: NodeState): string {
   return strategy === "spread" ? `spread: cluster ${n.cluster.id} most free` : `binpack: cluster ${n.cluster.id} most utilized`;
 }
 
+/**
+ * The earliest time an edge node (of `nodes`, already limited to healthy clusters and the task's cluster) is
+ * expected to have room for `t`, from the expected ends of the tasks it runs; only if `t` would still finish by its
+ * deadline starting then (its own estimate counted). Undefined without a deadline or without such a node.
+ */
+function edgeStartInTime(t: QueuedTask, nodes: readonly NodeState[], now: number): { at: number; recheckAt: number; nodeId: string } | undefined {
+  if (t.deadline === undefined) return undefined;
+  let best: { at: number; recheckAt: number; nodeId: string } | undefined;
+  for (const n of nodes) {
+    const v = n.view;
+    if (v.tier !== "edge" || !v.handlers.has(t.handler) || t.cpuMillis > v.totalCpuMillis || t.memoryBytes > v.totalMemoryBytes) continue;
+    const releases = (v.expectedReleases ?? []).filter((r) => (r.until ?? r.at) >= now).sort((a, b) => a.at - b.at);
+    let cpu = n.freeCpu, mem = n.freeMem, inFlight = n.inFlight;
+    for (const r of releases) {
+      if (best && r.at >= best.at) break;
+      cpu += r.cpuMillis;
+      mem += r.memoryBytes;
+      inFlight -= 1;
+      // As fits(): a free slot, the memory, and the cpu (or an otherwise idle node).
+      if (inFlight < v.maxConcurrent && t.memoryBytes <= mem && (t.cpuMillis <= cpu || (inFlight === 0 && t.cpuMillis <= v.totalCpuMillis))) {
+        best = { at: Math.max(now, r.at), recheckAt: Math.max(now, r.until ?? r.at), nodeId: v.id };
+        break;
+      }
+    }
+  }
+  return best && best.at + t.estimatedMs <= t.deadline ? best : undefined;
+}
+
 /** The ordered fallback chain for a task: the first stage with a fitting node wins. */
 function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined, opts: PlanOptions): Stage[] {
   const deviceClusters = new Set((deviceNodes ?? []).map((n) => n.view.clusterId));
@@ -177,7 +228,8 @@ function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined,
         stages.push({ allow: (n) => edge(n) && inDeviceCluster(n), reason: (s) => `edge first: device cluster; ${s}` });
       }
       stages.push({ allow: edge, reason: (s) => `edge first: ${s}` });
-      stages.push({ allow: (n) => !edge(n), reason: (s) => `cloud fallback: no edge node fits; ${s}` });
+      const why = t.deadline === undefined ? "no edge node fits" : "no edge node fits, nor is one expected to free up in time for the deadline";
+      stages.push({ allow: (n) => !edge(n), reason: (s) => `cloud fallback: ${why}; ${s}`, cloud: true });
       return stages;
     }
     default: {
@@ -247,10 +299,18 @@ export function planPlacements(
     const deviceNodes = t.deviceId === "" ? undefined : byDevice.get(t.deviceId);
     let chosen: NodeState | undefined;
     let reason = "";
+    let waiting = false;
+    const allowed = (n: NodeState): boolean => t.clusterId === "" || n.view.clusterId === t.clusterId;
     for (const stage of stagesFor(t, deviceNodes, opts)) {
-      const candidates = usable.filter(
-        (n) => (t.clusterId === "" || n.view.clusterId === t.clusterId) && stage.allow(n) && fits(n, t),
-      );
+      if (stage.cloud) {
+        const wait = edgeStartInTime(t, usable.filter(allowed), now);
+        if (wait) {
+          opts.onWait?.(t.id, wait.recheckAt, wait.nodeId);
+          waiting = true;
+          break;
+        }
+      }
+      const candidates = usable.filter((n) => allowed(n) && stage.allow(n) && fits(n, t));
       if (candidates.length > 0) {
         chosen = choose(candidates, strategy);
         reason = stage.reason(describe(strategy, chosen));
@@ -258,7 +318,8 @@ export function planPlacements(
       }
     }
     if (chosen === undefined) {
-      failedShapes.add(shape);
+      // A waiting task's outcome depends on its deadline, which the shape leaves out.
+      if (!waiting) failedShapes.add(shape);
       continue;
     }
 

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClients, type EdgeplaneClients } from "../../cli/client.js";
+import { durationFromMillis } from "../../lib/duration.js";
 import { NodeState, Priority, ProcessingMode, TaskState, type Task } from "../../gen/edgeplane/v1/types_pb.js";
 import { SubmitTaskRequestSchema, type SubmitTaskRequest } from "../../gen/edgeplane/v1/task_pb.js";
 
@@ -59,6 +60,8 @@ export interface SubmitInit {
   maxRetries?: number;
   clusterId?: string;
   deadlineMs?: number;
+  /** estimatedComputeTime, in ms. */
+  estimatedMs?: number;
   idempotencyKey?: string;
 }
 
@@ -71,6 +74,7 @@ export function submitRequest(init: SubmitInit): SubmitTaskRequest {
       input: init.input === undefined ? undefined : fromJson(ValueSchema, init.input),
       requiredMemoryBytes: init.requiredMemoryBytes, requiredCpuMillis: init.requiredCpuMillis, maxRetries: init.maxRetries,
       clusterId: init.clusterId ?? "", deadline: init.deadlineMs === undefined ? undefined : timestampFromMs(init.deadlineMs),
+      estimatedComputeTime: init.estimatedMs === undefined ? undefined : durationFromMillis(init.estimatedMs),
     },
   });
 }

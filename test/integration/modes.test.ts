@@ -1,6 +1,7 @@
 // Processing modes over real processes: DISTRIBUTED scatter-gather across a cluster's agents (and surviving an agent
 // killed mid-shard), LOCAL staying in the device's cluster, CLOUD_FALLBACK reaching the cloud tier only when the edge is full.
 import { join } from "node:path";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConnectError, Code } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { ProcessingMode, TaskState, type Task } from "../../gen/edgeplane/v1/types_pb.js";
@@ -170,6 +171,31 @@ describe("CLOUD_FALLBACK", () => {
     expect(toCloud.assignedNode).toBe(cloud.nodeId);
     expect(toCloud.placementReason).toMatch(/^cloud fallback: no edge node fits/);
     expect((await fleet.finish(blocker)).assignedCluster).toBe("site-a");
+  });
+
+  it("with a deadline, waits for an edge node expected to free up in time; goes to the cloud when it would not", async () => {
+    fleet = new Fleet();
+    await fleet.startCoordinator();
+    await fleet.startAgent("site-a", ["--workers", "1", "--handlers", FIXTURES]);
+    await fleet.startAgent("cloud", ["--workers", "2", "--tier", "cloud", "--handlers", FIXTURES]);
+    // The edge node's only slot is taken by a task that says (rightly) it needs 4 s.
+    const blocker = await fleet.submit({ handler: "busy", input: { ms: 4000 }, estimatedMs: 4000 });
+    await waitFor("the edge node busy", async () => (await fleet.clients.tasks.getTask({ taskId: blocker })).task!.state === TaskState.RUNNING);
+    const stats = { handler: "stats", input: { values: [1, 2, 3] }, mode: ProcessingMode.CLOUD_FALLBACK, estimatedMs: 100 };
+    // Due before the edge frees up: the cloud, at once.
+    const tight = await fleet.submit({ ...stats, deadlineMs: Date.now() + 1500 });
+    // Due long after: it waits for the edge node and runs there once the blocker ends.
+    const patient = await fleet.submit({ ...stats, deadlineMs: Date.now() + 60_000 });
+    const t = await fleet.finish(tight);
+    expect(t.assignedCluster).toBe("cloud");
+    expect(t.placementReason).toMatch(/^cloud fallback: no edge node fits, nor is one expected to free up in time for the deadline/);
+    const p = await fleet.finish(patient);
+    expect(p.state).toBe(TaskState.SUCCEEDED);
+    expect(p.assignedCluster).toBe("site-a");
+    expect(p.placementReason).toMatch(/^edge first/);
+    const b = await fleet.finish(blocker);
+    // It started only once the blocker was done.
+    expect(timestampDate(p.attempts[0].dispatchedAt!).getTime()).toBeGreaterThanOrEqual(timestampDate(b.attempts[0].finishedAt!).getTime() - 50);
   });
 });
 

@@ -259,6 +259,74 @@ describe("planPlacements processing modes", () => {
     expect(placed[0].reason).toMatch(/^edge first: device cluster/);
   });
 
+  describe("cloud_fallback with a deadline: waits for an edge node expected to free up in time", () => {
+    // The edge node is full: one slot, taken by a task expected to end at NOW + 1000 (freeing its memory).
+    const full = (releases: NodeView["expectedReleases"], over: Partial<NodeView> = {}) => [
+      node("cloud", "cc", { tier: "cloud" }),
+      node("edge", "c1", { maxConcurrent: 1, inFlight: 1, freeMemoryBytes: 0, expectedReleases: releases, ...over }),
+    ];
+    const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
+    const plan = (t: QueuedTask, nodes: NodeView[]) => {
+      const waits: { taskId: string; at: number; nodeId: string }[] = [];
+      const q = queueOf(t);
+      const placed = planPlacements(q, nodes, clusters, NOW, { ...OPTS, onWait: (taskId, at, nodeId) => waits.push({ taskId, at, nodeId }) });
+      return { placed, waits, queued: ids(q) };
+    };
+    const release = { at: NOW + 1000, cpuMillis: 100, memoryBytes: 512 * MB };
+
+    it("stays queued for the edge when the edge frees in time for the deadline (its own estimate counted)", () => {
+      const r = plan(task("t", { mode: "cloud_fallback", deadline: NOW + 5000, estimatedMs: 2000 }), full([release]));
+      expect(r.placed).toEqual([]);
+      expect(r.queued).toEqual(["t"]);
+      expect(r.waits).toEqual([{ taskId: "t", at: NOW + 1000, nodeId: "edge" }]);
+    });
+
+    it("goes to the cloud when the edge would free too late for the deadline", () => {
+      const r = plan(task("t", { mode: "cloud_fallback", deadline: NOW + 2500, estimatedMs: 2000 }), full([release]));
+      expect(r.placed).toMatchObject([{ taskId: "t", nodeId: "cloud" }]);
+      expect(r.placed[0].reason).toMatch(/^cloud fallback: no edge node fits, nor is one expected to free up in time for the deadline/);
+      expect(r.waits).toEqual([]);
+    });
+
+    it("goes to the cloud when nothing on the edge is expected to end: no estimate, or an estimate run out", () => {
+      for (const releases of [[], [{ ...release, at: NOW - 1 }]]) {
+        const r = plan(task("t", { mode: "cloud_fallback", deadline: NOW + 60_000 }), full(releases));
+        expect(r.placed).toMatchObject([{ nodeId: "cloud" }]);
+      }
+    });
+
+    it("keeps waiting, until a recheck time, for a task running a little past its estimate", () => {
+      const overrun = { ...release, at: NOW, until: NOW + 500 };
+      const r = plan(task("t", { mode: "cloud_fallback", deadline: NOW + 5000, estimatedMs: 100 }), full([overrun]));
+      expect(r.placed).toEqual([]);
+      expect(r.waits).toEqual([{ taskId: "t", at: NOW + 500, nodeId: "edge" }]);
+      // Past that recheck time it is no longer expected: the cloud.
+      expect(plan(task("t", { mode: "cloud_fallback", deadline: NOW + 5000 }), full([{ ...overrun, until: NOW - 1 }])).placed).toMatchObject([{ nodeId: "cloud" }]);
+    });
+
+    it("goes to the cloud without a deadline (as before), and when what frees up is still not enough", () => {
+      expect(plan(task("t", { mode: "cloud_fallback" }), full([release])).placed).toMatchObject([{ nodeId: "cloud" }]);
+      const tooBig = plan(task("t", { mode: "cloud_fallback", deadline: NOW + 60_000, memoryBytes: 768 * MB }), full([release]));
+      expect(tooBig.placed).toMatchObject([{ nodeId: "cloud" }]);
+      // A node that lacks the handler is no reason to wait.
+      expect(plan(task("t", { mode: "cloud_fallback", deadline: NOW + 60_000, handler: "other" }), [
+        node("cloud", "cc", { tier: "cloud", handlers: new Set(["other"]) }), ...full([release]).slice(1),
+      ]).placed).toMatchObject([{ nodeId: "cloud" }]);
+    });
+
+    it("picks the edge node expected to free first, and an identical task with a tighter deadline still goes to the cloud", () => {
+      const nodes = [...full([{ ...release, at: NOW + 3000 }]), node("edge2", "c1", { maxConcurrent: 1, inFlight: 1, freeMemoryBytes: 0, expectedReleases: [release] })];
+      const waits: { taskId: string; at: number; nodeId: string }[] = [];
+      const q = queueOf(
+        task("late", { mode: "cloud_fallback", deadline: NOW + 9000, estimatedMs: 100 }),
+        task("tight", { mode: "cloud_fallback", deadline: NOW + 900, estimatedMs: 100 }),
+      );
+      const placed = planPlacements(q, nodes, clusters, NOW, { ...OPTS, onWait: (taskId, at, nodeId) => waits.push({ taskId, at, nodeId }) });
+      expect(waits).toEqual([{ taskId: "late", at: NOW + 1000, nodeId: "edge2" }]);
+      expect(placed).toMatchObject([{ taskId: "tight", nodeId: "cloud" }]);
+    });
+  });
+
   it("cloud_fallback: uses a cloud node when no edge node fits", () => {
     const nodes = [node("cloud", "cc", { tier: "cloud" }), node("edge", "c1", { freeMemoryBytes: 10 * MB })];
     const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
