@@ -47,6 +47,9 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
   disconnectWindowMs: { flags: "--disconnect-window <duration>", help: "how long a disconnected node keeps its tasks before they are requeued (0 = at once)", parse: parseDuration, show: formatMs },
   downNodeMemoryMs: { flags: "--down-node-memory <duration>", help: "a node down for longer than this no longer counts against its cluster's health", parse: parseDuration, show: formatMs },
   drainGraceMs: { flags: "--drain-grace <duration>", help: "time a draining node's running tasks get before they are moved", parse: parseDuration, show: formatMs },
+  maxShards: { flags: "--max-shards <n>", help: "most shards a DISTRIBUTED or HYBRID task is split into", parse: (t) => parseInteger(t, 1), show: String },
+  splitPointsPerCoreMs: { flags: "--split-points-per-core-ms <n>", help: "HYBRID sizing: points a free core processes per ms (with --split-shard-overhead, decides what the device's node keeps)", parse: (t) => parseInteger(t, 1), show: String },
+  splitShardOverheadMs: { flags: "--split-shard-overhead <duration>", help: "HYBRID sizing: cost of shipping a shard to another node and hearing back", parse: parseDuration, show: formatMs },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
 };
 

@@ -37,6 +37,15 @@ export interface CoordinatorConfig {
   downNodeMemoryMs: number;
   /** Grace given to a draining node's running tasks before they are moved, in ms. Default 60000. */
   drainGraceMs: number;
+  /** Most shards a DISTRIBUTED or HYBRID task is split into. Default 64. */
+  maxShards: number;
+  /**
+   * HYBRID sizing: points one fully free core processes per ms. Only its ratio to splitShardOverheadMs matters: it
+   * decides how much the device's node keeps. Default 10,000 (the built-in stats, measured).
+   */
+  splitPointsPerCoreMs: number;
+  /** HYBRID sizing: fixed cost of sending a shard to another node and hearing back, in ms. Default 15. */
+  splitShardOverheadMs: number;
   /** pino log level. Default `info`. */
   logLevel: string;
 }
@@ -58,6 +67,9 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   disconnectWindowMs: 30_000,
   downNodeMemoryMs: 600_000,
   drainGraceMs: 60_000,
+  maxShards: 64,
+  splitPointsPerCoreMs: 10_000,
+  splitShardOverheadMs: 15,
   logLevel: "info",
 });
 
@@ -67,7 +79,7 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   const positive: (keyof CoordinatorConfig)[] = [
     "heartbeatIntervalMs", "heartbeatMissLimit", "maxInputBytes", "defaultMemoryBytes",
-    "defaultCpuMillis", "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs",
+    "defaultCpuMillis", "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs", "maxShards", "splitPointsPerCoreMs",
   ];
   for (const k of positive) {
     const v = c[k];
@@ -78,5 +90,7 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   if (c.defaultMaxRetries < 0) throw new Error(`coordinator option defaultMaxRetries must be >= 0`);
   if (!(c.disconnectWindowMs >= 0)) throw new Error(`coordinator option disconnectWindowMs must be >= 0`);
   if (c.drainGraceMs < 0) throw new Error(`coordinator option drainGraceMs must be >= 0`);
+  if (!Number.isInteger(c.maxShards)) throw new Error(`coordinator option maxShards must be a whole number, got ${c.maxShards}`);
+  if (!(c.splitShardOverheadMs >= 0)) throw new Error(`coordinator option splitShardOverheadMs must be >= 0`);
   return c;
 }

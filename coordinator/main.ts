@@ -49,6 +49,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     healthThreshold: config.healthThreshold,
     dispatchAckTimeoutMs: config.dispatchAckTimeoutMs,
     disconnectWindowMs: config.disconnectWindowMs,
+    split: { maxShards: config.maxShards, pointsPerCoreMs: config.splitPointsPerCoreMs, shardOverheadMs: config.splitShardOverheadMs },
   }, log.child({ component: "dispatcher" }), () => store.flush());
   dispatcher.restore(restored);
 

@@ -95,6 +95,17 @@ describe("DISTRIBUTED scatter-gather", () => {
     for (const a of agents) expect(view.out).toContain(a.nodeId);
   });
 
+  it("the coordinator's --max-shards caps how many nodes a task is split over", async () => {
+    fleet = new Fleet();
+    await fleet.startCoordinator(["--max-shards", "2"]);
+    for (let i = 0; i < 3; i++) await fleet.startAgent("site-a", ["--workers", "2"]);
+    const values = readings(3000);
+    const dist = await fleet.finish(await fleet.submit({ handler: "stats", input: { values }, mode: ProcessingMode.DISTRIBUTED }));
+    expect(dist.state).toBe(TaskState.SUCCEEDED);
+    expect(dist.shardsTotal).toBe(2);
+    expect(statsOf(dist).count).toBe(3000);
+  });
+
   it("survives an agent killed mid-shard: the shard moves to another node and the merged result is still right", { timeout: 120_000 }, async () => {
     fleet = new Fleet();
     // One of three nodes down leaves the cluster at 2/3 health: below the default 0.7, it would take no new work.

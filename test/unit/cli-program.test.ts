@@ -233,11 +233,13 @@ describe("run commands", () => {
   it("turns coordinator flags into its config, parsing units", () => {
     const config = coordinatorConfigFromFlags(
       parsedFlags("coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval", "250ms", "--max-input-bytes", "1Mi",
-        "--health-threshold", "50%", "--default-cpu", "200m", "--log-level", "warn"),
+        "--health-threshold", "50%", "--default-cpu", "200m", "--log-level", "warn",
+        "--max-shards", "8", "--split-points-per-core-ms", "5000", "--split-shard-overhead", "40ms"),
     );
     expect(config).toMatchObject({
       listen: "127.0.0.1:0", heartbeatIntervalMs: 250, maxInputBytes: 1024 ** 2, healthThreshold: 0.5,
       defaultCpuMillis: 200, logLevel: "warn", retryMaxMs: DEFAULT_COORDINATOR_CONFIG.retryMaxMs,
+      maxShards: 8, splitPointsPerCoreMs: 5000, splitShardOverheadMs: 40,
     });
   });
 
