@@ -143,6 +143,28 @@ describe("DISTRIBUTED scatter-gather", () => {
     expect(shardTask.attempts.at(-1)!.nodeId).not.toBe(victimId);
     expect(shardTask.attempts.at(-1)!.placementReason).toMatch(/^shard: planned node /);
   });
+
+  it("survives a coordinator kill -9 mid-split: the restarted coordinator takes the shards' results and merges them", { timeout: 120_000 }, async () => {
+    fleet = new Fleet();
+    await fleet.startCoordinator();
+    for (let i = 0; i < 3; i++) await fleet.startAgent("site-a", ["--workers", "2", "--handlers", SHARD_FIXTURES, "--reconnect-max", "500ms"]);
+    const values = readings(3000);
+    const localId = await fleet.submit({ handler: "stats", input: { values } });
+    const local = await fleet.finish(localId);
+    const id = await fleet.submit({ handler: "slowstats", input: { values, delayMs: 2500 }, clusterId: "site-a", mode: ProcessingMode.DISTRIBUTED });
+    await waitFor("every shard running", async () => {
+      const t = (await fleet.clients.tasks.getTask({ taskId: id })).task!;
+      return t.shards.length === 3 && t.shards.every((s) => s.state === TaskState.RUNNING) || undefined;
+    });
+    fleet.coordinator!.kill("SIGKILL");
+    await fleet.coordinator!.exited;
+    await fleet.startCoordinator();
+    const dist = await fleet.finish(id, 60_000);
+    expect(dist.state).toBe(TaskState.SUCCEEDED);
+    expectSameStats(statsOf(dist), statsOf(local), values, dist);
+    // The agents came back inside the disconnect window with their shards' results: nothing ran twice.
+    for (const sh of dist.shards.slice(0, 3)) expect(sh.attempts).toBe(1);
+  });
 });
 
 describe("LOCAL", () => {
