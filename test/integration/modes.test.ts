@@ -167,6 +167,35 @@ describe("DISTRIBUTED scatter-gather", () => {
   });
 });
 
+describe("HYBRID", () => {
+  it("the device's node keeps a share (all of a small input), the rest is spread, one merged result equal to LOCAL", async () => {
+    fleet = new Fleet();
+    // A 1 ms shard overhead instead of 15 ms makes 30,000 points worth spreading on any machine.
+    await fleet.startCoordinator(["--split-shard-overhead", "1ms"]);
+    const device = await fleet.startAgent("site-a", ["--workers", "2", "--device", "dev-h"]);
+    for (let i = 0; i < 2; i++) await fleet.startAgent("site-a", ["--workers", "2"]);
+    const values = readings(30_000);
+    const local = await fleet.finish(await fleet.submit({ handler: "stats", input: { values }, deviceId: "dev-h" }));
+    const hybrid = await fleet.finish(await fleet.submit({ handler: "stats", input: { values }, deviceId: "dev-h", mode: ProcessingMode.HYBRID }));
+    expect(hybrid.state).toBe(TaskState.SUCCEEDED);
+    expectSameStats(statsOf(hybrid), statsOf(local), values, hybrid);
+    expect(hybrid.placementReason).toMatch(new RegExp(`^hybrid: device dev-h's node ${device.nodeId} takes \\d+% \\(no shard overhead\\); [12] more node`));
+    expect(hybrid.shards[0].nodeId).toBe(device.nodeId);
+    expect(hybrid.shards.length).toBeGreaterThanOrEqual(2);
+    expect(hybrid.shards.map((sh) => [Number(sh.start), Number(sh.end)])).toEqual(
+      hybrid.shards.map((_, i) => [i === 0 ? 0 : Number(hybrid.shards[i - 1].end), Number(hybrid.shards[i].end)]));
+    expect(Number(hybrid.shards.at(-1)!.end)).toBe(30_000);
+
+    // Too few points to pay for shipping: all of it stays on the device's node.
+    const few = readings(200);
+    const small = await fleet.finish(await fleet.submit({ handler: "stats", input: { values: few }, deviceId: "dev-h", mode: ProcessingMode.HYBRID }));
+    expect(small.state).toBe(TaskState.SUCCEEDED);
+    expect(small.placementReason).toMatch(/takes all 200 points/);
+    expect(small.shards.map((sh) => sh.nodeId)).toEqual([device.nodeId]);
+    expect(statsOf(small).count).toBe(200);
+  });
+});
+
 describe("LOCAL", () => {
   it("never leaves the device's cluster, even when it is busy and another cluster is idle", async () => {
     fleet = new Fleet();
