@@ -1,11 +1,12 @@
 // The agent's result journal: every finished attempt's result is written here (fsynced) before it is sent, and
 // removed only when the coordinator acknowledges it, so results survive a lost link and an agent restart.
 // One small file per result: an append-only log would need compaction for no gain at these volumes.
-// Writes and removals run on libuv's thread pool (fs/promises): the fsyncs never stall the agent's event loop,
-// where heartbeats, dispatches and other results go on meanwhile.
+// The write is synchronous: two fsyncs (~1 ms here) on the result's own path, measured quicker end to end than the
+// same steps through fs/promises (eight thread-pool round trips). The removal after the ack is off that path, so it
+// runs on the thread pool.
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ConnectRequestSchema, type ConnectRequest } from "../gen/edgeplane/v1/agent_pb.js";
 
@@ -44,27 +45,25 @@ export class ResultJournal {
     return { results, unreadable };
   }
 
-  /** Durably records a result (write to a temp file, fsync, rename, fsync the directory); resolves when done. */
-  write(taskId: string, attempt: number, m: ConnectRequest): Promise<void> {
-    return this.track((async () => {
-      const final = this.file(taskId, attempt);
-      const tmp = `${final}.tmp`;
-      const fh = await open(tmp, "w");
-      try {
-        await fh.writeFile(toBinary(ConnectRequestSchema, m));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, final);
-      // fsync the directory so the rename itself survives a power cut.
-      const dir = await open(this.dir, "r");
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
-    })());
+  /** Durably records a result (write to a temp file, fsync, rename, fsync the directory). */
+  write(taskId: string, attempt: number, m: ConnectRequest): void {
+    const final = this.file(taskId, attempt);
+    const tmp = `${final}.tmp`;
+    const fd = openSync(tmp, "w");
+    try {
+      writeSync(fd, toBinary(ConnectRequestSchema, m));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, final);
+    // fsync the directory so the rename itself survives a power cut.
+    const dfd = openSync(this.dir, "r");
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
   }
 
   /** Forgets an acknowledged result. Not fsynced: if the removal is lost, the result is sent again and ignored. */
@@ -72,7 +71,7 @@ export class ResultJournal {
     return this.track(rm(this.file(taskId, attempt), { force: true }));
   }
 
-  /** Resolves once every write and removal started so far has finished (for shutdown). */
+  /** Resolves once every removal started so far has finished (for shutdown). */
   async settled(): Promise<void> {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }

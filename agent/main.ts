@@ -116,23 +116,17 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
     }));
   };
 
-  // Results whose journal write is still going on: sent once it is done, not before (not even on a re-register).
-  const journaling = new Set<string>();
   const deliver = (m: ConnectRequest) => {
     if (m.msg.case !== "result") return;
     const { taskId, attempt } = m.msg.value;
-    const k = key(taskId, attempt);
-    pending.set(k, m);
-    journaling.add(k);
-    void journal.write(taskId, attempt, m)
-      .catch((err: unknown) => {
-        // Still deliverable while this process lives; only a restart would lose it.
-        log.error({ err: (err as Error).message, task: taskId }, "could not journal a result");
-      })
-      .then(() => {
-        journaling.delete(k);
-        if (pending.get(k) === m) conn.send(m);
-      });
+    try {
+      journal.write(taskId, attempt, m);
+    } catch (err) {
+      // Still deliverable while this process lives; only a restart would lose it.
+      log.error({ err: (err as Error).message, task: taskId }, "could not journal a result");
+    }
+    pending.set(key(taskId, attempt), m);
+    conn.send(m);
   };
 
   const conn: Connection = new Connection(
@@ -161,7 +155,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
         pendingBeat = false;
         if (heartbeatTimer) clearInterval(heartbeatTimer);
         heartbeatTimer = setInterval(heartbeat, Math.max(10, intervalMs));
-        for (const [k, m] of pending) if (!journaling.has(k)) conn.send(m);
+        for (const m of pending.values()) conn.send(m);
       },
       onMessage: (m: ConnectResponse) => {
         switch (m.msg.case) {
@@ -269,7 +263,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
       }
       for (const r of running.values()) r.controller.abort(new Error(`node ${config.nodeId} shutting down`));
       await Promise.all([...running.values()].map((r) => r.done));
-      // Every result on disk, and out on the open stream before the half-close.
+      // Acknowledged results forgotten, and the rest out on the open stream before the half-close.
       await journal.settled();
       await new Promise((r) => setImmediate(r));
       if (heartbeatTimer) clearInterval(heartbeatTimer);
