@@ -141,7 +141,8 @@ describe("buf curl through server reflection (no proto files)", () => {
     const docs = watch.stdout.trim().split(/\n(?=\{)/).map((s) => JSON.parse(s));
     const last = docs.at(-1).task;
     expect(last.state).toBe("TASK_STATE_SUCCEEDED");
-    expect(last.spec.deadline).toBe(deadline);
+    // The same instant; proto JSON leaves out a zero fraction ("…:46Z" for "…:46.000Z").
+    expect(Date.parse(last.spec.deadline)).toBe(Date.parse(deadline));
     expect(last.spec.estimatedComputeTime).toBe("0.250s");
     expect(last.output.alerts).toEqual([expect.objectContaining({ rule: "hot", index: 1, value: 50 })]);
   });
