@@ -2,7 +2,7 @@
 // (the spec as JSON, its numeric series as float64 BLOBs). Pure: no database access. Must never lose a field: the
 // record is stored whole, and decoding puts back the keys JSON drops (undefined stays undefined, null stays null).
 import { endianness } from "node:os";
-import { PRIORITIES, TASK_STATES, type AttemptRecord, type TaskRecord, type TaskSpec } from "../tasks/types.js";
+import { PRIORITIES, TASK_STATES, type AttemptRecord, type NumericSeries, type TaskRecord, type TaskSpec } from "../tasks/types.js";
 
 /** Bound to the upsert of `tasks` (named parameters). */
 export interface TaskRow {
@@ -34,8 +34,29 @@ export interface SpecRow {
  */
 const UNDEFINED_KEYS = "~undefined";
 
-/** The spec as stored: the series itself lives in the BLOB columns, the JSON keeps its lengths. */
-type StoredSpec = Omit<TaskSpec, "series"> & { seriesLength?: { values: number; timestamps: number } };
+/**
+ * The spec as stored: the series itself lives in the BLOB columns, the JSON keeps its lengths; or, for a shard
+ * whose series is a slice of its parent's, only where it lies in the parent's series (`seriesRef`).
+ */
+type StoredSpec = Omit<TaskSpec, "series"> & { seriesLength?: { values: number; timestamps: number }; seriesRef?: SeriesRef };
+
+/** A shard's series as points [start, end) of its parent's (timestamps too when `timestamps`). */
+export interface SeriesRef {
+  parentId: string;
+  start: number;
+  end: number;
+  timestamps: boolean;
+}
+
+/** Where decodeSpec finds a parent's series for a `seriesRef`: undefined when it has none. */
+export type ParentSeries = (parentId: string) => NumericSeries | undefined;
+
+export interface DecodeOptions {
+  /** false: leave the input and series out (what memory keeps of a finished task). Default true. */
+  payload?: boolean;
+  /** Needed to decode a shard stored with `seriesRef`. */
+  parentSeries?: ParentSeries;
+}
 type StoredRecord = Omit<TaskRecord, "spec">;
 
 /**
@@ -52,8 +73,10 @@ export function encodeTaskRow(t: TaskRecord): TaskRow {
   };
 }
 
-export function encodeSpecRow(t: TaskRecord): SpecRow {
+/** The spec row; with `seriesRef` (the caller vouches that the series is that slice of the parent's) no BLOBs. */
+export function encodeSpecRow(t: TaskRecord, seriesRef?: SeriesRef): SpecRow {
   const { series, ...rest } = t.spec;
+  if (series && seriesRef) return { id: t.id, spec: JSON.stringify(markUndefined({ ...rest, seriesRef } as StoredSpec)), series_values: null, series_timestamps: null };
   const stored: StoredSpec = series ? { ...rest, seriesLength: { values: series.values.length, timestamps: series.timestamps.length } } : rest;
   return {
     id: t.id,
@@ -68,7 +91,7 @@ export function encodeSpecRow(t: TaskRecord): SpecRow {
  * Fields added to TaskRecord later are stored with no change here; rows written before such a field existed
  * need a default below (e.g. `preemptions: r.preemptions ?? 0`).
  */
-export function decodeTask(record: string, spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null, opts: { payload: boolean } = { payload: true }): TaskRecord {
+export function decodeTask(record: string, spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null, opts: DecodeOptions = {}): TaskRecord {
   const r = restoreUndefined(JSON.parse(record)) as unknown as StoredRecord;
   if (!(TASK_STATES as readonly string[]).includes(r.state)) throw new Error(`unknown state ${JSON.stringify(r.state)}`);
   if (!Array.isArray(r.attempts)) throw new Error("attempts is not an array");
@@ -83,11 +106,12 @@ export function decodeTask(record: string, spec: string, seriesValues: Buffer | 
  * Rebuilds a spec from its row. With `payload: false` the input and series are left out (undefined) and the
  * series BLOBs are not read (pass null): what the store keeps in memory for a finished task.
  */
-export function decodeSpec(spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null, opts: { payload: boolean } = { payload: true }): TaskSpec {
+export function decodeSpec(spec: string, seriesValues: Buffer | null, seriesTimestamps: Buffer | null, opts: DecodeOptions = {}): TaskSpec {
   const s = restoreUndefined(JSON.parse(spec)) as unknown as StoredSpec;
   if (!(PRIORITIES as readonly string[]).includes(s.priority)) throw new Error(`unknown priority ${JSON.stringify(s.priority)}`);
-  const { seriesLength, ...specRest } = s;
-  if (!opts.payload) return { ...specRest, input: undefined, series: undefined };
+  const { seriesLength, seriesRef, ...specRest } = s;
+  if (opts.payload === false) return { ...specRest, input: undefined, series: undefined };
+  if (seriesRef) return { ...specRest, series: sliceOf(seriesRef, opts.parentSeries) };
   return {
     ...specRest,
     series: seriesLength === undefined ? undefined : {
@@ -95,6 +119,16 @@ export function decodeSpec(spec: string, seriesValues: Buffer | null, seriesTime
       timestamps: unpackFloat64(seriesTimestamps, seriesLength.timestamps, "series timestamps"),
     },
   };
+}
+
+function sliceOf(ref: SeriesRef, parentSeries: ParentSeries | undefined): NumericSeries {
+  const p = parentSeries?.(ref.parentId);
+  if (!p) throw new Error(`its series is a slice of task ${ref.parentId}'s, which has none stored`);
+  if (!(Number.isInteger(ref.start) && Number.isInteger(ref.end) && ref.start >= 0 && ref.start <= ref.end && ref.end <= p.values.length)) {
+    throw new Error(`its series is points [${ref.start}, ${ref.end}) of task ${ref.parentId}'s, which has ${p.values.length}`);
+  }
+  if (ref.timestamps && p.timestamps.length !== p.values.length) throw new Error(`task ${ref.parentId}'s series has no timestamps to slice`);
+  return { values: p.values.slice(ref.start, ref.end), timestamps: ref.timestamps ? p.timestamps.slice(ref.start, ref.end) : [] };
 }
 
 function markUndefined<T extends object>(o: T): T {

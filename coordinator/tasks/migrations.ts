@@ -8,7 +8,9 @@
 //   --max-input-bytes (100 MB by default) and SQLite rewrites a whole row on UPDATE: a transition must not copy it.
 //   A numeric series is stored as two BLOBs of little-endian float64 (8 bytes per number, exact, NaN and ±Infinity
 //   kept) instead of JSON (about 18 bytes per number, and JSON turns NaN into null). A 1,000,000-point series with
-//   timestamps is 16 MB on disk and, once loaded, about as much in memory.
+//   timestamps is 16 MB on disk and, once loaded, about as much in memory. A shard of a split task whose series is
+//   a slice of its parent's stores `seriesRef` ({parentId, start, end, timestamps}) in its spec JSON instead
+//   (version 2): the points are on disk once, in the parent's row.
 // - `clusters`: the declared and discovered clusters of the node registry.
 // - `meta`: key/value facts about the database itself (coordinator_id, created_at).
 
@@ -66,6 +68,13 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at INTEGER NOT NULL
       );
     `,
+  },
+  {
+    // No table changes: from this version on, a shard task's spec may hold `seriesRef` (its [start, end) of the
+    // parent's series) instead of its own copy in the BLOB columns. Older coordinators would read such a shard as
+    // having no series, so the version goes up and they refuse the file.
+    name: "shard specs may reference their parent's series instead of copying it",
+    sql: "SELECT 1;",
   },
 ];
 

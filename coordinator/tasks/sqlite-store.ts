@@ -13,10 +13,10 @@ import type { ClusterRecord } from "../nodes/registry.js";
 import { GroupCommit, type GroupCommitStats } from "../store/group-commit.js";
 import { classify, openDatabase, type OpenedDatabase } from "../store/open-database.js";
 import { StoreConflictError, StoreCorruptError, StoreWriteError } from "../store/store-errors.js";
-import { decodeSpec, decodeTask, encodeSpecRow, encodeTaskRow, type SpecRow, type TaskRow } from "../store/task-row.js";
+import { decodeSpec, decodeTask, encodeSpecRow, encodeTaskRow, type SeriesRef, type SpecRow, type TaskRow } from "../store/task-row.js";
 import { MemoryTaskStore } from "./memory-store.js";
 import type { TaskFilter, TaskPage, TaskStore } from "./store.js";
-import { isTerminal, TERMINAL_STATES, type TaskRecord, type TaskSpec, type Tier } from "./types.js";
+import { isTerminal, TERMINAL_STATES, type NumericSeries, type TaskRecord, type TaskSpec, type Tier } from "./types.js";
 
 export { StoreConflictError, StoreCorruptError, StoreOpenError, StoreVersionError, StoreWriteError } from "../store/store-errors.js";
 
@@ -183,10 +183,13 @@ export class SqliteTaskStore implements TaskStore {
       FROM tasks t LEFT JOIN task_specs s ON s.id = t.id ORDER BY t.seq`).raw()
       .iterate() as IterableIterator<[string, string, string | null, number, Buffer | null, Buffer | null]>;
     const tasks: TaskRecord[] = [];
+    // Parents come before their shards (seq order): a shard stored with seriesRef slices its parent's series.
+    const loaded = new Map<string, TaskRecord>();
     for (const [id, record, spec, done, values, timestamps] of taskRows) {
       if (spec === null) throw new StoreCorruptError(this.path, `task ${id} has no row in task_specs`);
-      const t = this.parse(() => decodeTask(record, spec, values, timestamps, { payload: done === 0 }), `task ${id}`);
+      const t = this.parse(() => decodeTask(record, spec, values, timestamps, { payload: done === 0, parentSeries: (p) => this.parentSeries(p, loaded) }), `task ${id}`);
       if (done !== 0) this.released.add(t.spec);
+      loaded.set(t.id, t);
       tasks.push(t);
       this.seqs.add(t.seq);
       this.highestSeq = Math.max(this.highestSeq, t.seq);
@@ -211,7 +214,39 @@ export class SqliteTaskStore implements TaskStore {
     if (!this.released.has(t.spec)) return t;
     const row = this.stmts.selectSpec.get(t.id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null } | undefined;
     if (!row) throw new StoreCorruptError(this.path, `task ${t.id} has no row in task_specs`);
-    return { ...t, spec: this.parse(() => decodeSpec(row.spec, row.series_values, row.series_timestamps), `task ${t.id}`) };
+    return { ...t, spec: this.parse(() => decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p) }), `task ${t.id}`) };
+  }
+
+  /** A task's series, for a shard stored with seriesRef: from memory, or read back when memory let go of it. */
+  private parentSeries(id: string, loading?: ReadonlyMap<string, TaskRecord>): NumericSeries | undefined {
+    const t = loading?.get(id) ?? this.mem.get(id);
+    if (t && !this.released.has(t.spec)) return t.spec.series;
+    const row = this.stmts.selectSpec.get(id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null } | undefined;
+    return row ? decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p, loading) }).series : undefined;
+  }
+
+  /**
+   * Where a new shard's series lies in its parent's, when it is exactly that slice (checked value by value) and
+   * the parent's is in memory: its row then stores that instead of a second copy of the points. Retention must keep
+   * such a parent's row as long as its shards'.
+   */
+  private seriesRefFor(t: TaskRecord, batch: ReadonlyMap<string, TaskRecord>): SeriesRef | undefined {
+    const s = t.spec.series;
+    const sh = t.shard;
+    if (!s || !sh) return undefined;
+    const parent = batch.get(sh.parentId) ?? this.mem.get(sh.parentId);
+    const ps = parent && !this.released.has(parent.spec) ? parent.spec.series : undefined;
+    const n = sh.end - sh.start;
+    if (!ps || s.values.length !== n || sh.start < 0 || sh.end > ps.values.length) return undefined;
+    const timestamps = s.timestamps.length > 0;
+    if (timestamps && (s.timestamps.length !== n || ps.timestamps.length !== ps.values.length)) return undefined;
+    if (!timestamps && ps.timestamps.length > 0 && n > 0) {
+      // A slice of a timestamped series keeps its timestamps; one without them is not that slice.
+      return undefined;
+    }
+    for (let i = 0; i < n; i++) if (!Object.is(s.values[i], ps.values[sh.start + i])) return undefined;
+    if (timestamps) for (let i = 0; i < n; i++) if (s.timestamps[i] !== ps.timestamps[sh.start + i]) return undefined;
+    return { parentId: sh.parentId, start: sh.start, end: sh.end, timestamps };
   }
 
   /** After a commit: a finished task's payload is on disk, so the record in memory drops it. */
@@ -269,7 +304,8 @@ export class SqliteTaskStore implements TaskStore {
       if (t.idempotencyKey) keys.add(t.idempotencyKey);
     }
     // Encode before changing anything: a record JSON cannot hold throws here, to the caller, not at commit time.
-    const writes = tasks.map((t): TaskWrite => ({ task: encodeTaskRow(t), spec: encodeSpecRow(t) }));
+    const batch = new Map(tasks.map((t) => [t.id, t]));
+    const writes = tasks.map((t): TaskWrite => ({ task: encodeTaskRow(t), spec: encodeSpecRow(t, this.seriesRefFor(t, batch)) }));
     for (const w of writes) this.pendingTasks.set(w.task.id, w);
     for (const t of tasks) {
       this.seqs.add(t.seq);

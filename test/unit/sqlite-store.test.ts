@@ -318,6 +318,46 @@ describe("SqliteTaskStore", () => {
     expect(again.get(live.id)).toStrictEqual(live);
   });
 
+  it("stores a shard whose series is a slice of its parent's as a reference, not a second copy, and reads it back", async () => {
+    const dir = tempDir();
+    let s = open(dir);
+    const n = 10_000;
+    const values = Array.from({ length: n }, (_, i) => (i === 7 ? Number.NaN : i === 8 ? -0 : Math.sin(i) * 1e3));
+    const timestamps = values.map((_, i) => 1_700_000_000_000 + i);
+    const parent = task({}, { mode: "distributed", series: { values, timestamps } });
+    s.insert([parent]);
+    await s.flush();
+    const shardOf = (start: number, end: number, series: TaskSpec["series"]): TaskRecord => task(
+      { shard: { parentId: parent.id, index: start, count: 3, start, end, offset: start, phase: "partial", round: 0, global: undefined, preferNode: "n1" } },
+      { mode: "distributed", input: { indexOffset: start }, series },
+    );
+    const a = shardOf(0, 4000, { values: values.slice(0, 4000), timestamps: timestamps.slice(0, 4000) });
+    const b = shardOf(4000, n, { values: values.slice(4000), timestamps: timestamps.slice(4000) });
+    // Claims to be points [0, 3) but holds other numbers: stored in full.
+    const odd = shardOf(0, 3, { values: [1, 2, 3], timestamps: timestamps.slice(0, 3) });
+    s.insert([a, b, odd]);
+    await s.flush();
+    const rows = peek(dir).prepare("SELECT id, series_values IS NULL AS ref, spec FROM task_specs").all() as { id: string; ref: number; spec: string }[];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect([a, b, odd, parent].map((t) => byId.get(t.id)!.ref)).toEqual([1, 1, 0, 0]);
+    expect(JSON.parse(byId.get(a.id)!.spec).seriesRef).toEqual({ parentId: parent.id, start: 0, end: 4000, timestamps: true });
+
+    s = reopen(s, dir);
+    // toEqual: the record keeps no key for shard.global when it is undefined (as before this change).
+    for (const t of [parent, a, b, odd]) expect(s.get(t.id)).toEqual(t);
+    for (const t of [parent, a, b, odd]) expect(s.get(t.id)!.spec.series).toStrictEqual(t.spec.series);
+    expect(Object.is(s.get(a.id)!.spec.series!.values[8], -0)).toBe(true);
+
+    // Finished, all of them: memory lets go of the payloads, and withPayload() rebuilds the slices from the file.
+    for (const t of [parent, a, b, odd]) s.put({ ...s.get(t.id)!, state: "succeeded", finishedAt: 5 });
+    await s.flush();
+    expect(s.get(b.id)!.spec.series).toBeUndefined();
+    expect(s.withPayload(s.get(b.id)!).spec.series).toStrictEqual(b.spec.series);
+    s = reopen(s, dir);
+    expect(s.withPayload(s.get(a.id)!).spec.series).toStrictEqual(a.spec.series);
+    expect(s.withPayload(s.get(odd.id)!).spec.series).toStrictEqual(odd.spec.series);
+  });
+
   it("keeps the newest version of a task across reopen, and a put that changes the spec rewrites it", async () => {
     const dir = tempDir();
     const s = open(dir);
