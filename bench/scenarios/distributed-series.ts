@@ -94,7 +94,7 @@ export function distributedSeriesScenario(o: DistributedSeriesOptions): Scenario
         notes: [
           `${runs} measured runs of each variant after ${warmup} warm-up, interleaved; series of ${fmtInt(o.values)} doubles for device ${deviceId}.`,
           `Nodes used over all runs (each DISTRIBUTED run uses as many nodes as it has shards; which ones varies with their free capacity): ${variants.map((v) => `${v.label}: ${[...samples.get(v.label)!.nodes].sort().join(", ")}`).join("; ")}.`,
-          "Coordination overhead includes sending the 8 MB series to the coordinator and storing it, slicing it, storing and sending each shard to its agent, the shards' results back, the merge, and WatchTask's updates (which leave the series out).",
+          "Coordination overhead includes sending the 8 MB series to the coordinator and storing it, slicing it, storing each shard (its points as a reference to the parent's) and sending it to its agent, the shards' results back, the merge, and WatchTask's updates (which leave the series out).",
           ...(skipped.length > 0 ? [`Skipped DISTRIBUTED over ${skipped.join(", ")} agents: the fleet has ${ctx.agents.length}.`] : []),
         ],
       };
