@@ -15,7 +15,8 @@ import { endianness } from "node:os";
 /** Packed double fields shorter than this (in bytes) are left to protobuf-es: the shortcut only pays off for big ones. */
 export const FAST_MIN_BYTES = 16 * 1024;
 
-const LITTLE_ENDIAN = endianness() === "LE";
+/** Whether this machine stores a Float64Array's bytes in wire order (little-endian), so they can be copied as is. */
+export const LITTLE_ENDIAN = endianness() === "LE";
 const LEN = 2;
 
 interface DoublesField {
@@ -35,7 +36,8 @@ const plans = new WeakMap<DescMessage, Plan | null>();
 
 /** Decodes `bytes` as `desc`, exactly as `fromBinary(desc, bytes)` would; see the top for how and when it is faster. */
 export function fromBinaryFast<Desc extends DescMessage>(desc: Desc, bytes: Uint8Array): MessageShape<Desc> {
-  const plan = LITTLE_ENDIAN ? planFor(desc, new Set()) : null;
+  // A message smaller than the threshold holds no field worth the shortcut: no scan.
+  const plan = LITTLE_ENDIAN && bytes.length >= FAST_MIN_BYTES ? planFor(desc, new Set()) : null;
   if (!plan) return fromBinary(desc, bytes);
   const rewrites: Rewrite[] = [];
   if (!scan(bytes, 0, bytes.length, plan, rewrites) || rewrites.length === 0) return fromBinary(desc, bytes);
@@ -218,11 +220,26 @@ function restore(msg: Decoded, plan: Plan): void {
 /** The numbers of a packed double field kept as unknown: `data` is its length prefix and payload. */
 function doublesOf(data: Uint8Array): number[] {
   const len = readVarint(data, 0, data.length)!;
-  const payload = data.subarray(len.next);
-  if (payload.length % 8 !== 0) throw new Error(`invalid wire data: a packed double field of ${payload.length} bytes (not a multiple of 8)`);
-  // Copied into a fresh buffer: the payload need not sit at a multiple of 8 bytes.
-  const f = new Float64Array(payload.length / 8);
-  new Uint8Array(f.buffer).set(payload);
+  return doublesFromBytes([data.subarray(len.next)]);
+}
+
+/**
+ * The little-endian doubles of one or more packed pieces, in order, as numbers: one copy into an aligned buffer (a
+ * piece need not start at a multiple of 8), then out of it. Throws on a piece that is not whole doubles.
+ */
+export function doublesFromBytes(pieces: readonly Uint8Array[]): number[] {
+  let bytes = 0;
+  for (const p of pieces) {
+    if (p.length % 8 !== 0) throw new Error(`invalid wire data: a packed double field of ${p.length} bytes is not whole doubles (not a multiple of 8)`);
+    bytes += p.length;
+  }
+  const f = new Float64Array(bytes / 8);
+  const view = new Uint8Array(f.buffer);
+  let at = 0;
+  for (const p of pieces) {
+    view.set(p, at);
+    at += p.length;
+  }
   // Preallocated and filled in order: V8 keeps it a fast double array (measured ~40% quicker than push).
   const out = new Array<number>(f.length);
   for (let i = 0; i < f.length; i++) out[i] = f[i];

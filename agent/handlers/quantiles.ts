@@ -38,7 +38,7 @@ export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
 export function quantilesOf(scratch: Float64Array, qs: readonly number[], between: () => void = () => {}): number[] {
   const n = scratch.length;
   if (n === 0) throw new RangeError("quantilesOf needs at least one value");
-  const order = qs.map((q, i) => ({ q, i, h: q * (n - 1) })).sort((a, b) => a.h - b.h);
+  const order = qs.map((q, i) => ({ i, h: q * (n - 1) })).sort((a, b) => a.h - b.h);
   const out = new Array<number>(qs.length);
   // Ranks in ascending order: once rank r is in place, every element after it is >= it, so the next, larger rank
   // is selected among [r + 1, n) only.

@@ -329,15 +329,20 @@ export class Dispatcher {
 
   private nodeViews(now = this.clock.wall()): NodeView[] {
     const views: NodeView[] = [];
+    const releasesOf = (n: NodeRecord): ExpectedRelease[] => this.expectedReleases(n, now);
     for (const n of this.nodes.listNodes()) {
       if (n.state !== "ready" || !this.sessions.has(n.id)) continue;
       const free = this.nodes.free(n);
+      let releases: ExpectedRelease[] | undefined;
       views.push({
         id: n.id, clusterId: n.clusterId, tier: n.tier, handlers: n.handlers, deviceIds: n.deviceIds,
         freeCpuMillis: free.cpuMillis, freeMemoryBytes: free.memoryBytes,
         totalCpuMillis: n.totalCpuMillis, totalMemoryBytes: n.totalMemoryBytes,
         inFlight: n.reservations.size, maxConcurrent: n.maxConcurrent,
-        expectedReleases: this.expectedReleases(n, now),
+        // Only a CLOUD_FALLBACK task with a deadline and no edge room asks: computed then, once per pass and node.
+        get expectedReleases() {
+          return (releases ??= releasesOf(n));
+        },
       });
     }
     return views;

@@ -1,7 +1,7 @@
 // TaskRecord ⇄ database rows: `tasks` (indexed columns + the record without its spec, as JSON) and `task_specs`
 // (the spec as JSON, its numeric series as float64 BLOBs). Pure: no database access. Must never lose a field: the
 // record is stored whole, and decoding puts back the keys JSON drops (undefined stays undefined, null stays null).
-import { endianness } from "node:os";
+import { LITTLE_ENDIAN } from "../../lib/fast-doubles.js";
 import { PRIORITIES, TASK_STATES, type AttemptRecord, type NumericSeries, type TaskRecord, type TaskSpec } from "../tasks/types.js";
 
 /** Bound to the upsert of `tasks` (named parameters). */
@@ -147,8 +147,6 @@ function restoreUndefined(o: unknown): Record<string, unknown> {
   }
   return obj;
 }
-
-const LITTLE_ENDIAN = endianness() === "LE";
 
 /** Little-endian float64s; on a little-endian machine a Float64Array's bytes already are (~10× faster than writeDoubleLE). */
 function packFloat64(xs: readonly number[]): Buffer {

@@ -212,17 +212,23 @@ export class SqliteTaskStore implements TaskStore {
   /** `t` with its input and series: read back from the file when memory let go of them (see the top). */
   withPayload(t: TaskRecord): TaskRecord {
     if (!this.released.has(t.spec)) return t;
-    const row = this.stmts.selectSpec.get(t.id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null } | undefined;
-    if (!row) throw new StoreCorruptError(this.path, `task ${t.id} has no row in task_specs`);
-    return { ...t, spec: this.parse(() => decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p) }), `task ${t.id}`) };
+    const spec = this.readSpec(t.id);
+    if (!spec) throw new StoreCorruptError(this.path, `task ${t.id} has no row in task_specs`);
+    return { ...t, spec };
   }
 
   /** A task's series, for a shard stored with seriesRef: from memory, or read back when memory let go of it. */
   private parentSeries(id: string, loading?: ReadonlyMap<string, TaskRecord>): NumericSeries | undefined {
     const t = loading?.get(id) ?? this.mem.get(id);
     if (t && !this.released.has(t.spec)) return t.spec.series;
+    return this.readSpec(id, loading)?.series;
+  }
+
+  /** A task's whole spec (input and series included) as the file has it; undefined when it has no row. */
+  private readSpec(id: string, loading?: ReadonlyMap<string, TaskRecord>): TaskSpec | undefined {
     const row = this.stmts.selectSpec.get(id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null } | undefined;
-    return row ? decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p, loading) }).series : undefined;
+    if (!row) return undefined;
+    return this.parse(() => decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p, loading) }), `task ${id}`);
   }
 
   /**
