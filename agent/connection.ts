@@ -4,7 +4,8 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AgentService, type ConnectRequest, type ConnectResponse, type Registered } from "../gen/edgeplane/v1/agent_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { AgentService, ConnectResponseSchema, type ConnectRequest, type CoordinatorBatch, type ConnectResponse, type Registered } from "../gen/edgeplane/v1/agent_pb.js";
 import { AsyncQueue } from "../lib/async-queue.js";
 import { agentStreamService, fromStream } from "./wire.js";
 import { backoffDelay } from "../lib/backoff.js";
@@ -81,6 +82,12 @@ export class Connection {
             if (!this.stopped()) this.state = "registered";
             this.failures = 0;
             this.h.onRegistered(res.msg.value);
+          } else if (res.msg.case === "batch") {
+            // Applied in the order the coordinator documents: result acks, cancels, then dispatches.
+            const b = fromStream(res).msg.value as CoordinatorBatch;
+            for (const value of b.resultAcks) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "resultAck", value } }));
+            for (const value of b.cancels) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "cancel", value } }));
+            for (const value of b.dispatches) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "dispatch", value } }));
           } else this.h.onMessage(fromStream(res));
         }
       } catch (err) {

@@ -7,7 +7,7 @@
 // Nothing changes on the wire; what the agent sends has no series and encodes as before.
 import { clone, create, createFileRegistry, type DescFile, type DescService } from "@bufbuild/protobuf";
 import { FieldDescriptorProto_Type, FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { AgentService, file_edgeplane_v1_agent, type ConnectResponse } from "../gen/edgeplane/v1/agent_pb.js";
+import { AgentService, file_edgeplane_v1_agent, type ConnectResponse, type Dispatch } from "../gen/edgeplane/v1/agent_pb.js";
 import { NumericSeriesSchema } from "../gen/edgeplane/v1/types_pb.js";
 import { doublesFromBytes, LITTLE_ENDIAN } from "../lib/fast-doubles.js";
 
@@ -16,14 +16,20 @@ export const agentStreamService: typeof AgentService = LITTLE_ENDIAN ? bytesValu
 
 /**
  * A message read with `agentStreamService`, as the generated ConnectResponse: a dispatch's series values back as
- * numbers. Throws on a series piece that is not whole doubles (a malformed message).
+ * numbers (in a single dispatch or a batch). Throws on a series piece that is not whole doubles (a malformed message).
  */
 export function fromStream(res: ConnectResponse): ConnectResponse {
-  if (agentStreamService === AgentService || res.msg.case !== "dispatch" || !res.msg.value.series) return res;
-  const s = res.msg.value.series;
-  const pieces = s.values as unknown as Uint8Array[];
-  res.msg.value.series = create(NumericSeriesSchema, { values: doublesFromBytes(pieces), timestamps: s.timestamps });
+  if (agentStreamService === AgentService) return res;
+  if (res.msg.case === "dispatch") seriesFromBytes(res.msg.value);
+  else if (res.msg.case === "batch") for (const d of res.msg.value.dispatches) seriesFromBytes(d);
   return res;
+}
+
+function seriesFromBytes(d: Dispatch): void {
+  if (!d.series) return;
+  const s = d.series;
+  const pieces = s.values as unknown as Uint8Array[];
+  d.series = create(NumericSeriesSchema, { values: doublesFromBytes(pieces), timestamps: s.timestamps });
 }
 
 function bytesValuesService(): typeof AgentService {

@@ -6,7 +6,7 @@ import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
 import {
-  AgentService, ConnectResponseSchema, type ConnectRequest, type ConnectResponse,
+  AgentService, ConnectRequestSchema, ConnectResponseSchema, type ConnectRequest, type ConnectResponse,
 } from "../../gen/edgeplane/v1/agent_pb.js";
 
 import type { Logger } from "../../lib/log.js";
@@ -71,6 +71,10 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
           }
           case "accepted":
             d.dispatcher.accepted(node.id, m.msg.value.taskId, m.msg.value.attempt);
+            break;
+          case "batch":
+            for (const value of m.msg.value.accepted) handle(create(ConnectRequestSchema, { msg: { case: "accepted", value } }));
+            for (const value of m.msg.value.results) handle(create(ConnectRequestSchema, { msg: { case: "result", value } }));
             break;
           case "result": {
             const r = m.msg.value;

@@ -5,13 +5,13 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import {
   TaskService, SubmitTaskResponseSchema, SubmitTasksResultSchema, SubmitTasksResponseSchema, GetTaskResponseSchema, ListTasksResponseSchema,
-  CancelTaskResponseSchema, WatchTaskResponseSchema, type SubmitTaskRequest, type SubmitTaskResponse,
+  CancelTaskResponseSchema, WatchTaskResponseSchema, WatchTasksResponseSchema, type SubmitTaskRequest, type SubmitTaskResponse,
 } from "../../gen/edgeplane/v1/task_pb.js";
 import { Priority as PbPriority } from "../../gen/edgeplane/v1/types_pb.js";
 import { AsyncQueue } from "../../lib/async-queue.js";
 import type { CoordinatorConfig } from "../config.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, ResourceExhaustedError } from "../errors.js";
 import type { NodeRegistry } from "../nodes/registry.js";
 import type { TaskManager } from "../tasks/task-manager.js";
 import { isTerminal, type TaskRecord, type TaskSpec, type TaskState } from "../tasks/types.js";
@@ -143,8 +143,64 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
         events.close();
       }
     },
+
+    async *watchTasks(req, ctx) {
+      const ids = new Set(req.taskIds);
+      const labels = Object.entries(req.labels);
+      if (ids.size === 0 && labels.length === 0) throw new InvalidArgumentError("give task_ids or labels to watch");
+      if (ids.size > 0 && labels.length > 0) throw new InvalidArgumentError("give task_ids or labels, not both");
+      if (ids.size > MAX_WATCHED) throw new InvalidArgumentError(`task_ids has ${ids.size} entries; at most ${MAX_WATCHED} per call`);
+      const matches = ids.size > 0
+        ? (t: TaskRecord) => ids.has(t.id)
+        : (t: TaskRecord) => labels.every(([k, v]) => t.spec.labels[k] === v);
+      // Newest state per task, in the order tasks first changed; drained into one message per wake-up.
+      let pending = new Map<string, TaskRecord>();
+      let wake: (() => void) | undefined;
+      const remaining = new Set<string>();
+      const unsubscribe = d.tasks.onChange((t) => {
+        if (!matches(t) || (req.terminalOnly && !isTerminal(t.state))) return;
+        pending.delete(t.id);
+        pending.set(t.id, t);
+        wake?.();
+      });
+      const onAbort = () => wake?.();
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        // Subscribed first, then read: every change after this read reaches `pending`.
+        for (const id of ids) {
+          const t = d.tasks.get(id);
+          if (!isTerminal(t.state)) remaining.add(id);
+          if (!req.terminalOnly || isTerminal(t.state)) pending.set(id, t);
+        }
+        const done = () => ids.size > 0 && remaining.size === 0;
+        while (!ctx.signal.aborted) {
+          if (pending.size === 0) {
+            if (done()) return;
+            await new Promise<void>((r) => (wake = r));
+            wake = undefined;
+            continue;
+          }
+          if (pending.size > MAX_WATCH_BACKLOG) throw new ResourceExhaustedError(`this watch fell ${pending.size} task changes behind; read faster or watch fewer tasks`);
+          const batch = [...pending.values()].slice(0, WATCH_BATCH);
+          if (batch.length === pending.size) pending = new Map();
+          else for (const t of batch) pending.delete(t.id);
+          for (const t of batch) if (isTerminal(t.state)) remaining.delete(t.id);
+          yield create(WatchTasksResponseSchema, { tasks: batch.map((t) => taskToPb(t, { withInput: false })) });
+        }
+      } finally {
+        unsubscribe();
+        ctx.signal.removeEventListener("abort", onAbort);
+      }
+    },
   };
 }
+
+/** Most ids one WatchTasks call may name. */
+const MAX_WATCHED = 100_000;
+/** Most tasks in one WatchTasks message. */
+const WATCH_BATCH = 1000;
+/** Changes a WatchTasks stream may fall behind by before it is ended with RESOURCE_EXHAUSTED. */
+const MAX_WATCH_BACKLOG = 200_000;
 
 /** Now + the measured mean processing time, scaled by the queue ahead over the fleet's slots. */
 function estimateCompletion(t: TaskRecord, position: number, d: TaskServiceDeps): number {

@@ -57,6 +57,20 @@ describe("agent stream decoding (agent/wire.ts)", () => {
     expect(got.msg.case === "dispatch" && got.msg.value.series!.values.length).toBe(5003);
   });
 
+  it("gives the generated message for a batch of dispatches with series", () => {
+    const values = Array.from({ length: 10_001 }, (_, i) => Math.sin(i));
+    const one = (v: number[]) => {
+      const m = dispatch(v).msg;
+      if (m.case !== "dispatch") throw new Error("not a dispatch");
+      return m.value;
+    };
+    const msg = create(ConnectResponseSchema, {
+      msg: { case: "batch", value: { dispatches: [one(values), one([]), one([2.5, -1])], cancels: [{ taskId: "c", attempt: 1, reason: "r" }], resultAcks: [{ taskId: "a", attempt: 3 }] } },
+    });
+    const bytes = toBinary(ConnectResponseSchema, msg);
+    expect(viaStream(bytes)).toStrictEqual(fromBinary(ConnectResponseSchema, bytes));
+  });
+
   it("passes every other message through unchanged", () => {
     const msgs = [
       create(ConnectResponseSchema, { msg: { case: "registered", value: { sessionId: "s", heartbeatInterval: { seconds: 1n } } } }),
@@ -77,14 +91,14 @@ describe("agent stream decoding (agent/wire.ts)", () => {
     expect(() => viaStream(bytes)).toThrow(/12 bytes is not whole doubles/);
   });
 
-  it("series occur only where fromStream looks: in a dispatch, never in what the agent sends", () => {
+  it("series occur only where fromStream looks: in a dispatch (single or batched), never in what the agent sends", () => {
     const paths = (desc: DescMessage, path: string, seen: Set<string>): string[] => {
       if (desc.typeName === NumericSeriesSchema.typeName) return [path];
       if (seen.has(desc.typeName)) return [];
       const next = new Set(seen).add(desc.typeName);
       return desc.fields.flatMap((f) => (f.message ? paths(f.message, `${path}.${f.localName}`, next) : []));
     };
-    expect(paths(ConnectResponseSchema, "response", new Set())).toEqual(["response.dispatch.series"]);
+    expect(paths(ConnectResponseSchema, "response", new Set())).toEqual(["response.dispatch.series", "response.batch.dispatches.series"]);
     expect(paths(ConnectRequestSchema, "request", new Set())).toEqual([]);
   });
 });

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file edgeplane/v1/agent.proto.
  */
 export const file_edgeplane_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChhlZGdlcGxhbmUvdjEvYWdlbnQucHJvdG8SDGVkZ2VwbGFuZS52MSLNAQoOQ29ubmVjdFJlcXVlc3QSKgoIcmVnaXN0ZXIYASABKAsyFi5lZGdlcGxhbmUudjEuUmVnaXN0ZXJIABIsCgloZWFydGJlYXQYAiABKAsyFy5lZGdlcGxhbmUudjEuSGVhcnRiZWF0SAASLgoIYWNjZXB0ZWQYAyABKAsyGi5lZGdlcGxhbmUudjEuVGFza0FjY2VwdGVkSAASKgoGcmVzdWx0GAQgASgLMhguZWRnZXBsYW5lLnYxLlRhc2tSZXN1bHRIAEIFCgNtc2cipgIKD0Nvbm5lY3RSZXNwb25zZRIuCgpyZWdpc3RlcmVkGAEgASgLMhguZWRnZXBsYW5lLnYxLlJlZ2lzdGVyZWRIABIqCghkaXNwYXRjaBgCIAEoCzIWLmVkZ2VwbGFuZS52MS5EaXNwYXRjaEgAEiYKBmNhbmNlbBgDIAEoCzIULmVkZ2VwbGFuZS52MS5DYW5jZWxIABIkCgVkcmFpbhgEIAEoCzITLmVkZ2VwbGFuZS52MS5EcmFpbkgAEjMKDWhlYXJ0YmVhdF9hY2sYBSABKAsyGi5lZGdlcGxhbmUudjEuSGVhcnRiZWF0QWNrSAASLQoKcmVzdWx0X2FjaxgGIAEoCzIXLmVkZ2VwbGFuZS52MS5SZXN1bHRBY2tIAEIFCgNtc2ci1wMKCFJlZ2lzdGVyEg8KB25vZGVfaWQYASABKAkSEgoKY2x1c3Rlcl9pZBgCIAEoCRIgCgR0aWVyGAMgASgOMhIuZWRnZXBsYW5lLnYxLlRpZXISMgoGbGFiZWxzGAQgAygLMiIuZWRnZXBsYW5lLnYxLlJlZ2lzdGVyLkxhYmVsc0VudHJ5EhIKCmRldmljZV9pZHMYBSADKAkSGAoQdG90YWxfY3B1X21pbGxpcxgGIAEoBRIaChJ0b3RhbF9tZW1vcnlfYnl0ZXMYByABKAMSEAoIaGFuZGxlcnMYCCADKAkSKgoHcnVubmluZxgJIAMoCzIZLmVkZ2VwbGFuZS52MS5SdW5uaW5nVGFzaxIcChRtYXhfY29uY3VycmVudF90YXNrcxgKIAEoBRIVCg1hZ2VudF92ZXJzaW9uGAsgASgJEhcKD2ZyZWVfY3B1X21pbGxpcxgMIAEoBRIZChFmcmVlX21lbW9yeV9ieXRlcxgNIAEoAxIeChZkaXN0cmlidXRhYmxlX2hhbmRsZXJzGA4gAygJEhAKCGRyYWluaW5nGA8gASgIGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUnVubmluZ1Rhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNIugBCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQSFwoPZnJlZV9jcHVfbWlsbGlzGAIgASgFEhkKEWZyZWVfbWVtb3J5X2J5dGVzGAMgASgDEgwKBGxvYWQYBCABKAESKgoHcnVubmluZxgFIAMoCzIZLmVkZ2VwbGFuZS52MS5SdW5uaW5nVGFzaxIrCghsYXN0X3J0dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkZXZpY2VfaWRzGAcgAygJEhoKEmRldmljZV9pZHNfY2hhbmdlZBgIIAEoCCIwCgxUYXNrQWNjZXB0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNItcCCgpUYXNrUmVzdWx0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRItCgdvdXRjb21lGAMgASgOMhwuZWRnZXBsYW5lLnYxLkF0dGVtcHRPdXRjb21lEiYKBm91dHB1dBgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgFIAEoCRIyCg9wcm9jZXNzaW5nX3RpbWUYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRcGVha19tZW1vcnlfYnl0ZXMYByABKAMSLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBlcm1hbmVudBgKIAEoCCJoCgpSZWdpc3RlcmVkEhIKCnNlc3Npb25faWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB25vZGVfaWQYAyABKAkixAIKCERpc3BhdGNoEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIPCgdoYW5kbGVyGAMgASgJEiUKBWlucHV0GAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEisKBnNlcmllcxgFIAEoCzIbLmVkZ2VwbGFuZS52MS5OdW1lcmljU2VyaWVzEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgGIAEoAxISCgpjcHVfbWlsbGlzGAcgASgFEiwKCGRlYWRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCghwcmlvcml0eRgJIAEoDjIWLmVkZ2VwbGFuZS52MS5Qcmlvcml0eRIpCgVzaGFyZBgKIAEoCzIaLmVkZ2VwbGFuZS52MS5TaGFyZENvbnRleHQiuwEKDFNoYXJkQ29udGV4dBIRCglwYXJlbnRfaWQYASABKAkSEwoLc2hhcmRfaW5kZXgYAiABKA0SEwoLc2hhcmRfY291bnQYAyABKA0SDgoGb2Zmc2V0GAQgASgEEicKBXBoYXNlGAUgASgOMhguZWRnZXBsYW5lLnYxLlNoYXJkUGhhc2USDQoFcm91bmQYBiABKA0SJgoGZ2xvYmFsGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjoKBkNhbmNlbBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SDgoGcmVhc29uGAMgASgJIjEKBURyYWluEigKBWdyYWNlGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIi0KCVJlc3VsdEFjaxIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0iIAoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgEKnIKClNoYXJkUGhhc2USGwoXU0hBUkRfUEhBU0VfVU5TUEVDSUZJRUQQABIXChNTSEFSRF9QSEFTRV9QUkVQQVJFEAESFwoTU0hBUkRfUEhBU0VfUEFSVElBTBACEhUKEVNIQVJEX1BIQVNFX01FUkdFEAMyWgoMQWdlbnRTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5lZGdlcGxhbmUudjEuQ29ubmVjdFJlcXVlc3QaHS5lZGdlcGxhbmUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_edgeplane_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhlZGdlcGxhbmUvdjEvYWdlbnQucHJvdG8SDGVkZ2VwbGFuZS52MSL+AQoOQ29ubmVjdFJlcXVlc3QSKgoIcmVnaXN0ZXIYASABKAsyFi5lZGdlcGxhbmUudjEuUmVnaXN0ZXJIABIsCgloZWFydGJlYXQYAiABKAsyFy5lZGdlcGxhbmUudjEuSGVhcnRiZWF0SAASLgoIYWNjZXB0ZWQYAyABKAsyGi5lZGdlcGxhbmUudjEuVGFza0FjY2VwdGVkSAASKgoGcmVzdWx0GAQgASgLMhguZWRnZXBsYW5lLnYxLlRhc2tSZXN1bHRIABIpCgViYXRjaBgFIAEoCzIYLmVkZ2VwbGFuZS52MS5BZ2VudEJhdGNoSABCBQoDbXNnSgQIBhAKImUKCkFnZW50QmF0Y2gSLAoIYWNjZXB0ZWQYASADKAsyGi5lZGdlcGxhbmUudjEuVGFza0FjY2VwdGVkEikKB3Jlc3VsdHMYAiADKAsyGC5lZGdlcGxhbmUudjEuVGFza1Jlc3VsdCLjAgoPQ29ubmVjdFJlc3BvbnNlEi4KCnJlZ2lzdGVyZWQYASABKAsyGC5lZGdlcGxhbmUudjEuUmVnaXN0ZXJlZEgAEioKCGRpc3BhdGNoGAIgASgLMhYuZWRnZXBsYW5lLnYxLkRpc3BhdGNoSAASJgoGY2FuY2VsGAMgASgLMhQuZWRnZXBsYW5lLnYxLkNhbmNlbEgAEiQKBWRyYWluGAQgASgLMhMuZWRnZXBsYW5lLnYxLkRyYWluSAASMwoNaGVhcnRiZWF0X2FjaxgFIAEoCzIaLmVkZ2VwbGFuZS52MS5IZWFydGJlYXRBY2tIABItCgpyZXN1bHRfYWNrGAYgASgLMhcuZWRnZXBsYW5lLnYxLlJlc3VsdEFja0gAEi8KBWJhdGNoGAcgASgLMh4uZWRnZXBsYW5lLnYxLkNvb3JkaW5hdG9yQmF0Y2hIAEIFCgNtc2dKBAgIEAlKBAgJEAoikwEKEENvb3JkaW5hdG9yQmF0Y2gSKgoKZGlzcGF0Y2hlcxgBIAMoCzIWLmVkZ2VwbGFuZS52MS5EaXNwYXRjaBIlCgdjYW5jZWxzGAIgAygLMhQuZWRnZXBsYW5lLnYxLkNhbmNlbBIsCgtyZXN1bHRfYWNrcxgDIAMoCzIXLmVkZ2VwbGFuZS52MS5SZXN1bHRBY2si1wMKCFJlZ2lzdGVyEg8KB25vZGVfaWQYASABKAkSEgoKY2x1c3Rlcl9pZBgCIAEoCRIgCgR0aWVyGAMgASgOMhIuZWRnZXBsYW5lLnYxLlRpZXISMgoGbGFiZWxzGAQgAygLMiIuZWRnZXBsYW5lLnYxLlJlZ2lzdGVyLkxhYmVsc0VudHJ5EhIKCmRldmljZV9pZHMYBSADKAkSGAoQdG90YWxfY3B1X21pbGxpcxgGIAEoBRIaChJ0b3RhbF9tZW1vcnlfYnl0ZXMYByABKAMSEAoIaGFuZGxlcnMYCCADKAkSKgoHcnVubmluZxgJIAMoCzIZLmVkZ2VwbGFuZS52MS5SdW5uaW5nVGFzaxIcChRtYXhfY29uY3VycmVudF90YXNrcxgKIAEoBRIVCg1hZ2VudF92ZXJzaW9uGAsgASgJEhcKD2ZyZWVfY3B1X21pbGxpcxgMIAEoBRIZChFmcmVlX21lbW9yeV9ieXRlcxgNIAEoAxIeChZkaXN0cmlidXRhYmxlX2hhbmRsZXJzGA4gAygJEhAKCGRyYWluaW5nGA8gASgIGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoLUnVubmluZ1Rhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNIugBCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQSFwoPZnJlZV9jcHVfbWlsbGlzGAIgASgFEhkKEWZyZWVfbWVtb3J5X2J5dGVzGAMgASgDEgwKBGxvYWQYBCABKAESKgoHcnVubmluZxgFIAMoCzIZLmVkZ2VwbGFuZS52MS5SdW5uaW5nVGFzaxIrCghsYXN0X3J0dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkZXZpY2VfaWRzGAcgAygJEhoKEmRldmljZV9pZHNfY2hhbmdlZBgIIAEoCCIwCgxUYXNrQWNjZXB0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNItcCCgpUYXNrUmVzdWx0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRItCgdvdXRjb21lGAMgASgOMhwuZWRnZXBsYW5lLnYxLkF0dGVtcHRPdXRjb21lEiYKBm91dHB1dBgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgFIAEoCRIyCg9wcm9jZXNzaW5nX3RpbWUYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRcGVha19tZW1vcnlfYnl0ZXMYByABKAMSLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBlcm1hbmVudBgKIAEoCCJoCgpSZWdpc3RlcmVkEhIKCnNlc3Npb25faWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB25vZGVfaWQYAyABKAkixAIKCERpc3BhdGNoEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIPCgdoYW5kbGVyGAMgASgJEiUKBWlucHV0GAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEisKBnNlcmllcxgFIAEoCzIbLmVkZ2VwbGFuZS52MS5OdW1lcmljU2VyaWVzEhoKEm1lbW9yeV9saW1pdF9ieXRlcxgGIAEoAxISCgpjcHVfbWlsbGlzGAcgASgFEiwKCGRlYWRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCghwcmlvcml0eRgJIAEoDjIWLmVkZ2VwbGFuZS52MS5Qcmlvcml0eRIpCgVzaGFyZBgKIAEoCzIaLmVkZ2VwbGFuZS52MS5TaGFyZENvbnRleHQiuwEKDFNoYXJkQ29udGV4dBIRCglwYXJlbnRfaWQYASABKAkSEwoLc2hhcmRfaW5kZXgYAiABKA0SEwoLc2hhcmRfY291bnQYAyABKA0SDgoGb2Zmc2V0GAQgASgEEicKBXBoYXNlGAUgASgOMhguZWRnZXBsYW5lLnYxLlNoYXJkUGhhc2USDQoFcm91bmQYBiABKA0SJgoGZ2xvYmFsGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjoKBkNhbmNlbBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SDgoGcmVhc29uGAMgASgJIjEKBURyYWluEigKBWdyYWNlGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIi0KCVJlc3VsdEFjaxIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0iIAoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgEKnIKClNoYXJkUGhhc2USGwoXU0hBUkRfUEhBU0VfVU5TUEVDSUZJRUQQABIXChNTSEFSRF9QSEFTRV9QUkVQQVJFEAESFwoTU0hBUkRfUEhBU0VfUEFSVElBTBACEhUKEVNIQVJEX1BIQVNFX01FUkdFEAMyWgoMQWdlbnRTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5lZGdlcGxhbmUudjEuQ29ubmVjdFJlcXVlc3QaHS5lZGdlcGxhbmUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_edgeplane_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ConnectRequest is one agent → coordinator message.
@@ -49,6 +49,15 @@ export type ConnectRequest = Message<"edgeplane.v1.ConnectRequest"> & {
      */
     value: TaskResult;
     case: "result";
+  } | {
+    /**
+     * Several accepts and results in one message: what agents send (one message per event-loop turn).
+     * The single accepted and result above are still accepted from older agents.
+     *
+     * @generated from field: edgeplane.v1.AgentBatch batch = 5;
+     */
+    value: AgentBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -58,6 +67,30 @@ export type ConnectRequest = Message<"edgeplane.v1.ConnectRequest"> & {
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
   messageDesc(file_edgeplane_v1_agent, 0);
+
+/**
+ * Accepts and results the agent had ready at once, applied in order: accepts first, then results.
+ *
+ * @generated from message edgeplane.v1.AgentBatch
+ */
+export type AgentBatch = Message<"edgeplane.v1.AgentBatch"> & {
+  /**
+   * @generated from field: repeated edgeplane.v1.TaskAccepted accepted = 1;
+   */
+  accepted: TaskAccepted[];
+
+  /**
+   * @generated from field: repeated edgeplane.v1.TaskResult results = 2;
+   */
+  results: TaskResult[];
+};
+
+/**
+ * Describes the message edgeplane.v1.AgentBatch.
+ * Use `create(AgentBatchSchema)` to create a new message.
+ */
+export const AgentBatchSchema: GenMessage<AgentBatch> = /*@__PURE__*/
+  messageDesc(file_edgeplane_v1_agent, 1);
 
 /**
  * ConnectResponse is one coordinator → agent message.
@@ -104,6 +137,15 @@ export type ConnectResponse = Message<"edgeplane.v1.ConnectResponse"> & {
      */
     value: ResultAck;
     case: "resultAck";
+  } | {
+    /**
+     * Several dispatches, cancels and result acks in one message (what the coordinator sends when more than
+     * one is ready in the same turn), applied in order: result acks, cancels, then dispatches.
+     *
+     * @generated from field: edgeplane.v1.CoordinatorBatch batch = 7;
+     */
+    value: CoordinatorBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -112,7 +154,34 @@ export type ConnectResponse = Message<"edgeplane.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 1);
+  messageDesc(file_edgeplane_v1_agent, 2);
+
+/**
+ * @generated from message edgeplane.v1.CoordinatorBatch
+ */
+export type CoordinatorBatch = Message<"edgeplane.v1.CoordinatorBatch"> & {
+  /**
+   * @generated from field: repeated edgeplane.v1.Dispatch dispatches = 1;
+   */
+  dispatches: Dispatch[];
+
+  /**
+   * @generated from field: repeated edgeplane.v1.Cancel cancels = 2;
+   */
+  cancels: Cancel[];
+
+  /**
+   * @generated from field: repeated edgeplane.v1.ResultAck result_acks = 3;
+   */
+  resultAcks: ResultAck[];
+};
+
+/**
+ * Describes the message edgeplane.v1.CoordinatorBatch.
+ * Use `create(CoordinatorBatchSchema)` to create a new message.
+ */
+export const CoordinatorBatchSchema: GenMessage<CoordinatorBatch> = /*@__PURE__*/
+  messageDesc(file_edgeplane_v1_agent, 3);
 
 /**
  * @generated from message edgeplane.v1.Register
@@ -212,7 +281,7 @@ export type Register = Message<"edgeplane.v1.Register"> & {
  * Use `create(RegisterSchema)` to create a new message.
  */
 export const RegisterSchema: GenMessage<Register> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 2);
+  messageDesc(file_edgeplane_v1_agent, 4);
 
 /**
  * @generated from message edgeplane.v1.RunningTask
@@ -234,7 +303,7 @@ export type RunningTask = Message<"edgeplane.v1.RunningTask"> & {
  * Use `create(RunningTaskSchema)` to create a new message.
  */
 export const RunningTaskSchema: GenMessage<RunningTask> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 3);
+  messageDesc(file_edgeplane_v1_agent, 5);
 
 /**
  * @generated from message edgeplane.v1.Heartbeat
@@ -296,7 +365,7 @@ export type Heartbeat = Message<"edgeplane.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 4);
+  messageDesc(file_edgeplane_v1_agent, 6);
 
 /**
  * @generated from message edgeplane.v1.TaskAccepted
@@ -318,7 +387,7 @@ export type TaskAccepted = Message<"edgeplane.v1.TaskAccepted"> & {
  * Use `create(TaskAcceptedSchema)` to create a new message.
  */
 export const TaskAcceptedSchema: GenMessage<TaskAccepted> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 5);
+  messageDesc(file_edgeplane_v1_agent, 7);
 
 /**
  * @generated from message edgeplane.v1.TaskResult
@@ -384,7 +453,7 @@ export type TaskResult = Message<"edgeplane.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 6);
+  messageDesc(file_edgeplane_v1_agent, 8);
 
 /**
  * @generated from message edgeplane.v1.Registered
@@ -411,7 +480,7 @@ export type Registered = Message<"edgeplane.v1.Registered"> & {
  * Use `create(RegisteredSchema)` to create a new message.
  */
 export const RegisteredSchema: GenMessage<Registered> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 7);
+  messageDesc(file_edgeplane_v1_agent, 9);
 
 /**
  * @generated from message edgeplane.v1.Dispatch
@@ -478,7 +547,7 @@ export type Dispatch = Message<"edgeplane.v1.Dispatch"> & {
  * Use `create(DispatchSchema)` to create a new message.
  */
 export const DispatchSchema: GenMessage<Dispatch> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 8);
+  messageDesc(file_edgeplane_v1_agent, 10);
 
 /**
  * What a shard dispatch runs. The input already holds only the shard's points.
@@ -535,7 +604,7 @@ export type ShardContext = Message<"edgeplane.v1.ShardContext"> & {
  * Use `create(ShardContextSchema)` to create a new message.
  */
 export const ShardContextSchema: GenMessage<ShardContext> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 9);
+  messageDesc(file_edgeplane_v1_agent, 11);
 
 /**
  * @generated from message edgeplane.v1.Cancel
@@ -562,7 +631,7 @@ export type Cancel = Message<"edgeplane.v1.Cancel"> & {
  * Use `create(CancelSchema)` to create a new message.
  */
 export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 10);
+  messageDesc(file_edgeplane_v1_agent, 12);
 
 /**
  * @generated from message edgeplane.v1.Drain
@@ -581,7 +650,7 @@ export type Drain = Message<"edgeplane.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 11);
+  messageDesc(file_edgeplane_v1_agent, 13);
 
 /**
  * The coordinator has durably recorded the result of this attempt; the agent may drop it from its journal.
@@ -605,7 +674,7 @@ export type ResultAck = Message<"edgeplane.v1.ResultAck"> & {
  * Use `create(ResultAckSchema)` to create a new message.
  */
 export const ResultAckSchema: GenMessage<ResultAck> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 12);
+  messageDesc(file_edgeplane_v1_agent, 14);
 
 /**
  * @generated from message edgeplane.v1.HeartbeatAck
@@ -622,7 +691,7 @@ export type HeartbeatAck = Message<"edgeplane.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_edgeplane_v1_agent, 13);
+  messageDesc(file_edgeplane_v1_agent, 15);
 
 /**
  * Which step of the scatter-gather protocol a shard runs (agent/handlers/types.ts).

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file edgeplane/v1/task.proto.
  */
 export const file_edgeplane_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChdlZGdlcGxhbmUvdjEvdGFzay5wcm90bxIMZWRnZXBsYW5lLnYxIlIKEVN1Ym1pdFRhc2tSZXF1ZXN0EiQKBHRhc2sYASABKAsyFi5lZGdlcGxhbmUudjEuVGFza1NwZWMSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIrkBChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRImCgVzdGF0ZRgCIAEoDjIXLmVkZ2VwbGFuZS52MS5UYXNrU3RhdGUSGAoQYXNzaWduZWRfY2x1c3RlchgDIAEoCRIWCg5xdWV1ZV9wb3NpdGlvbhgEIAEoDRI4ChRlc3RpbWF0ZWRfY29tcGxldGlvbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRAoSU3VibWl0VGFza3NSZXF1ZXN0Ei4KBXRhc2tzGAEgAygLMh8uZWRnZXBsYW5lLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0IkcKE1N1Ym1pdFRhc2tzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrc1Jlc3VsdCJyChFTdWJtaXRUYXNrc1Jlc3VsdBIyCghhY2NlcHRlZBgBIAEoCzIgLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrUmVzcG9uc2USEgoKZXJyb3JfY29kZRgCIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAMgASgJIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiMwoPR2V0VGFza1Jlc3BvbnNlEiAKBHRhc2sYASABKAsyEi5lZGdlcGxhbmUudjEuVGFzayLLAQoQTGlzdFRhc2tzUmVxdWVzdBInCgZzdGF0ZXMYASADKA4yFy5lZGdlcGxhbmUudjEuVGFza1N0YXRlEigKCHByaW9yaXR5GAIgASgOMhYuZWRnZXBsYW5lLnYxLlByaW9yaXR5EhIKCmNsdXN0ZXJfaWQYAyABKAkSEQoJZGV2aWNlX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJEhYKDmluY2x1ZGVfc2hhcmRzGAcgASgIIk8KEUxpc3RUYXNrc1Jlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIuZWRnZXBsYW5lLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjYKEkNhbmNlbFRhc2tSZXNwb25zZRIgCgR0YXNrGAEgASgLMhIuZWRnZXBsYW5lLnYxLlRhc2siIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKEVdhdGNoVGFza1Jlc3BvbnNlEiAKBHRhc2sYASABKAsyEi5lZGdlcGxhbmUudjEuVGFzazLpAwoLVGFza1NlcnZpY2USTwoKU3VibWl0VGFzaxIfLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrUmVxdWVzdBogLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrUmVzcG9uc2USUgoLU3VibWl0VGFza3MSIC5lZGdlcGxhbmUudjEuU3VibWl0VGFza3NSZXF1ZXN0GiEuZWRnZXBsYW5lLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2USRgoHR2V0VGFzaxIcLmVkZ2VwbGFuZS52MS5HZXRUYXNrUmVxdWVzdBodLmVkZ2VwbGFuZS52MS5HZXRUYXNrUmVzcG9uc2USTAoJTGlzdFRhc2tzEh4uZWRnZXBsYW5lLnYxLkxpc3RUYXNrc1JlcXVlc3QaHy5lZGdlcGxhbmUudjEuTGlzdFRhc2tzUmVzcG9uc2USTwoKQ2FuY2VsVGFzaxIfLmVkZ2VwbGFuZS52MS5DYW5jZWxUYXNrUmVxdWVzdBogLmVkZ2VwbGFuZS52MS5DYW5jZWxUYXNrUmVzcG9uc2USTgoJV2F0Y2hUYXNrEh4uZWRnZXBsYW5lLnYxLldhdGNoVGFza1JlcXVlc3QaHy5lZGdlcGxhbmUudjEuV2F0Y2hUYXNrUmVzcG9uc2UwAWIGcHJvdG8z", [file_edgeplane_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("ChdlZGdlcGxhbmUvdjEvdGFzay5wcm90bxIMZWRnZXBsYW5lLnYxIlIKEVN1Ym1pdFRhc2tSZXF1ZXN0EiQKBHRhc2sYASABKAsyFi5lZGdlcGxhbmUudjEuVGFza1NwZWMSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIrkBChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRImCgVzdGF0ZRgCIAEoDjIXLmVkZ2VwbGFuZS52MS5UYXNrU3RhdGUSGAoQYXNzaWduZWRfY2x1c3RlchgDIAEoCRIWCg5xdWV1ZV9wb3NpdGlvbhgEIAEoDRI4ChRlc3RpbWF0ZWRfY29tcGxldGlvbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRAoSU3VibWl0VGFza3NSZXF1ZXN0Ei4KBXRhc2tzGAEgAygLMh8uZWRnZXBsYW5lLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0IkcKE1N1Ym1pdFRhc2tzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrc1Jlc3VsdCJyChFTdWJtaXRUYXNrc1Jlc3VsdBIyCghhY2NlcHRlZBgBIAEoCzIgLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrUmVzcG9uc2USEgoKZXJyb3JfY29kZRgCIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAMgASgJIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiMwoPR2V0VGFza1Jlc3BvbnNlEiAKBHRhc2sYASABKAsyEi5lZGdlcGxhbmUudjEuVGFzayLLAQoQTGlzdFRhc2tzUmVxdWVzdBInCgZzdGF0ZXMYASADKA4yFy5lZGdlcGxhbmUudjEuVGFza1N0YXRlEigKCHByaW9yaXR5GAIgASgOMhYuZWRnZXBsYW5lLnYxLlByaW9yaXR5EhIKCmNsdXN0ZXJfaWQYAyABKAkSEQoJZGV2aWNlX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJEhYKDmluY2x1ZGVfc2hhcmRzGAcgASgIIk8KEUxpc3RUYXNrc1Jlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIuZWRnZXBsYW5lLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjYKEkNhbmNlbFRhc2tSZXNwb25zZRIgCgR0YXNrGAEgASgLMhIuZWRnZXBsYW5lLnYxLlRhc2siIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKEVdhdGNoVGFza1Jlc3BvbnNlEiAKBHRhc2sYASABKAsyEi5lZGdlcGxhbmUudjEuVGFzayKoAQoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSOwoGbGFiZWxzGAIgAygLMisuZWRnZXBsYW5lLnYxLldhdGNoVGFza3NSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKDXRlcm1pbmFsX29ubHkYAyABKAgaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFdGFza3MYASADKAsyEi5lZGdlcGxhbmUudjEuVGFzazK8BAoLVGFza1NlcnZpY2USTwoKU3VibWl0VGFzaxIfLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrUmVxdWVzdBogLmVkZ2VwbGFuZS52MS5TdWJtaXRUYXNrUmVzcG9uc2USUgoLU3VibWl0VGFza3MSIC5lZGdlcGxhbmUudjEuU3VibWl0VGFza3NSZXF1ZXN0GiEuZWRnZXBsYW5lLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2USRgoHR2V0VGFzaxIcLmVkZ2VwbGFuZS52MS5HZXRUYXNrUmVxdWVzdBodLmVkZ2VwbGFuZS52MS5HZXRUYXNrUmVzcG9uc2USTAoJTGlzdFRhc2tzEh4uZWRnZXBsYW5lLnYxLkxpc3RUYXNrc1JlcXVlc3QaHy5lZGdlcGxhbmUudjEuTGlzdFRhc2tzUmVzcG9uc2USTwoKQ2FuY2VsVGFzaxIfLmVkZ2VwbGFuZS52MS5DYW5jZWxUYXNrUmVxdWVzdBogLmVkZ2VwbGFuZS52MS5DYW5jZWxUYXNrUmVzcG9uc2USTgoJV2F0Y2hUYXNrEh4uZWRnZXBsYW5lLnYxLldhdGNoVGFza1JlcXVlc3QaHy5lZGdlcGxhbmUudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJRCgpXYXRjaFRhc2tzEh8uZWRnZXBsYW5lLnYxLldhdGNoVGFza3NSZXF1ZXN0GiAuZWRnZXBsYW5lLnYxLldhdGNoVGFza3NSZXNwb25zZTABYgZwcm90bzM", [file_edgeplane_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message edgeplane.v1.SubmitTaskRequest
@@ -329,6 +329,59 @@ export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE_
   messageDesc(file_edgeplane_v1_task, 12);
 
 /**
+ * @generated from message edgeplane.v1.WatchTasksRequest
+ */
+export type WatchTasksRequest = Message<"edgeplane.v1.WatchTasksRequest"> & {
+  /**
+   * Tasks to watch (at most 100,000). Unknown ids are NOT_FOUND.
+   *
+   * @generated from field: repeated string task_ids = 1;
+   */
+  taskIds: string[];
+
+  /**
+   * Watch every task whose labels include all of these (e.g. a batch id the client put on its tasks).
+   * Give task_ids or labels, not both.
+   *
+   * @generated from field: map<string, string> labels = 2;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * Send only terminal states (one update per task), not every transition.
+   *
+   * @generated from field: bool terminal_only = 3;
+   */
+  terminalOnly: boolean;
+};
+
+/**
+ * Describes the message edgeplane.v1.WatchTasksRequest.
+ * Use `create(WatchTasksRequestSchema)` to create a new message.
+ */
+export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
+  messageDesc(file_edgeplane_v1_task, 13);
+
+/**
+ * @generated from message edgeplane.v1.WatchTasksResponse
+ */
+export type WatchTasksResponse = Message<"edgeplane.v1.WatchTasksResponse"> & {
+  /**
+   * Tasks that changed, in the order of their changes; a task appears at most once per message (its newest state).
+   *
+   * @generated from field: repeated edgeplane.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+};
+
+/**
+ * Describes the message edgeplane.v1.WatchTasksResponse.
+ * Use `create(WatchTasksResponseSchema)` to create a new message.
+ */
+export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PURE__*/
+  messageDesc(file_edgeplane_v1_task, 14);
+
+/**
  * TaskService submits, inspects, cancels and watches tasks.
  *
  * @generated from service edgeplane.v1.TaskService
@@ -390,6 +443,19 @@ export const TaskService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchTaskRequestSchema;
     output: typeof WatchTaskResponseSchema;
+  },
+  /**
+   * Watches many tasks on one stream: a set of ids, or every task carrying a set of labels. Each message carries
+   * the changes ready at once (many tasks per message under load), without inputs. With task_ids it starts with
+   * their current states and ends once all of them are terminal; with labels it reports changes of matching tasks
+   * from the call on and ends only when the client cancels.
+   *
+   * @generated from rpc edgeplane.v1.TaskService.WatchTasks
+   */
+  watchTasks: {
+    methodKind: "server_streaming";
+    input: typeof WatchTasksRequestSchema;
+    output: typeof WatchTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_edgeplane_v1_task, 0);
