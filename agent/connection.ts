@@ -83,11 +83,11 @@ export class Connection {
             this.failures = 0;
             this.h.onRegistered(res.msg.value);
           } else if (res.msg.case === "batch") {
-            // Applied in the order the coordinator documents: result acks, cancels, then dispatches.
+            // Applied in the order the coordinator documents: result acks, dispatches, then cancels.
             const b = fromStream(res).msg.value as CoordinatorBatch;
             for (const value of b.resultAcks) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "resultAck", value } }));
-            for (const value of b.cancels) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "cancel", value } }));
             for (const value of b.dispatches) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "dispatch", value } }));
+            for (const value of b.cancels) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "cancel", value } }));
           } else this.h.onMessage(fromStream(res));
         }
       } catch (err) {

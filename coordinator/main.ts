@@ -1,15 +1,15 @@
 // Wires the coordinator: store → task manager → dispatcher ← registry, served over gRPC with health and reflection.
-// Owns the process-level timers (heartbeat sweep, disconnect window); every decision lives in the modules it wires.
+// Every decision lives in the modules it wires; this only builds them (with the system clock) and starts and stops them.
 import * as grpc from "@grpc/grpc-js";
-import { performance } from "node:perf_hooks";
 import { AgentService } from "../gen/edgeplane/v1/agent_pb.js";
 import { ClusterService } from "../gen/edgeplane/v1/cluster_pb.js";
 import { TaskService } from "../gen/edgeplane/v1/task_pb.js";
+import { systemClock, systemTimers } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { BUILTIN_HANDLER_NAMES } from "./tasks/builtin-handlers.js";
 import { resolveCoordinatorConfig, type CoordinatorConfig } from "./config.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
-import { NodeRegistry, type Clock } from "./nodes/registry.js";
+import { NodeRegistry } from "./nodes/registry.js";
 import { agentServiceImpl } from "./rpc/agent-service.js";
 import { clusterServiceImpl } from "./rpc/cluster-service.js";
 import { grpcServiceDefinition, grpcServiceImpl } from "./rpc/grpc-adapter.js";
@@ -19,6 +19,7 @@ import { MemoryTaskStore } from "./tasks/memory-store.js";
 import { SqliteTaskStore } from "./tasks/sqlite-store.js";
 import type { TaskStore } from "./tasks/store.js";
 import { TaskManager } from "./tasks/task-manager.js";
+import { TaskSubmissions } from "./usecases/submit.js";
 
 export interface CoordinatorHandle {
   /** HOST:PORT actually bound (port 0 resolved). */
@@ -27,30 +28,34 @@ export interface CoordinatorHandle {
   close(): Promise<void>;
 }
 
-const systemClock: Clock = { mono: () => performance.now(), wall: () => Date.now() };
-
 export async function startCoordinator(partial: Partial<CoordinatorConfig>, logger?: Logger): Promise<CoordinatorHandle> {
   const config = resolveCoordinatorConfig(partial);
   const log = logger ?? createLogger("coordinator", config.logLevel);
   const clock = systemClock;
+  const timers = systemTimers;
   const startedAt = clock.wall();
 
   // A corrupt or unreadable database throws here and stops start-up; it is never replaced by an empty one.
   const sqlite = config.store === "sqlite" ? SqliteTaskStore.open(config.dataDir, { logger: log.child({ component: "store" }) }) : undefined;
   const store: TaskStore = sqlite ?? new MemoryTaskStore();
-  const tasks = new TaskManager(store, { now: clock.wall, retryBaseMs: config.retryBaseMs, retryMaxMs: config.retryMaxMs });
+  const tasks = new TaskManager(store, { now: clock.wall, retryBaseMs: config.retryBaseMs, retryMaxMs: config.retryMaxMs, timers });
   const registry = new NodeRegistry(clock, (c) => sqlite?.saveCluster(c), config.downNodeMemoryMs);
   for (const c of sqlite?.loadClusters() ?? []) registry.restoreCluster(c);
   const restored = store.active();
   if (sqlite) {
     log.info({ path: sqlite.path, active: restored.length, queued: restored.filter((t) => t.state === "queued").length, clusters: registry.listClusters().length }, "restored state from the store");
   }
-  const dispatcher = new Dispatcher(tasks, registry, clock, {
-    healthThreshold: config.healthThreshold,
-    dispatchAckTimeoutMs: config.dispatchAckTimeoutMs,
-    disconnectWindowMs: config.disconnectWindowMs,
-    split: { maxShards: config.maxShards, pointsPerCoreMs: config.splitPointsPerCoreMs, shardOverheadMs: config.splitShardOverheadMs },
-  }, log.child({ component: "dispatcher" }), () => store.flush());
+  const dispatcher = new Dispatcher({
+    tasks, nodes: registry, clock, timers, log: log.child({ component: "dispatcher" }), durable: () => store.flush(),
+    options: {
+      healthThreshold: config.healthThreshold,
+      dispatchAckTimeoutMs: config.dispatchAckTimeoutMs,
+      disconnectWindowMs: config.disconnectWindowMs,
+      heartbeatTimeoutMs: config.heartbeatIntervalMs * config.heartbeatMissLimit,
+      sweepIntervalMs: Math.min(config.heartbeatIntervalMs, Math.max(50, config.disconnectWindowMs || 50)),
+      split: { maxShards: config.maxShards, pointsPerCoreMs: config.splitPointsPerCoreMs, shardOverheadMs: config.splitShardOverheadMs },
+    },
+  });
   dispatcher.restore(restored);
 
   const shutdown = new AbortController();
@@ -59,14 +64,15 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     "grpc.max_receive_message_length": config.maxInputBytes + 4 * 1024 * 1024,
     "grpc.max_send_message_length": -1,
   });
+  const submissions = new TaskSubmissions({ tasks, dispatcher, registry, config, builtinHandlers: BUILTIN_HANDLER_NAMES, now: clock.wall });
   server.addService(grpcServiceDefinition(TaskService), grpcServiceImpl(TaskService, taskServiceImpl({
-    tasks, dispatcher, registry, config, builtinHandlers: BUILTIN_HANDLER_NAMES, now: clock.wall,
+    tasks, dispatcher, submissions, maxInputBytes: config.maxInputBytes,
   }), log, shutdown.signal));
   server.addService(grpcServiceDefinition(ClusterService), grpcServiceImpl(ClusterService, clusterServiceImpl({
     registry, dispatcher, tasks, config, startedAt,
   }), log, shutdown.signal));
   server.addService(grpcServiceDefinition(AgentService), grpcServiceImpl(AgentService, agentServiceImpl({
-    registry, dispatcher, config, log: log.child({ component: "agents" }),
+    registry, dispatcher, timers, heartbeatIntervalMs: config.heartbeatIntervalMs, log: log.child({ component: "agents" }),
   }), log, shutdown.signal));
   const health = addHealth(server);
   addReflection(server);
@@ -78,18 +84,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   const address = `${host}:${port}`;
 
   // Liveness: a node silent for heartbeatMissLimit intervals is disconnected; after the window, down.
-  const sweep = setInterval(() => {
-    for (const n of registry.sweep(config.heartbeatIntervalMs * config.heartbeatMissLimit)) {
-      log.warn({ node: n.id }, "node missed heartbeats; disconnected");
-      if (config.disconnectWindowMs === 0) dispatcher.nodeLost(n, `node ${n.id} missed heartbeats`);
-    }
-    dispatcher.checkDisconnected();
-    for (const n of registry.expireDisconnected(config.disconnectWindowMs)) {
-      log.warn({ node: n.id, windowMs: config.disconnectWindowMs }, "node down; moving its tasks");
-      dispatcher.nodeLost(n, `node ${n.id} down: disconnected for more than ${config.disconnectWindowMs} ms`);
-    }
-  }, Math.min(config.heartbeatIntervalMs, Math.max(50, config.disconnectWindowMs || 50)));
-  sweep.unref();
+  dispatcher.start();
 
   log.info({ address, heartbeatIntervalMs: config.heartbeatIntervalMs, disconnectWindowMs: config.disconnectWindowMs }, "coordinator listening");
 
@@ -101,7 +96,6 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
       closing ??= (async () => {
         log.info("coordinator shutting down");
         for (const s of ["", "edgeplane.v1.TaskService", "edgeplane.v1.ClusterService", "edgeplane.v1.AgentService"]) health.setStatus(s, "NOT_SERVING");
-        clearInterval(sweep);
         shutdown.abort();
         dispatcher.close();
         await new Promise<void>((resolve) => {

@@ -1,5 +1,7 @@
-// One agent's stream as the dispatcher sees it: an outbox of domain messages. rpc/agent-service.ts owns the wire.
+// One agent's stream as the dispatcher sees it: an outbox of domain messages, sent one batch per event-loop turn
+// (everything said to the agent in a turn leaves in one write). rpc/agent-service.ts owns the wire.
 import { AsyncQueue } from "../../lib/async-queue.js";
+import type { Timers } from "../../lib/clock.js";
 import type { TaskRecord } from "../tasks/types.js";
 
 export type OutboundMessage =
@@ -11,16 +13,34 @@ export type OutboundMessage =
   | { type: "result-ack"; taskId: string; attempt: number };
 
 export class AgentSession {
-  readonly outbox = new AsyncQueue<OutboundMessage>();
-  constructor(readonly nodeId: string, readonly sessionId: string) {}
+  /** One entry per turn in which something was sent, in order. */
+  readonly outbox = new AsyncQueue<OutboundMessage[]>();
+  private pending: OutboundMessage[] = [];
 
+  constructor(readonly nodeId: string, readonly sessionId: string, private readonly timers: Pick<Timers, "soon">) {}
+
+  get isClosed(): boolean {
+    return this.outbox.isClosed;
+  }
+
+  /** Queues a message for this turn's batch; false once the session is closed (the message is dropped). */
   send(m: OutboundMessage): boolean {
     if (this.outbox.isClosed) return false;
-    this.outbox.push(m);
+    this.pending.push(m);
+    if (this.pending.length === 1) this.timers.soon(() => this.flush());
     return true;
   }
 
+  /** Ends the stream after what was already sent this turn. */
   close(): void {
+    this.flush();
     this.outbox.close();
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0 || this.outbox.isClosed) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.outbox.push(batch);
   }
 }

@@ -21,7 +21,7 @@ export interface ShardDriverDeps {
   /** Cancels a task and whatever attempt of it an agent runs (the dispatcher's cancel). */
   cancel(taskId: string, reason: string): void;
   /** Schedulable nodes and clusters now, as the placement pass sees them. */
-  snapshot(): { nodes: NodeView[]; clusters: ClusterView[] };
+  snapshot(): { nodes: readonly NodeView[]; clusters: readonly ClusterView[] };
   now(): number;
   log: Logger;
   options?: Partial<SplitPlanOptions>;
@@ -112,7 +112,7 @@ export class ShardDriver {
     }
   }
 
-  private start(t: TaskRecord, nodes: NodeView[], clusters: ClusterView[]): void {
+  private start(t: TaskRecord, nodes: readonly NodeView[], clusters: readonly ClusterView[]): void {
     const length = inputLength(t.spec) ?? 0;
     const cap = Number.parseInt(t.spec.labels[MAX_SHARDS_LABEL] ?? "", 10);
     const plan = planSplit({

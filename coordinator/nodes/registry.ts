@@ -1,5 +1,6 @@
 // The cluster and node registry, fed by agent streams. Time comes from an injected clock (monotonic for liveness,
 // wall for display); it never sets timers itself: main.ts calls sweep() and the disconnect-window check.
+import type { Clock } from "../../lib/clock.js";
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import type { Tier } from "../tasks/types.js";
 
@@ -15,6 +16,13 @@ export interface Reservation {
   memoryBytes: number;
   /** True once a heartbeat listed the task: its usage is then inside the node's measured figures. */
   measured: boolean;
+  /** Priority rank of the task (0 = critical): preemption picks victims by it. */
+  rank: number;
+  /** Epoch ms of the dispatch, and of the start once the agent accepted (for expected ends). */
+  dispatchedAt: number;
+  startedAt?: number;
+  /** The task's estimatedComputeTime in ms (0 = none given). */
+  estimatedMs: number;
 }
 
 export interface NodeRecord {
@@ -79,13 +87,6 @@ export interface HeartbeatInfo {
   runningTaskIds: ReadonlySet<string>;
   rttMs: number | undefined;
   deviceIds: string[] | undefined;
-}
-
-export interface Clock {
-  /** Monotonic ms, for timeouts. */
-  mono(): number;
-  /** Wall-clock epoch ms, for display and deadlines. */
-  wall(): number;
 }
 
 const HISTORY_LIMIT = 50;
@@ -248,6 +249,12 @@ export class NodeRegistry {
   reserve(nodeId: string, r: Omit<Reservation, "measured">): void {
     const n = this.getNode(nodeId);
     n.reservations.set(reservationKey(r.taskId, r.attempt), { ...r, measured: false });
+  }
+
+  /** The agent started the attempt (accepted it): its expected end counts from now. */
+  started(nodeId: string, taskId: string, attempt: number, at: number): void {
+    const r = this.nodes.get(nodeId)?.reservations.get(reservationKey(taskId, attempt));
+    if (r) r.startedAt = at;
   }
 
   release(nodeId: string, taskId: string, attempt: number): void {

@@ -1,29 +1,26 @@
-// AgentService.Connect: the one bidirectional stream per node agent. Maps wire messages to registry and
-// dispatcher calls and the session's outbox back to wire messages. Transport only.
-import { durationFromMillis, durationToMillis } from "../../lib/duration.js";
-import { create } from "@bufbuild/protobuf";
-import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+// AgentService.Connect: the one bidirectional stream per node agent. Decodes wire messages (convert.ts), hands them
+// to the agent's link (dispatch/agent-link.ts), and encodes the session's outbox, one write per turn. Transport only.
 import { status } from "@grpc/grpc-js";
-import { randomUUID } from "node:crypto";
-import {
-  AgentService, ConnectRequestSchema, ConnectResponseSchema, type ConnectRequest, type ConnectResponse,
-} from "../../gen/edgeplane/v1/agent_pb.js";
-
+import type { AgentService } from "../../gen/edgeplane/v1/agent_pb.js";
+import type { Timers } from "../../lib/clock.js";
 import type { Logger } from "../../lib/log.js";
-import type { CoordinatorConfig } from "../config.js";
+import { AgentLink } from "../dispatch/agent-link.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
-import { AgentSession, type OutboundMessage } from "../dispatch/session.js";
-import { reservationKey, type NodeRegistry } from "../nodes/registry.js";
-import { jsonToValue, outcomeFromPb, priorityToPb, seriesToPb, shardToPb, tierFromPb, valueToJson } from "./convert.js";
+import type { NodeRegistry } from "../nodes/registry.js";
+import { agentMessageFromPb, outboundToPb, registrationFromPb } from "./convert.js";
 import { RpcStatusError } from "./errors.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 
 export interface AgentServiceDeps {
   registry: NodeRegistry;
   dispatcher: Dispatcher;
-  config: CoordinatorConfig;
+  timers: Timers;
+  heartbeatIntervalMs: number;
   log: Logger;
 }
+
+/** How long the end of a stream waits for its reader to finish handling what arrived. */
+const READER_SETTLE_MS = 100;
 
 export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentService.method> {
   return {
@@ -34,78 +31,18 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       if (first.value.msg.case !== "register") {
         throw new RpcStatusError(status.FAILED_PRECONDITION, `the first message on AgentService.Connect must be register, got ${first.value.msg.case ?? "an empty message"}`);
       }
-      const reg = first.value.msg.value;
-      const sessionId = randomUUID();
-      const node = d.registry.registerNode({
-        nodeId: reg.nodeId, clusterId: reg.clusterId, tier: tierFromPb(reg.tier, "register.tier", "edge"), labels: { ...reg.labels },
-        deviceIds: reg.deviceIds, handlers: reg.handlers, distributable: reg.distributableHandlers, totalCpuMillis: reg.totalCpuMillis, totalMemoryBytes: Number(reg.totalMemoryBytes),
-        freeCpuMillis: reg.freeCpuMillis, freeMemoryBytes: Number(reg.freeMemoryBytes), maxConcurrent: reg.maxConcurrentTasks,
-        sessionId, address: ctx.peer,
-      });
-      const session = new AgentSession(node.id, sessionId);
-      const log = d.log.child({ node: node.id, cluster: node.clusterId, session: sessionId });
-      session.send({ type: "registered", heartbeatIntervalMs: d.config.heartbeatIntervalMs });
-      // An agent that was told to drain before it reconnected stays out of placement.
-      if (reg.draining) d.registry.drain(node.id);
-      d.dispatcher.attach(session);
-      d.dispatcher.reconcile(node, reg.running.map((r) => ({ taskId: r.taskId, attempt: r.attempt })));
-      log.info({ handlers: reg.handlers, devices: reg.deviceIds, cpu: reg.totalCpuMillis, memory: Number(reg.totalMemoryBytes), slots: reg.maxConcurrentTasks, running: reg.running.length }, "node registered");
+      const link = new AgentLink(d, registrationFromPb(first.value.msg.value, "", ctx.peer));
+      const session = link.session;
 
       let closeReason = "stream closed by agent";
-      const onAbort = () => { closeReason = "stream cancelled"; session.close(); };
-      ctx.signal.addEventListener("abort", onAbort, { once: true });
-      const handle = (m: ConnectRequest) => {
-        d.registry.touch(node.id, sessionId);
-        switch (m.msg.case) {
-          case "heartbeat": {
-            const hb = m.msg.value;
-            d.registry.heartbeat(node.id, sessionId, {
-              freeCpuMillis: hb.freeCpuMillis, freeMemoryBytes: Number(hb.freeMemoryBytes), load: hb.load,
-              runningTaskIds: new Set(hb.running.map((r) => reservationKey(r.taskId, r.attempt))),
-              rttMs: hb.lastRtt ? durationToMillis(hb.lastRtt) : undefined,
-              deviceIds: hb.deviceIdsChanged ? hb.deviceIds : undefined,
-            });
-            session.send({ type: "heartbeat-ack", sequence: hb.sequence });
-            d.dispatcher.kick();
-            break;
-          }
-          case "accepted":
-            d.dispatcher.accepted(node.id, m.msg.value.taskId, m.msg.value.attempt);
-            break;
-          case "batch":
-            for (const value of m.msg.value.accepted) handle(create(ConnectRequestSchema, { msg: { case: "accepted", value } }));
-            for (const value of m.msg.value.results) handle(create(ConnectRequestSchema, { msg: { case: "result", value } }));
-            break;
-          case "result": {
-            const r = m.msg.value;
-            const outcome = outcomeFromPb(r.outcome);
-            if (!outcome) {
-              log.warn({ task: r.taskId, outcome: r.outcome }, "result without a valid outcome; treating as failed");
-            }
-            d.dispatcher.result(node.id, {
-              taskId: r.taskId, attempt: r.attempt, outcome: outcome ?? "failed", output: valueToJson(r.output),
-              error: outcome ? r.error : `agent sent outcome ${r.outcome}: ${r.error}`,
-              processingMs: r.processingTime ? durationToMillis(r.processingTime) : 0, peakMemoryBytes: Number(r.peakMemoryBytes),
-              startedAt: r.startedAt ? timestampMs(r.startedAt) : undefined, finishedAt: r.finishedAt ? timestampMs(r.finishedAt) : undefined,
-              permanent: r.permanent,
-            }, session);
-            break;
-          }
-          case "register":
-            log.warn("duplicate register on an open stream ignored");
-            break;
-          case undefined:
-            break;
-          default: {
-            const never: never = m.msg;
-            log.warn({ msg: never }, "unknown agent message");
-          }
-        }
+      const onAbort = () => {
+        closeReason = "stream cancelled";
+        session.close();
       };
-
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
       const reader = (async () => {
         try {
-          for (let r = await it.next(); !r.done; r = await it.next()) handle(r.value);
+          for (let r = await it.next(); !r.done; r = await it.next()) link.handle(agentMessageFromPb(r.value));
         } catch (err) {
           closeReason = `stream failed: ${(err as Error).message}`;
         } finally {
@@ -114,47 +51,12 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       })();
 
       try {
-        for await (const out of session.outbox) yield toWire(out, node.id, sessionId);
+        for await (const batch of session.outbox) yield* outboundToPb(batch, link.node.id, session.sessionId);
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
-        d.dispatcher.detach(session, closeReason);
-        await Promise.race([reader, new Promise((r) => setTimeout(r, 100))]);
-        log.info({ reason: closeReason }, "agent stream ended");
+        link.close(closeReason);
+        await Promise.race([reader, new Promise((r) => setTimeout(r, READER_SETTLE_MS))]);
       }
     },
   };
 }
-
-function toWire(m: OutboundMessage, nodeId: string, sessionId: string): ConnectResponse {
-  switch (m.type) {
-    case "registered":
-      return create(ConnectResponseSchema, { msg: { case: "registered", value: { sessionId, nodeId, heartbeatInterval: durationFromMillis(m.heartbeatIntervalMs) } } });
-    case "dispatch": {
-      const s = m.task.spec;
-      return create(ConnectResponseSchema, {
-        msg: {
-          case: "dispatch",
-          value: {
-            taskId: m.task.id, attempt: m.attempt, handler: s.handler, input: jsonToValue(s.input), series: seriesToPb(s.series),
-            memoryLimitBytes: BigInt(s.memoryBytes), cpuMillis: s.cpuMillis,
-            deadline: s.deadline === undefined ? undefined : timestampFromMs(s.deadline), priority: priorityToPb(s.priority),
-            shard: shardToPb(m.task.shard),
-          },
-        },
-      });
-    }
-    case "cancel":
-      return create(ConnectResponseSchema, { msg: { case: "cancel", value: { taskId: m.taskId, attempt: m.attempt, reason: m.reason } } });
-    case "drain":
-      return create(ConnectResponseSchema, { msg: { case: "drain", value: { grace: durationFromMillis(m.graceMs) } } });
-    case "result-ack":
-      return create(ConnectResponseSchema, { msg: { case: "resultAck", value: { taskId: m.taskId, attempt: m.attempt } } });
-    case "heartbeat-ack":
-      return create(ConnectResponseSchema, { msg: { case: "heartbeatAck", value: { sequence: m.sequence } } });
-    default: {
-      const never: never = m;
-      throw new Error(`unknown outbound message ${JSON.stringify(never)}`);
-    }
-  }
-}
-

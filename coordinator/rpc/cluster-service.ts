@@ -1,4 +1,5 @@
-// ClusterService over gRPC: the registry's view, and fleet status computed from measured figures. Transport only.
+// ClusterService over gRPC: decodes requests, reads the registry / fleet figures (nodes/figures.ts) or drains through
+// the dispatcher, encodes the answer. Transport only.
 import { durationFromMillis } from "../../lib/duration.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -9,10 +10,10 @@ import {
 import type { CoordinatorConfig } from "../config.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import { InvalidArgumentError } from "../errors.js";
-import type { NodeRegistry, NodeState } from "../nodes/registry.js";
+import { fleetStatus } from "../nodes/figures.js";
+import type { NodeRegistry } from "../nodes/registry.js";
 import type { TaskManager } from "../tasks/task-manager.js";
-import { PRIORITIES } from "../tasks/types.js";
-import { clusterFigures, clusterToPb, nodeStateToPb, nodeToPb, priorityToPb, tierFromPb, tierToPb } from "./convert.js";
+import { clusterToPb, nodeStateToPb, nodeToPb, priorityToPb, tierFromPb, tierToPb } from "./convert.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 
 export interface ClusterServiceDeps {
@@ -22,8 +23,6 @@ export interface ClusterServiceDeps {
   config: CoordinatorConfig;
   startedAt: number;
 }
-
-const NODE_STATES: NodeState[] = ["ready", "disconnected", "down", "draining", "drained"];
 
 export function clusterServiceImpl(d: ClusterServiceDeps): ServiceImpl<typeof ClusterService.method> {
   return {
@@ -52,37 +51,26 @@ export function clusterServiceImpl(d: ClusterServiceDeps): ServiceImpl<typeof Cl
     },
 
     async getStatus() {
-      const nodes = d.registry.listNodes();
-      const clusters = d.registry.listClusters();
-      const c = d.tasks.counters;
-      let totalCpu = 0, freeCpu = 0, slots = 0, used = 0;
-      for (const n of nodes) {
-        if (n.state !== "ready" && n.state !== "draining") continue;
-        totalCpu += n.totalCpuMillis;
-        freeCpu += d.registry.free(n).cpuMillis;
-        slots += n.maxConcurrent;
-        used += n.reservations.size;
-      }
-      const utilization = Math.min(1, Math.max(slots ? used / slots : 0, totalCpu ? 1 - freeCpu / totalCpu : 0));
+      const f = fleetStatus(d.registry, d.tasks.counters, d.config.healthThreshold);
+      const c = f.counters;
       return create(GetStatusResponseSchema, {
-        clusters: clusters.length,
-        nodes: nodes.length,
-        nodesByState: NODE_STATES.map((s) => ({ state: nodeStateToPb(s), count: nodes.filter((n) => n.state === s).length })),
-        activeTasks: BigInt(c.byState.dispatched + c.byState.running),
-        queuedTasks: BigInt(c.byState.queued),
-        queuedByPriority: PRIORITIES.map((p, i) => ({ priority: priorityToPb(p), count: BigInt(c.queuedByPriority[i]) })),
+        clusters: f.clusters,
+        nodes: f.nodes,
+        nodesByState: f.nodesByState.map((x) => ({ state: nodeStateToPb(x.state), count: x.count })),
+        activeTasks: BigInt(f.activeTasks),
+        queuedTasks: BigInt(f.queuedTasks),
+        queuedByPriority: f.queuedByPriority.map((x) => ({ priority: priorityToPb(x.priority), count: BigInt(x.count) })),
         totalProcessed: BigInt(c.processedSinceStart),
         succeeded: BigInt(c.succeeded),
         failed: BigInt(c.failed),
         cancelled: BigInt(c.cancelled),
         expired: BigInt(c.expired),
-        averageProcessingTime: durationFromMillis(c.processingSamples ? c.processingMsTotal / c.processingSamples : 0),
+        averageProcessingTime: durationFromMillis(f.meanProcessingMs),
         peakTaskMemoryBytes: BigInt(c.peakMemoryBytes),
-        clusterUtilization: utilization,
-        clusterHealth: clusters.sort((a, b) => a.id.localeCompare(b.id)).map((cl) => {
-          const f = clusterFigures(cl, d.registry);
-          return { clusterId: cl.id, tier: tierToPb(cl.tier), health: f.health, utilization: f.utilization, acceptingWork: f.health >= d.config.healthThreshold && f.ready > 0 };
-        }),
+        clusterUtilization: f.utilization,
+        clusterHealth: f.clusterHealth.map(({ cluster, figures, acceptingWork }) => ({
+          clusterId: cluster.id, tier: tierToPb(cluster.tier), health: figures.health, utilization: figures.utilization, acceptingWork,
+        })),
         startedAt: timestampFromMs(d.startedAt),
         preemptions: BigInt(c.preemptions),
       });

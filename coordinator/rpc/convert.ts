@@ -1,6 +1,6 @@
-// Maps wire types (protobuf-es generated) to domain types and back. The only module besides the services that
-// imports generated code; it never holds state.
-import { durationFromMillis } from "../../lib/duration.js";
+// Maps wire types (protobuf-es generated) to domain types and back, for every service and the agent stream. The
+// only module besides the services that imports generated code; it never holds state and decides nothing.
+import { durationFromMillis, durationToMillis } from "../../lib/duration.js";
 import { create, toBinary, toJson, fromJson, type JsonValue as PbJson } from "@bufbuild/protobuf";
 import {
   durationMs, timestampFromMs, timestampMs, ValueSchema, type Value,
@@ -10,10 +10,18 @@ import {
   TaskState as PbTaskState, Tier as PbTier, TaskSchema, TaskAttemptSchema, NumericSeriesSchema, ShardSummarySchema,
   type Task as PbTask, type TaskSpec as PbTaskSpec, type NumericSeries as PbSeries,
 } from "../../gen/edgeplane/v1/types_pb.js";
-import { ShardContextSchema, ShardPhase as PbShardPhase, type ShardContext as PbShardContext } from "../../gen/edgeplane/v1/agent_pb.js";
+import {
+  CancelSchema, ConnectResponseSchema, CoordinatorBatchSchema, DispatchSchema, ResultAckSchema, ShardContextSchema, ShardPhase as PbShardPhase,
+  type ConnectRequest as PbConnectRequest, type ConnectResponse as PbConnectResponse, type CoordinatorBatch as PbCoordinatorBatch,
+  type Dispatch as PbDispatch, type Register as PbRegister, type ShardContext as PbShardContext, type TaskResult as PbTaskResult,
+} from "../../gen/edgeplane/v1/agent_pb.js";
 import { ClusterSchema, NodeSchema, type Cluster as PbCluster, type Node as PbNode } from "../../gen/edgeplane/v1/cluster_pb.js";
 import { InvalidArgumentError } from "../errors.js";
-import type { ClusterRecord, NodeRecord, NodeRegistry, NodeState } from "../nodes/registry.js";
+import type { AgentMessage, AgentRegistration } from "../dispatch/agent-link.js";
+import type { OutboundMessage } from "../dispatch/session.js";
+import { clusterFigures } from "../nodes/figures.js";
+import { reservationKey, type ClusterRecord, type NodeRecord, type NodeRegistry, type NodeState } from "../nodes/registry.js";
+import type { AttemptReport } from "../tasks/task-manager.js";
 import type { SpecDraft } from "../tasks/validate.js";
 import type {
   AttemptOutcome, JsonValue, NumericSeries, Priority, ProcessingMode, ShardAssignment, ShardPhase, TaskRecord, TaskState, Tier,
@@ -232,30 +240,6 @@ export function nodeToPb(n: NodeRecord, reg: NodeRegistry): PbNode {
 
 export const nodeStateToPb = (s: NodeState): PbNodeState => NODE_STATE[s];
 
-export interface ClusterFigures {
-  totalCpu: number; freeCpu: number; totalMem: number; freeMem: number;
-  nodes: number; ready: number; health: number; utilization: number; latencyMs: number;
-}
-
-/** A cluster's figures, all from its nodes' heartbeats: never declared numbers. */
-export function clusterFigures(c: ClusterRecord, reg: NodeRegistry): ClusterFigures {
-  const nodes = reg.nodesOf(c.id);
-  const ready = nodes.filter((n) => n.state === "ready" || n.state === "draining");
-  let totalCpu = 0, freeCpu = 0, totalMem = 0, freeMem = 0, rtt = 0;
-  for (const n of ready) {
-    const f = reg.free(n);
-    totalCpu += n.totalCpuMillis; freeCpu += f.cpuMillis; totalMem += n.totalMemoryBytes; freeMem += f.memoryBytes; rtt += n.rttMs;
-  }
-  const slots = ready.reduce((a, n) => a + n.maxConcurrent, 0);
-  const used = ready.reduce((a, n) => a + n.reservations.size, 0);
-  // Utilization: the larger of slot use and measured cpu use, so a cluster busy with other work shows it.
-  const utilization = ready.length === 0 ? 0 : Math.max(slots ? used / slots : 0, totalCpu ? 1 - freeCpu / totalCpu : 0);
-  return {
-    totalCpu, freeCpu, totalMem, freeMem, nodes: nodes.length, ready: ready.length,
-    health: reg.health(c.id), utilization: Math.min(1, Math.max(0, utilization)), latencyMs: ready.length ? rtt / ready.length : 0,
-  };
-}
-
 export function clusterToPb(c: ClusterRecord, reg: NodeRegistry): PbCluster {
   const f = clusterFigures(c, reg);
   return create(ClusterSchema, {
@@ -264,4 +248,124 @@ export function clusterToPb(c: ClusterRecord, reg: NodeRegistry): PbCluster {
     health: f.health, networkLatency: durationFromMillis(f.latencyMs), nodeCount: f.nodes, readyNodeCount: f.ready,
     utilization: f.utilization, createdAt: ts(c.createdAt), declared: c.declared,
   });
+}
+
+// ── the agent stream ───────────────────────────────────────────────────────────────────────────────────────────
+
+/** A Register message as the registry takes it; `sessionId` and `address` come from the stream, not the agent. */
+export function registrationFromPb(reg: PbRegister, sessionId: string, address: string): AgentRegistration {
+  return {
+    info: {
+      nodeId: reg.nodeId, clusterId: reg.clusterId, tier: tierFromPb(reg.tier, "register.tier", "edge"), labels: { ...reg.labels },
+      deviceIds: reg.deviceIds, handlers: reg.handlers, distributable: reg.distributableHandlers,
+      totalCpuMillis: reg.totalCpuMillis, totalMemoryBytes: Number(reg.totalMemoryBytes),
+      freeCpuMillis: reg.freeCpuMillis, freeMemoryBytes: Number(reg.freeMemoryBytes), maxConcurrent: reg.maxConcurrentTasks,
+      sessionId, address,
+    },
+    running: reg.running.map((r) => ({ taskId: r.taskId, attempt: r.attempt })),
+    draining: reg.draining,
+    agentVersion: reg.agentVersion,
+  };
+}
+
+/** A result as the task manager applies it. An outcome the coordinator does not know counts as a failure. */
+export function reportFromPb(r: PbTaskResult): AttemptReport {
+  const outcome = outcomeFromPb(r.outcome);
+  return {
+    taskId: r.taskId, attempt: r.attempt, outcome: outcome ?? "failed", output: valueToJson(r.output),
+    error: outcome ? r.error : `agent sent outcome ${r.outcome}: ${r.error}`,
+    processingMs: r.processingTime ? durationToMillis(r.processingTime) : 0, peakMemoryBytes: Number(r.peakMemoryBytes),
+    startedAt: r.startedAt ? timestampMs(r.startedAt) : undefined, finishedAt: r.finishedAt ? timestampMs(r.finishedAt) : undefined,
+    permanent: r.permanent,
+  };
+}
+
+/** One agent → coordinator message in domain terms (a batch and the single forms alike). */
+export function agentMessageFromPb(m: PbConnectRequest): AgentMessage {
+  switch (m.msg.case) {
+    case "heartbeat": {
+      const hb = m.msg.value;
+      return {
+        type: "heartbeat", sequence: hb.sequence,
+        info: {
+          freeCpuMillis: hb.freeCpuMillis, freeMemoryBytes: Number(hb.freeMemoryBytes), load: hb.load,
+          runningTaskIds: new Set(hb.running.map((r) => reservationKey(r.taskId, r.attempt))),
+          rttMs: hb.lastRtt ? durationToMillis(hb.lastRtt) : undefined,
+          deviceIds: hb.deviceIdsChanged ? hb.deviceIds : undefined,
+        },
+      };
+    }
+    case "accepted":
+      return { type: "reports", accepted: [{ taskId: m.msg.value.taskId, attempt: m.msg.value.attempt }], results: [] };
+    case "result":
+      return { type: "reports", accepted: [], results: [reportFromPb(m.msg.value)] };
+    case "batch":
+      return {
+        type: "reports",
+        accepted: m.msg.value.accepted.map((a) => ({ taskId: a.taskId, attempt: a.attempt })),
+        results: m.msg.value.results.map(reportFromPb),
+      };
+    case "register":
+      return { type: "register-again" };
+    case undefined:
+      return { type: "empty" };
+    default: {
+      const never: never = m.msg;
+      throw new InvalidArgumentError(`unknown agent message ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function dispatchToPb(task: TaskRecord, attempt: number): PbDispatch {
+  const s = task.spec;
+  return create(DispatchSchema, {
+    taskId: task.id, attempt, handler: s.handler, input: jsonToValue(s.input), series: seriesToPb(s.series),
+    memoryLimitBytes: BigInt(s.memoryBytes), cpuMillis: s.cpuMillis,
+    deadline: s.deadline === undefined ? undefined : timestampFromMs(s.deadline), priority: priorityToPb(s.priority),
+    shard: shardToPb(task.shard),
+  });
+}
+
+/**
+ * One turn's messages to an agent as wire messages: dispatches, cancels and result acks in one CoordinatorBatch
+ * (which the agent applies as acks, dispatches, then cancels, so a cancel sent right after its dispatch still
+ * stops it), the rest as they are, in order.
+ */
+export function outboundToPb(batch: readonly OutboundMessage[], nodeId: string, sessionId: string): PbConnectResponse[] {
+  const out: PbConnectResponse[] = [];
+  let b: PbCoordinatorBatch | undefined;
+  const grouped = (): PbCoordinatorBatch => {
+    if (!b) {
+      b = create(CoordinatorBatchSchema);
+      out.push(create(ConnectResponseSchema, { msg: { case: "batch", value: b } }));
+    }
+    return b;
+  };
+  for (const m of batch) {
+    switch (m.type) {
+      case "dispatch":
+        grouped().dispatches.push(dispatchToPb(m.task, m.attempt));
+        break;
+      case "cancel":
+        grouped().cancels.push(create(CancelSchema, { taskId: m.taskId, attempt: m.attempt, reason: m.reason }));
+        break;
+      case "result-ack":
+        grouped().resultAcks.push(create(ResultAckSchema, { taskId: m.taskId, attempt: m.attempt }));
+        break;
+      case "registered":
+        out.push(create(ConnectResponseSchema, { msg: { case: "registered", value: { sessionId, nodeId, heartbeatInterval: durationFromMillis(m.heartbeatIntervalMs) } } }));
+        break;
+      case "drain":
+        out.push(create(ConnectResponseSchema, { msg: { case: "drain", value: { grace: durationFromMillis(m.graceMs) } } }));
+        break;
+      case "heartbeat-ack":
+        out.push(create(ConnectResponseSchema, { msg: { case: "heartbeatAck", value: { sequence: m.sequence } } }));
+        break;
+      default: {
+        const never: never = m;
+        throw new Error(`unknown outbound message ${JSON.stringify(never)}`);
+      }
+    }
+  }
+  return out;
 }

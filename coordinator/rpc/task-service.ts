@@ -1,5 +1,5 @@
-// TaskService over gRPC: converts requests, validates through tasks/validate.ts, delegates to the task manager
-// and dispatcher. Transport only: no scheduling decisions here.
+// TaskService over gRPC: decodes requests (convert.ts), calls the use-case (usecases/), encodes the answer.
+// Transport only: no validation rules, no scheduling, no estimates here.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
@@ -8,15 +8,12 @@ import {
   CancelTaskResponseSchema, WatchTaskResponseSchema, WatchTasksResponseSchema, type SubmitTaskRequest, type SubmitTaskResponse,
 } from "../../gen/edgeplane/v1/task_pb.js";
 import { Priority as PbPriority } from "../../gen/edgeplane/v1/types_pb.js";
-import { AsyncQueue } from "../../lib/async-queue.js";
-import type { CoordinatorConfig } from "../config.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
-import { InvalidArgumentError, ResourceExhaustedError } from "../errors.js";
-import type { NodeRegistry } from "../nodes/registry.js";
+import { InvalidArgumentError } from "../errors.js";
 import type { TaskManager } from "../tasks/task-manager.js";
-import { isTerminal, type TaskRecord, type TaskSpec, type TaskState } from "../tasks/types.js";
-import { validateSpec } from "../tasks/validate.js";
-import { checkSplittable } from "../distributed/validate.js";
+import type { TaskState } from "../tasks/types.js";
+import type { Submission, SubmitOutcome, TaskSubmissions } from "../usecases/submit.js";
+import { checkWatchTarget, watchTasks } from "../usecases/watch.js";
 import { draftFromPb, inputSize, priorityFromPb, taskStateFromPb, taskStateToPb, taskToPb } from "./convert.js";
 import { toGrpcStatus } from "./errors.js";
 import { wireSize, type ServiceImpl } from "./grpc-adapter.js";
@@ -24,77 +21,48 @@ import { wireSize, type ServiceImpl } from "./grpc-adapter.js";
 export interface TaskServiceDeps {
   tasks: TaskManager;
   dispatcher: Dispatcher;
-  registry: NodeRegistry;
-  config: CoordinatorConfig;
-  builtinHandlers: readonly string[];
-  now: () => number;
+  submissions: TaskSubmissions;
+  /** Largest task input accepted, in bytes: a request under it needs no per-task size count. */
+  maxInputBytes: number;
 }
 
 const MAX_BATCH = 10_000;
 
 export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskService.method> {
-  const validationContext = () => ({
-    now: d.now(),
-    knownHandlers: d.registry.knownHandlers(d.builtinHandlers),
-    maxNodeMemoryBytes: d.registry.maxNodeMemory(),
-    maxNodeCpuMillis: d.registry.maxNodeCpu(),
-    knownClusters: new Set(d.registry.listClusters().map((c) => c.id)),
-    maxInputBytes: d.config.maxInputBytes,
-    defaultMemoryBytes: d.config.defaultMemoryBytes,
-    defaultCpuMillis: d.config.defaultCpuMillis,
-    defaultMaxRetries: d.config.defaultMaxRetries,
+  /** `bytes`: the encoded size of what holds the task, when known; only a task that may be over the limit is measured. */
+  const submission = (req: SubmitTaskRequest, bytes: number | undefined, field: string): Submission => ({
+    draft: () => draftFromPb(req.task, req.task && (bytes === undefined || bytes > d.maxInputBytes) ? inputSize(req.task) : (bytes ?? 0), field),
+    idempotencyKey: req.idempotencyKey,
+    field,
   });
 
-  const toSpec = (req: SubmitTaskRequest, bytes: number | undefined, field: string, ctx: ReturnType<typeof validationContext>): TaskSpec => {
-    const size = req.task && (bytes === undefined || bytes > d.config.maxInputBytes) ? inputSize(req.task) : (bytes ?? 0);
-    const spec = validateSpec(draftFromPb(req.task, size, field), ctx, field);
-    if (spec.mode === "distributed" || spec.mode === "hybrid") checkSplittable(spec, d.registry.distributableHandlers(d.builtinHandlers), field);
-    return spec;
-  };
-
-  const respond = (t: TaskRecord): SubmitTaskResponse => {
-    const pos = d.dispatcher.queue.position(t.id);
-    return create(SubmitTaskResponseSchema, {
-      taskId: t.id,
-      state: taskStateToPb(t.state),
-      assignedCluster: t.assignedCluster,
-      queuePosition: Math.max(0, pos),
-      estimatedCompletion: timestampFromMs(estimateCompletion(t, Math.max(0, pos), d)),
-    });
-  };
+  const accepted = (o: Extract<SubmitOutcome, { type: "accepted" }>): SubmitTaskResponse => create(SubmitTaskResponseSchema, {
+    taskId: o.task.id,
+    state: taskStateToPb(o.task.state),
+    assignedCluster: o.task.assignedCluster,
+    queuePosition: o.queuePosition,
+    estimatedCompletion: timestampFromMs(o.estimatedCompletion),
+  });
 
   return {
     async submitTask(req) {
-      const spec = toSpec(req, wireSize.get(req), "task", validationContext());
-      const [{ task }] = d.tasks.submit([{ spec, idempotencyKey: req.idempotencyKey }]);
-      d.dispatcher.pass();
-      // Acknowledge only what is durable: concurrent submissions share one commit (group commit per turn).
-      await d.dispatcher.durable();
-      return respond(d.tasks.get(task.id));
+      const [o] = await d.submissions.submit([submission(req, wireSize.get(req), "task")]);
+      if (o.type === "refused") throw o.error;
+      return accepted(o);
     },
 
     async submitTasks(req) {
       if (req.tasks.length === 0) throw new InvalidArgumentError("tasks is empty: give at least one task");
       if (req.tasks.length > MAX_BATCH) throw new InvalidArgumentError(`tasks has ${req.tasks.length} entries; at most ${MAX_BATCH} per call`);
-      const ctx = validationContext();
       const total = wireSize.get(req);
-      const results: ({ ok: TaskSpec; key: string } | { err: unknown })[] = req.tasks.map((r, i) => {
-        try {
-          // When the whole batch is under the limit, no task in it can be over: skip re-encoding.
-          return { ok: toSpec(r, total !== undefined && total <= d.config.maxInputBytes ? 0 : undefined, `tasks[${i}].task`, ctx), key: r.idempotencyKey };
-        } catch (err) {
-          return { err };
-        }
-      });
-      const accepted = d.tasks.submit(results.flatMap((r) => ("ok" in r ? [{ spec: r.ok, idempotencyKey: r.key }] : [])));
-      d.dispatcher.pass();
-      await d.dispatcher.durable();
-      let i = 0;
+      // When the whole batch is under the limit, no task in it can be over: skip measuring each.
+      const each = total !== undefined && total <= d.maxInputBytes ? 0 : undefined;
+      const outcomes = await d.submissions.submit(req.tasks.map((r, i) => submission(r, each, `tasks[${i}].task`)));
       return create(SubmitTasksResponseSchema, {
-        results: results.map((r) => {
-          if ("ok" in r) return create(SubmitTasksResultSchema, { accepted: respond(d.tasks.get(accepted[i++].task.id)) });
-          const s = toGrpcStatus(r.err);
-          if (s.internal) throw r.err;
+        results: outcomes.map((o) => {
+          if (o.type === "accepted") return create(SubmitTasksResultSchema, { accepted: accepted(o) });
+          const s = toGrpcStatus(o.error);
+          if (s.internal) throw o.error;
           return create(SubmitTasksResultSchema, { errorCode: status[s.code], errorMessage: s.details });
         }),
       });
@@ -123,91 +91,16 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
 
     async *watchTask(req, ctx) {
       if (!req.taskId) throw new InvalidArgumentError("task_id is required");
-      const events = new AsyncQueue<TaskRecord>();
-      // Subscribe before reading the current state so no transition falls between the two.
-      const unsubscribe = d.tasks.watch(req.taskId, (t) => events.push(t));
-      const onAbort = () => events.close();
-      ctx.signal.addEventListener("abort", onAbort, { once: true });
-      try {
-        const current = d.tasks.get(req.taskId);
-        yield create(WatchTaskResponseSchema, { task: taskToPb(current, { withInput: false }) });
-        if (isTerminal(current.state)) return;
-        // Subscription and read happened in one synchronous step, so every queued event is newer than `current`.
-        for await (const t of events) {
-          yield create(WatchTaskResponseSchema, { task: taskToPb(t, { withInput: false }) });
-          if (isTerminal(t.state)) return;
-        }
-      } finally {
-        unsubscribe();
-        ctx.signal.removeEventListener("abort", onAbort);
-        events.close();
+      for await (const batch of watchTasks(d.tasks, { ids: [req.taskId] }, { terminalOnly: false, coalesce: false, signal: ctx.signal })) {
+        for (const t of batch) yield create(WatchTaskResponseSchema, { task: taskToPb(t, { withInput: false }) });
       }
     },
 
     async *watchTasks(req, ctx) {
-      const ids = new Set(req.taskIds);
-      const labels = Object.entries(req.labels);
-      if (ids.size === 0 && labels.length === 0) throw new InvalidArgumentError("give task_ids or labels to watch");
-      if (ids.size > 0 && labels.length > 0) throw new InvalidArgumentError("give task_ids or labels, not both");
-      if (ids.size > MAX_WATCHED) throw new InvalidArgumentError(`task_ids has ${ids.size} entries; at most ${MAX_WATCHED} per call`);
-      const matches = ids.size > 0
-        ? (t: TaskRecord) => ids.has(t.id)
-        : (t: TaskRecord) => labels.every(([k, v]) => t.spec.labels[k] === v);
-      // Newest state per task, in the order tasks first changed; drained into one message per wake-up.
-      let pending = new Map<string, TaskRecord>();
-      let wake: (() => void) | undefined;
-      const remaining = new Set<string>();
-      const unsubscribe = d.tasks.onChange((t) => {
-        if (!matches(t) || (req.terminalOnly && !isTerminal(t.state))) return;
-        pending.delete(t.id);
-        pending.set(t.id, t);
-        wake?.();
-      });
-      const onAbort = () => wake?.();
-      ctx.signal.addEventListener("abort", onAbort, { once: true });
-      try {
-        // Subscribed first, then read: every change after this read reaches `pending`.
-        for (const id of ids) {
-          const t = d.tasks.get(id);
-          if (!isTerminal(t.state)) remaining.add(id);
-          if (!req.terminalOnly || isTerminal(t.state)) pending.set(id, t);
-        }
-        const done = () => ids.size > 0 && remaining.size === 0;
-        while (!ctx.signal.aborted) {
-          if (pending.size === 0) {
-            if (done()) return;
-            await new Promise<void>((r) => (wake = r));
-            wake = undefined;
-            continue;
-          }
-          if (pending.size > MAX_WATCH_BACKLOG) throw new ResourceExhaustedError(`this watch fell ${pending.size} task changes behind; read faster or watch fewer tasks`);
-          const batch = [...pending.values()].slice(0, WATCH_BATCH);
-          if (batch.length === pending.size) pending = new Map();
-          else for (const t of batch) pending.delete(t.id);
-          for (const t of batch) if (isTerminal(t.state)) remaining.delete(t.id);
-          yield create(WatchTasksResponseSchema, { tasks: batch.map((t) => taskToPb(t, { withInput: false })) });
-        }
-      } finally {
-        unsubscribe();
-        ctx.signal.removeEventListener("abort", onAbort);
+      const target = checkWatchTarget(req.taskIds, req.labels);
+      for await (const batch of watchTasks(d.tasks, target, { terminalOnly: req.terminalOnly, coalesce: true, signal: ctx.signal })) {
+        yield create(WatchTasksResponseSchema, { tasks: batch.map((t) => taskToPb(t, { withInput: false })) });
       }
     },
   };
-}
-
-/** Most ids one WatchTasks call may name. */
-const MAX_WATCHED = 100_000;
-/** Most tasks in one WatchTasks message. */
-const WATCH_BATCH = 1000;
-/** Changes a WatchTasks stream may fall behind by before it is ended with RESOURCE_EXHAUSTED. */
-const MAX_WATCH_BACKLOG = 200_000;
-
-/** Now + the measured mean processing time, scaled by the queue ahead over the fleet's slots. */
-function estimateCompletion(t: TaskRecord, position: number, d: TaskServiceDeps): number {
-  const c = d.tasks.counters;
-  const mean = c.processingSamples > 0 ? c.processingMsTotal / c.processingSamples : t.spec.estimatedMs;
-  const each = Math.max(t.spec.estimatedMs, mean);
-  const slots = d.registry.listNodes().filter((n) => n.state === "ready").reduce((a, n) => a + n.maxConcurrent, 0);
-  const waves = t.state === "queued" ? Math.ceil((position + 1) / Math.max(1, slots)) : 1;
-  return d.now() + Math.round(waves * each);
 }

@@ -1,9 +1,12 @@
-// One placement pass: queued tasks + schedulable nodes → placements (feasibility → rank → plan).
-// Pure: never mutates the caller's node views, never reads a clock, never does I/O.
+// One placement pass: a snapshot of the fleet and the queue's order in, a plan out (placements, CLOUD_FALLBACK
+// waits, preemptions for CRITICAL work), each with its reason. Pure: never mutates the queue or the snapshot, never
+// reads a clock or does I/O; every fit question goes to rules.ts. dispatch/ carries the plan out.
 import type { Tier } from "../tasks/types.js";
-import type { QueuedTask, TaskQueue } from "./queue.js";
+import { planPreemption, type RunningAttempt } from "./preempt.js";
+import type { QueuedTask } from "./queue.js";
+import { eligible, fits, shapeKey, type Capacity, type RuleContext } from "./rules.js";
 
-/** A schedulable node as the caller sees it now (disconnected/draining nodes are filtered out). */
+/** A schedulable node as the caller sees it now (disconnected/draining nodes are left out of the snapshot). */
 export interface NodeView {
   id: string;
   clusterId: string;
@@ -25,6 +28,8 @@ export interface NodeView {
    * node that frees up in time instead of going to the cloud. Default: none known.
    */
   expectedReleases?: readonly ExpectedRelease[];
+  /** The attempts in flight on it, for preemption. Default: none known (nothing can be preempted there). */
+  running?: readonly RunningAttempt[];
 }
 
 export interface ExpectedRelease {
@@ -43,6 +48,19 @@ export interface ClusterView {
   health: number;
 }
 
+/** The fleet as one pass sees it. */
+export interface Snapshot {
+  /** Epoch ms: retry backoff and deadlines are compared with it. */
+  now: number;
+  nodes: readonly NodeView[];
+  clusters: readonly ClusterView[];
+  /**
+   * The cluster of the node serving a device, whatever that node's state (a read-only lookup that does not change
+   * during the pass; a Map fits). Default: none known.
+   */
+  deviceClusters?: { get(deviceId: string): string | undefined };
+}
+
 export interface Placement {
   taskId: string;
   nodeId: string;
@@ -51,22 +69,51 @@ export interface Placement {
   reason: string;
 }
 
+/**
+ * A CLOUD_FALLBACK task left queued because an edge node is expected to have room for it early enough for its
+ * deadline: plan again at `recheckAt` (if the node frees up before, the pass its result triggers places the task;
+ * if not, that later pass no longer expects it and sends the task to the cloud).
+ */
+export interface Wait {
+  taskId: string;
+  nodeId: string;
+  recheckAt: number;
+  reason: string;
+}
+
+/** A CRITICAL task that fits nowhere, started on `nodeId` once `victims` (running attempts there) are moved off. */
+export interface Preemption {
+  taskId: string;
+  nodeId: string;
+  clusterId: string;
+  victims: string[];
+  reason: string;
+}
+
+export interface Plan {
+  placements: Placement[];
+  waits: Wait[];
+  preemptions: Preemption[];
+}
+
 export interface PlanOptions {
   /** A cluster with health below this takes no new work. Default 0.7. */
   healthThreshold: number;
-  /** Tasks a pass looks at in a row without placing one before it stops (bounded backfill). Default 1000. */
-  maxScan: number;
-  /** The cluster of the node serving a device, whatever that node's state (registry lookup). */
-  deviceCluster?: (deviceId: string) => string | undefined;
   /**
-   * Told of each CLOUD_FALLBACK task left queued because an edge node is expected to have room for it early
-   * enough for its deadline: plan again at `recheckAt` (if the node frees up before, the pass its result triggers
-   * places the task; if not, that later pass no longer expects it and sends the task to the cloud).
+   * Tasks a pass looks at in a row without placing one before it stops (bounded backfill). Default 1000. A pass
+   * also stops as soon as every task shape in the queue failed to find a node, or no node has a free slot.
    */
-  onWait?: (taskId: string, recheckAt: number, nodeId: string) => void;
+  maxScan: number;
 }
 
 export const DEFAULT_PLAN_OPTIONS: Readonly<PlanOptions> = { healthThreshold: 0.7, maxScan: 1000 };
+
+/** The walk a pass takes: the queue's tasks in dequeue order, and how many distinct shapes it holds. */
+export interface QueueWalk {
+  ordered(): Iterable<QueuedTask>;
+  /** Distinct task shapes (rules.ts shapeKey) in the queue; undefined = unknown (no early stop by shape). */
+  readonly shapeCount?: number;
+}
 
 /** Largest total memory of any node: a task asking for more can never run. */
 export function maxNodeMemory(nodes: readonly NodeView[]): number {
@@ -91,13 +138,12 @@ export function fitsAnywhereEver(
   );
 }
 
-// Mutable per-pass copy of a node; `cluster` is the shared aggregate for its cluster.
-interface NodeState {
+// Mutable per-pass copy of a node's capacity; `cluster` is the shared aggregate for its cluster.
+interface NodeState extends Capacity {
   view: NodeView;
-  freeCpu: number;
-  freeMem: number;
-  inFlight: number;
   cluster: ClusterState;
+  /** Attempts that may be preempted (those in flight before this pass), shrinking as they are. */
+  running: RunningAttempt[];
 }
 
 interface ClusterState {
@@ -110,7 +156,7 @@ interface ClusterState {
 
 type Strategy = "spread" | "binpack";
 
-// One step of a task's fallback chain: the nodes it may use, and how to explain a hit there.
+// One step of a task's fallback chain: the nodes it prefers at this step, and how to explain a hit there.
 interface Stage {
   allow: (n: NodeState) => boolean;
   reason: (strategy: string) => string;
@@ -124,28 +170,16 @@ const share = (free: number, total: number): number => (total > 0 ? Math.min(1, 
 const freeScore = (freeCpu: number, totalCpu: number, freeMem: number, totalMem: number): number =>
   (share(freeCpu, totalCpu) + share(freeMem, totalMem)) / 2;
 
-const nodeScore = (n: NodeState): number =>
-  freeScore(n.freeCpu, n.view.totalCpuMillis, n.freeMem, n.view.totalMemoryBytes);
+const nodeScore = (n: NodeState): number => freeScore(n.freeCpu, n.view.totalCpuMillis, n.freeMem, n.view.totalMemoryBytes);
 
 // Summed over the cluster's schedulable nodes, so big nodes weigh more than small ones.
 const clusterScore = (c: ClusterState): number => freeScore(c.freeCpu, c.totalCpu, c.freeMem, c.totalMem);
-
-function fits(n: NodeState, t: QueuedTask): boolean {
-  if (n.inFlight >= n.view.maxConcurrent) return false;
-  if (!n.view.handlers.has(t.handler)) return false;
-  if (t.memoryBytes > n.freeMem) return false;
-  // Starvation guard: measured idle cpu can sit below a task's request for ever because of
-  // load that is not ours. An idle node (nothing of ours in flight) therefore accepts one task
-  // whose cpu fits its *total* cpu; memory must still fit what is free.
-  return t.cpuMillis <= n.freeCpu || (n.inFlight === 0 && t.cpuMillis <= n.view.totalCpuMillis);
-}
 
 /** Picks the cluster, then the node in it: most free for spread, most utilized for binpack. */
 function choose(candidates: NodeState[], strategy: Strategy): NodeState {
   const sign = strategy === "spread" ? 1 : -1;
   // Higher is better after applying `sign`; ties go to the lower id for determinism.
-  const better = (a: number, b: number, aId: string, bId: string): boolean =>
-    sign * a > sign * b || (a === b && aId < bId);
+  const better = (a: number, b: number, aId: string, bId: string): boolean => sign * a > sign * b || (a === b && aId < bId);
   let best = candidates[0];
   for (const n of candidates) {
     const a = clusterScore(n.cluster);
@@ -164,25 +198,24 @@ function describe(strategy: Strategy, n: NodeState): string {
 }
 
 /**
- * The earliest time an edge node (of `nodes`, already limited to healthy clusters and the task's cluster) is
- * expected to have room for `t`, from the expected ends of the tasks it runs; only if `t` would still finish by its
- * deadline starting then (its own estimate counted). Undefined without a deadline or without such a node.
+ * The earliest time an edge node (of `nodes`, already eligible for `t`) is expected to have room for `t`, from the
+ * expected ends of the tasks it runs; only if `t` would still finish by its deadline starting then (its own
+ * estimate counted). Undefined without a deadline or without such a node.
  */
 function edgeStartInTime(t: QueuedTask, nodes: readonly NodeState[], now: number): { at: number; recheckAt: number; nodeId: string } | undefined {
   if (t.deadline === undefined) return undefined;
   let best: { at: number; recheckAt: number; nodeId: string } | undefined;
   for (const n of nodes) {
     const v = n.view;
-    if (v.tier !== "edge" || !v.handlers.has(t.handler) || t.cpuMillis > v.totalCpuMillis || t.memoryBytes > v.totalMemoryBytes) continue;
+    if (v.tier !== "edge") continue;
     const releases = (v.expectedReleases ?? []).filter((r) => (r.until ?? r.at) >= now).sort((a, b) => a.at - b.at);
-    let cpu = n.freeCpu, mem = n.freeMem, inFlight = n.inFlight;
+    const room: Capacity = { freeCpu: n.freeCpu, freeMem: n.freeMem, inFlight: n.inFlight };
     for (const r of releases) {
       if (best && r.at >= best.at) break;
-      cpu += r.cpuMillis;
-      mem += r.memoryBytes;
-      inFlight -= 1;
-      // As fits(): a free slot, the memory, and the cpu (or an otherwise idle node).
-      if (inFlight < v.maxConcurrent && t.memoryBytes <= mem && (t.cpuMillis <= cpu || (inFlight === 0 && t.cpuMillis <= v.totalCpuMillis))) {
+      room.freeCpu += r.cpuMillis;
+      room.freeMem += r.memoryBytes;
+      room.inFlight -= 1;
+      if (fits(t, v, room)) {
         best = { at: Math.max(now, r.at), recheckAt: Math.max(now, r.until ?? r.at), nodeId: v.id };
         break;
       }
@@ -191,35 +224,30 @@ function edgeStartInTime(t: QueuedTask, nodes: readonly NodeState[], now: number
   return best && best.at + t.estimatedMs <= t.deadline ? best : undefined;
 }
 
-/** The ordered fallback chain for a task: the first stage with a fitting node wins. */
-function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined, opts: PlanOptions): Stage[] {
-  const deviceClusters = new Set((deviceNodes ?? []).map((n) => n.view.clusterId));
-  // The device's node may be away (not among the schedulable nodes): its cluster still binds LOCAL work.
-  const known = t.deviceId ? opts.deviceCluster?.(t.deviceId) : undefined;
-  if (known) deviceClusters.add(known);
+/** The ordered fallback chain for a task (its preferences among eligible nodes): the first stage with room wins. */
+function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined, deviceClusters: ReadonlySet<string>): Stage[] {
   const inDeviceCluster = (n: NodeState): boolean => deviceClusters.has(n.view.clusterId);
-  // Cloud-tier capacity is a fallback: only CLOUD_FALLBACK tasks, or tasks that name a cloud cluster, use it.
-  const any = (n: NodeState): boolean => n.view.tier === "edge" || t.clusterId !== "";
   const plain = (s: string): string => s;
+  const every = (): boolean => true;
   if (t.preferNode) {
     // A shard: its size was planned for this node. Its cluster restriction (clusterId) still applies.
     const planned = t.preferNode;
     return [
       { allow: (n) => n.view.id === planned, reason: () => `shard: planned node ${planned}` },
-      { allow: (n) => n.view.id !== planned && any(n), reason: (s) => `shard: planned node ${planned} busy or gone; ${s}` },
+      { allow: (n) => n.view.id !== planned, reason: (s) => `shard: planned node ${planned} busy or gone; ${s}` },
     ];
   }
   switch (t.mode) {
     case "local":
-      if (deviceClusters.size === 0) return [{ allow: any, reason: plain }];
+      if (deviceClusters.size === 0) return [{ allow: every, reason: plain }];
       return [
-        { allow: (n) => n.view.deviceIds.has(t.deviceId), reason: () => `local: node serving device ${t.deviceId}` },
+        { allow: (n) => (deviceNodes ?? []).includes(n), reason: () => `local: node serving device ${t.deviceId}` },
         { allow: inDeviceCluster, reason: (s) => `local: device ${t.deviceId}'s node busy; ${s}` },
       ];
     case "distributed":
     case "hybrid":
       // Split tasks never reach the queue (distributed/ places their shards); this is for a task placed whole.
-      if (deviceClusters.size === 0) return [{ allow: any, reason: (s) => `${t.mode}: ${s}` }];
+      if (deviceClusters.size === 0) return [{ allow: every, reason: (s) => `${t.mode}: ${s}` }];
       return [{ allow: inDeviceCluster, reason: (s) => `${t.mode}: device ${t.deviceId}'s cluster; ${s}` }];
     case "cloud_fallback": {
       const edge = (n: NodeState): boolean => n.view.tier === "edge";
@@ -240,21 +268,19 @@ function stagesFor(t: QueuedTask, deviceNodes: readonly NodeState[] | undefined,
 }
 
 /**
- * Walks the queue in priority order and places what fits, removing placed tasks from the queue
- * (unplaced tasks keep their order). Skips tasks in retry backoff (notBefore > now).
- * Rank ≤ 1 spreads (most free cluster, then node); the rest binpack (most utilized first).
- * Nodes whose cluster is missing from `clusters` or below `opts.healthThreshold` take no work.
+ * Walks the queue in priority order and plans what fits, without changing the queue (the caller removes what it
+ * places). Skips tasks in retry backoff (notBefore > now). Rank ≤ 1 spreads (most free cluster, then node); the
+ * rest binpack (most utilized first). Nodes whose cluster is missing from the snapshot or below
+ * `opts.healthThreshold` take no work. A CRITICAL task that fits nowhere gets a preemption if one node can make room
+ * by moving LOW and BACKGROUND attempts.
  */
-export function planPlacements(
-  queue: TaskQueue,
-  nodes: NodeView[],
-  clusters: ClusterView[],
-  now: number,
-  opts: PlanOptions = DEFAULT_PLAN_OPTIONS,
-): Placement[] {
-  const healthy = new Set(clusters.filter((c) => c.health >= opts.healthThreshold).map((c) => c.id));
+export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = DEFAULT_PLAN_OPTIONS): Plan {
+  const plan: Plan = { placements: [], waits: [], preemptions: [] };
+  if (snap.nodes.length === 0) return plan;
+  const now = snap.now;
+  const healthy = new Set(snap.clusters.filter((c) => c.health >= opts.healthThreshold).map((c) => c.id));
   const clusterStates = new Map<string, ClusterState>();
-  const states: NodeState[] = nodes.map((view) => {
+  const states: NodeState[] = snap.nodes.map((view) => {
     let cluster = clusterStates.get(view.clusterId);
     if (cluster === undefined) {
       cluster = { id: view.clusterId, freeCpu: 0, totalCpu: 0, freeMem: 0, totalMem: 0 };
@@ -266,9 +292,9 @@ export function planPlacements(
     cluster.totalCpu += view.totalCpuMillis;
     cluster.freeMem += freeMem;
     cluster.totalMem += view.totalMemoryBytes;
-    return { view, freeCpu, freeMem, inFlight: view.inFlight, cluster };
+    return { view, freeCpu, freeMem, inFlight: view.inFlight, cluster, running: [...(view.running ?? [])] };
   });
-  // Device affinity looks at every node passed in, even one whose cluster is unhealthy.
+  // Device affinity looks at every node in the snapshot, even one whose cluster is unhealthy.
   const byDevice = new Map<string, NodeState[]>();
   for (const n of states) {
     for (const d of n.view.deviceIds) {
@@ -277,42 +303,63 @@ export function planPlacements(
       else list.push(n);
     }
   }
+  const deviceClusterCache = new Map<string, ReadonlySet<string>>();
+  const deviceClustersOf = (deviceId: string): ReadonlySet<string> => {
+    let set = deviceClusterCache.get(deviceId);
+    if (set === undefined) {
+      const s = new Set((byDevice.get(deviceId) ?? []).map((n) => n.view.clusterId));
+      // The device's node may be away (not in the snapshot): its cluster still binds LOCAL work.
+      const known = snap.deviceClusters?.get(deviceId);
+      if (known) s.add(known);
+      deviceClusterCache.set(deviceId, (set = s));
+    }
+    return set;
+  };
+  const ctx: RuleContext = { healthy, deviceClusters: deviceClustersOf };
   const usable = states.filter((n) => healthy.has(n.view.clusterId));
   let openSlots = usable.reduce((sum, n) => sum + Math.max(0, n.view.maxConcurrent - n.inFlight), 0);
 
-  // Capacity only shrinks during a pass, so a shape that found no node stays unplaceable
-  // until the next pass: identical tasks behind it are skipped with one map lookup.
+  const take = (n: NodeState, t: QueuedTask): void => {
+    const cpu = Math.min(t.cpuMillis, n.freeCpu); // the starvation guard may exceed free cpu
+    n.freeCpu -= cpu;
+    n.freeMem -= t.memoryBytes;
+    n.inFlight++;
+    n.cluster.freeCpu -= cpu;
+    n.cluster.freeMem -= t.memoryBytes;
+  };
+
+  // Capacity only shrinks during a pass, so a shape that found no node stays unplaceable until the next pass:
+  // identical tasks behind it are skipped with one lookup, and once every shape in the queue has failed the pass ends.
   const failedShapes = new Set<string>();
-  const placements: Placement[] = [];
+  const shapes = queue.shapeCount ?? Infinity;
   // Bounded backfill: after this many tasks in a row that could not be placed, the pass ends. A deep queue of
   // unplaceable work would otherwise be walked on every event; what lies deeper is reached as the head moves.
   let unplacedInARow = 0;
 
   for (const t of queue.ordered()) {
-    if (openSlots === 0 || unplacedInARow >= opts.maxScan) break;
+    if (openSlots === 0 || unplacedInARow >= opts.maxScan || failedShapes.size >= shapes) break;
     unplacedInARow++;
     if (t.notBefore > now) continue;
-    const shape = `${t.handler}\0${t.cpuMillis}\0${t.memoryBytes}\0${t.mode}\0${t.clusterId}\0${t.deviceId}\0${t.preferNode ?? ""}`;
+    const shape = shapeKey(t);
     if (failedShapes.has(shape)) continue;
 
     const strategy: Strategy = t.rank <= 1 ? "spread" : "binpack";
-    const deviceNodes = t.deviceId === "" ? undefined : byDevice.get(t.deviceId);
+    const candidates = usable.filter((n) => eligible(t, n.view, ctx));
     let chosen: NodeState | undefined;
     let reason = "";
     let waiting = false;
-    const allowed = (n: NodeState): boolean => t.clusterId === "" || n.view.clusterId === t.clusterId;
-    for (const stage of stagesFor(t, deviceNodes, opts)) {
+    for (const stage of stagesFor(t, t.deviceId === "" ? undefined : byDevice.get(t.deviceId), t.deviceId === "" ? new Set() : deviceClustersOf(t.deviceId))) {
       if (stage.cloud) {
-        const wait = edgeStartInTime(t, usable.filter(allowed), now);
+        const wait = edgeStartInTime(t, candidates, now);
         if (wait) {
-          opts.onWait?.(t.id, wait.recheckAt, wait.nodeId);
+          plan.waits.push({ taskId: t.id, nodeId: wait.nodeId, recheckAt: wait.recheckAt, reason: `waiting for edge node ${wait.nodeId}, expected to have room at ${new Date(wait.at).toISOString()}` });
           waiting = true;
           break;
         }
       }
-      const candidates = usable.filter((n) => allowed(n) && stage.allow(n) && fits(n, t));
-      if (candidates.length > 0) {
-        chosen = choose(candidates, strategy);
+      const room = candidates.filter((n) => stage.allow(n) && fits(t, n.view, n));
+      if (room.length > 0) {
+        chosen = choose(room, strategy);
         reason = stage.reason(describe(strategy, chosen));
         break;
       }
@@ -322,18 +369,38 @@ export function planPlacements(
       if (!waiting) failedShapes.add(shape);
       continue;
     }
-
-    const cpu = Math.min(t.cpuMillis, chosen.freeCpu); // the starvation guard may exceed free cpu
-    chosen.freeCpu -= cpu;
-    chosen.freeMem -= t.memoryBytes;
-    chosen.inFlight++;
-    chosen.cluster.freeCpu -= cpu;
-    chosen.cluster.freeMem -= t.memoryBytes;
+    take(chosen, t);
     openSlots--;
     unplacedInARow = 0;
-    placements.push({ taskId: t.id, nodeId: chosen.view.id, clusterId: chosen.view.clusterId, reason });
+    plan.placements.push({ taskId: t.id, nodeId: chosen.view.id, clusterId: chosen.view.clusterId, reason });
   }
 
-  for (const p of placements) queue.remove(p.taskId);
-  return placements;
+  // CRITICAL tasks still waiting (the walk may have stopped before reaching some: no free slot is the usual reason
+  // to preempt) get a preemption if one node can make room.
+  const placed = new Set(plan.placements.map((p) => p.taskId));
+  const stuckCritical: QueuedTask[] = [];
+  for (const t of queue.ordered()) {
+    if (t.rank !== 0) break;
+    if (t.notBefore <= now && !placed.has(t.id) && !plan.waits.some((w) => w.taskId === t.id)) stuckCritical.push(t);
+  }
+  for (const t of stuckCritical) {
+    const candidates = states.filter((n) => eligible(t, n.view, ctx));
+    const p = planPreemption(t, candidates.map((n) => ({ node: n.view, room: n, running: n.running })));
+    if (!p) continue;
+    const n = candidates.find((c) => c.view.id === p.nodeId)!;
+    for (const id of p.victims) {
+      const i = n.running.findIndex((r) => r.taskId === id);
+      const v = n.running[i];
+      n.running.splice(i, 1);
+      n.freeCpu += v.cpuMillis;
+      n.freeMem += v.memoryBytes;
+      n.inFlight -= 1;
+    }
+    take(n, t);
+    plan.preemptions.push({
+      taskId: t.id, nodeId: p.nodeId, clusterId: n.view.clusterId, victims: p.victims,
+      reason: `preempted ${p.victims.length} lower-priority attempt(s) on ${p.nodeId}`,
+    });
+  }
+  return plan;
 }

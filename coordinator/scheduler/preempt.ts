@@ -1,7 +1,7 @@
 // Preemption planning for a CRITICAL task that fits nowhere: which running LOW/BACKGROUND attempts on one node to
-// move so it fits. Pure: no I/O, no timers; the dispatcher carries the plan out.
-import type { NodeView } from "./place.js";
+// move so it fits (rules.ts decides "fits"). Pure: no I/O, no timers; the dispatcher carries the plan out.
 import type { QueuedTask } from "./queue.js";
+import { fits, type Capacity, type NodeTraits } from "./rules.js";
 
 /** Lowest priority rank that may be preempted: LOW (3) and BACKGROUND (4). */
 export const PREEMPTIBLE_FROM_RANK = 3;
@@ -17,43 +17,38 @@ export interface RunningAttempt {
   dispatchedAt: number;
 }
 
+/** A node the task is eligible for (rules.ts `eligible`), its room now and what runs there. */
+export interface PreemptionCandidate {
+  node: NodeTraits;
+  room: Capacity;
+  running: readonly RunningAttempt[];
+}
+
 export interface PreemptionPlan {
   nodeId: string;
-  clusterId: string;
   victims: string[];
 }
 
 /**
  * Picks the node where the fewest preemptions (BACKGROUND before LOW, youngest first) make the task fit, in
- * slots, cpu and memory. Nodes that cannot run the handler, or whose cluster is excluded, are skipped.
+ * slots, cpu and memory. Undefined when the task is not CRITICAL or no node can make room.
  */
-export function planPreemption(
-  task: QueuedTask,
-  nodes: readonly NodeView[],
-  running: ReadonlyMap<string, readonly RunningAttempt[]>,
-  eligibleCluster: (clusterId: string) => boolean,
-): PreemptionPlan | undefined {
+export function planPreemption(task: QueuedTask, candidates: readonly PreemptionCandidate[]): PreemptionPlan | undefined {
   if (task.rank !== PREEMPTING_RANK) return undefined;
   let best: PreemptionPlan | undefined;
-  for (const n of nodes) {
-    if (!n.handlers.has(task.handler) || !eligibleCluster(n.clusterId)) continue;
-    if (task.clusterId && n.clusterId !== task.clusterId) continue;
-    if (task.memoryBytes > n.totalMemoryBytes || task.cpuMillis > n.totalCpuMillis) continue;
-    const victims = [...(running.get(n.id) ?? [])]
-      .filter((r) => r.rank >= PREEMPTIBLE_FROM_RANK)
-      .sort((a, b) => b.rank - a.rank || b.dispatchedAt - a.dispatchedAt);
-    let cpu = n.freeCpuMillis, mem = n.freeMemoryBytes, slots = n.maxConcurrent - n.inFlight;
+  for (const { node, room, running } of candidates) {
+    const victims = running.filter((r) => r.rank >= PREEMPTIBLE_FROM_RANK).sort((a, b) => b.rank - a.rank || b.dispatchedAt - a.dispatchedAt);
+    const after: Capacity = { ...room };
     const chosen: string[] = [];
-    const fits = () => slots >= 1 && mem >= task.memoryBytes && (cpu >= task.cpuMillis || slots === n.maxConcurrent);
     for (const v of victims) {
-      if (fits()) break;
+      if (fits(task, node, after)) break;
       chosen.push(v.taskId);
-      cpu += v.cpuMillis;
-      mem += v.memoryBytes;
-      slots += 1;
+      after.freeCpu += v.cpuMillis;
+      after.freeMem += v.memoryBytes;
+      after.inFlight -= 1;
     }
-    if (!fits() || chosen.length === 0) continue;
-    if (!best || chosen.length < best.victims.length) best = { nodeId: n.id, clusterId: n.clusterId, victims: chosen };
+    if (chosen.length === 0 || !fits(task, node, after)) continue;
+    if (!best || chosen.length < best.victims.length) best = { nodeId: node.id, victims: chosen };
   }
   return best;
 }

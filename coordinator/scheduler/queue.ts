@@ -1,6 +1,7 @@
 // The queue of tasks waiting for placement: strict priority, then earliest deadline, then FIFO.
 // Pure: no timers, no I/O, no clock of its own (`now` is always passed in).
 import { Heap } from "./heap.js";
+import { shapeKey } from "./rules.js";
 import type { ProcessingMode } from "../tasks/types.js";
 
 /** Number of priority levels (rank 0 = critical … 4 = background). */
@@ -48,6 +49,8 @@ export function compareQueued(a: QueuedTask, b: QueuedTask): number {
 // One heap entry per push, so a removed-then-re-pushed id leaves only a stale entry behind.
 interface Entry {
   readonly task: QueuedTask;
+  /** rules.ts shapeKey: tasks of one shape fare the same in a pass. */
+  readonly shape: string;
 }
 
 const compareEntries = (a: Entry, b: Entry): number => compareQueued(a.task, b.task);
@@ -65,10 +68,22 @@ export class TaskQueue {
   private readonly backoff = new Heap<Entry>((a, b) => a.task.notBefore - b.task.notBefore);
   /** Highest seq pushed per rank among tasks without a deadline: such a task is last in its level. */
   private readonly newestNoDeadline: number[] = new Array<number>(RANK_COUNT).fill(-Infinity);
+  /** Live tasks per shape: a pass can stop once every shape present has failed to find a node. */
+  private readonly shapes = new Map<string, number>();
 
   /** Exact number of live tasks. */
   get size(): number {
     return this.live.size;
+  }
+
+  /** Distinct shapes (rules.ts shapeKey) among the live tasks. */
+  get shapeCount(): number {
+    return this.shapes.size;
+  }
+
+  /** The shape of a live task, as the queue counts it. */
+  shapeOf(id: string): string | undefined {
+    return this.live.get(id)?.shape;
   }
 
   /** Live tasks per rank, index 0 = critical. */
@@ -90,8 +105,9 @@ export class TaskQueue {
       throw new RangeError(`task ${task.id}: rank ${task.rank} outside 0..${RANK_COUNT - 1}`);
     }
     if (this.live.has(task.id)) throw new Error(`task ${task.id} is already queued`);
-    const entry: Entry = { task };
+    const entry: Entry = { task, shape: shapeKey(task) };
     this.live.set(task.id, entry);
+    this.shapes.set(entry.shape, (this.shapes.get(entry.shape) ?? 0) + 1);
     this.liveByRank[task.rank]++;
     const level = this.levels[task.rank];
     level.push(entry);
@@ -110,6 +126,9 @@ export class TaskQueue {
     const entry = this.live.get(id);
     if (entry === undefined) return false;
     this.live.delete(id);
+    const left = (this.shapes.get(entry.shape) ?? 1) - 1;
+    if (left === 0) this.shapes.delete(entry.shape);
+    else this.shapes.set(entry.shape, left);
     const rank = entry.task.rank;
     this.liveByRank[rank]--;
     // Placed tasks leave from the front: drop dead entries there now, or every later walk in order would step

@@ -68,6 +68,8 @@ export class SqliteTaskStore implements TaskStore {
   private readonly pendingTasks = new Map<string, TaskWrite>();
   private readonly pendingClusters = new Map<string, ClusterRecord>();
   private readonly pendingMeta = new Map<string, string>();
+  /** Tasks inserted and not yet committed: later writes of the turn join their insert's commit. */
+  private readonly uncommittedInserts = new Set<string>();
   private readonly stmts: Statements;
   private readonly writeQueued: () => number;
   private readonly group: GroupCommit;
@@ -151,6 +153,7 @@ export class SqliteTaskStore implements TaskStore {
       // Committed: a finished task's spec is on disk now, so memory can let go of its payload.
       for (const id of this.pendingTasks.keys()) this.releasePayload(id);
       this.pendingTasks.clear();
+      this.uncommittedInserts.clear();
       this.pendingClusters.clear();
       this.pendingMeta.clear();
       return rows;
@@ -312,7 +315,10 @@ export class SqliteTaskStore implements TaskStore {
     // Encode before changing anything: a record JSON cannot hold throws here, to the caller, not at commit time.
     const batch = new Map(tasks.map((t) => [t.id, t]));
     const writes = tasks.map((t): TaskWrite => ({ task: encodeTaskRow(t), spec: encodeSpecRow(t, this.seriesRefFor(t, batch)) }));
-    for (const w of writes) this.pendingTasks.set(w.task.id, w);
+    for (const w of writes) {
+      this.pendingTasks.set(w.task.id, w);
+      this.uncommittedInserts.add(w.task.id);
+    }
     for (const t of tasks) {
       this.seqs.add(t.seq);
       this.highestSeq = Math.max(this.highestSeq, t.seq);
@@ -325,7 +331,7 @@ export class SqliteTaskStore implements TaskStore {
    * Replaces a task's record; a later put of the same task in the same turn replaces this one in the queue.
    * The spec is written again only if it is a different object from the stored version's (specs are immutable).
    */
-  put(task: TaskRecord): void {
+  put(task: TaskRecord, _opts?: { lazy?: boolean }): void {
     this.assertOpen();
     const prev = this.mem.get(task.id);
     if (!prev) throw new StoreConflictError(`cannot put task ${task.id}: no such task; insert() it first`);
@@ -338,6 +344,10 @@ export class SqliteTaskStore implements TaskStore {
     this.pendingTasks.set(task.id, { task: encodeTaskRow(task), spec });
     this.mem.put(task);
     this.group.queued();
+  }
+
+  pendingInsert(id: string): boolean {
+    return this.uncommittedInserts.has(id);
   }
 
   /** Records a cluster (declared or discovered); committed with this turn's writes. */

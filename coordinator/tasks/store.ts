@@ -38,8 +38,13 @@ export interface TaskReader {
 export interface TaskWriter {
   /** Inserts new tasks atomically (a batch is one commit). */
   insert(tasks: readonly TaskRecord[]): void;
-  /** Replaces a task's record with its new version. */
-  put(task: TaskRecord): void;
+  /**
+   * Replaces a task's record with its new version. `lazy`: the change needs no commit of its own (a restart can do
+   * without it, e.g. dispatched → running); it goes to disk with the next commit.
+   */
+  put(task: TaskRecord, opts?: { lazy?: boolean }): void;
+  /** True while the task's insert has not yet been handed to a commit (a later write joins that same commit). */
+  pendingInsert?(id: string): boolean;
   /** Resolves once every write made before the call is durable (a no-op for the memory store). */
   flush(): Promise<void>;
 }

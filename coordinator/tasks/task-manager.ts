@@ -2,9 +2,11 @@
 // Never talks to agents or the scheduler: dispatch/ reacts to the events it publishes.
 import { randomBytes } from "node:crypto";
 import { backoffDelay } from "../../lib/backoff.js";
+import { systemTimers, type Timers } from "../../lib/clock.js";
 import { FailedPreconditionError, NotFoundError } from "../errors.js";
 import { assertTransition } from "./state-machine.js";
 import type { TaskStore } from "./store.js";
+import { TaskWatchHub, type WatchSubscription } from "./task-watch.js";
 import {
   isTerminal, PRIORITIES,
   type AttemptOutcome, type AttemptRecord, type JsonValue, type ShardAssignment, type TaskRecord, type TaskSpec, type TaskState,
@@ -17,6 +19,22 @@ export interface TaskManagerOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   random?: () => number;
+  /** Where "after this turn" and retry delays come from. Default: the system's. */
+  timers?: Timers;
+}
+
+/** How a task goes back to the queue for a new attempt. */
+export interface RequeueOptions {
+  /** Why, recorded on the task and its attempt. */
+  reason: string;
+  /** The failure was the task's own: it uses up a retry and waits out a backoff. Otherwise it is placed again at once. */
+  consumeRetry: boolean;
+  /** The attempt's node is away and may still finish it: the attempt stays live and the first terminal result wins. */
+  keepLive?: boolean;
+  /** Records the attempt's outcome from a result, instead of marking the attempt cancelled. */
+  record?: (x: TaskRecord) => void;
+  /** Failed attempts so far, which sizes the backoff. Default 1. */
+  failures?: number;
 }
 
 export interface AttemptReport {
@@ -59,11 +77,15 @@ export function newTaskId(): string {
 
 export class TaskManager {
   private readonly listeners = new Set<TaskListener>();
-  private readonly watchers = new Map<string, Set<TaskListener>>();
+  /** What clients watching tasks see: durable changes only (task-watch.ts). */
+  private readonly watchHub = new TaskWatchHub();
+  private durabilityCheck = false;
+  private readonly timers: Timers;
   private seq = 0;
   readonly counters: TaskCounters;
 
   constructor(private readonly store: TaskStore, private readonly opts: TaskManagerOptions) {
+    this.timers = opts.timers ?? systemTimers;
     this.counters = {
       byState: { queued: 0, dispatched: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0 },
       queuedByPriority: PRIORITIES.map(() => 0),
@@ -78,21 +100,32 @@ export class TaskManager {
     return this.store;
   }
 
-  /** Every change of every task (used by dispatch/). */
+  /** Every change of every task, as it happens, durable or not (for dispatch/ and other internal reactions). */
   onChange(l: TaskListener): () => void {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
   }
 
-  /** Changes of one task (used by WatchTask). */
-  watch(id: string, l: TaskListener): () => void {
-    let set = this.watchers.get(id);
-    if (!set) this.watchers.set(id, (set = new Set()));
-    set.add(l);
-    return () => {
-      set!.delete(l);
-      if (set!.size === 0) this.watchers.delete(id);
-    };
+  /**
+   * Follows tasks for a client: by ids (their current states first) or by a predicate (changes from now on). A
+   * client sees a change only once it is durable (task-watch.ts); `onReady` says when there is something to take.
+   * Unknown ids are NOT_FOUND.
+   */
+  watch(follow: { ids: readonly string[] } | { match: (t: TaskRecord) => boolean }, onReady: () => void): { subscription: WatchSubscription; current: TaskRecord[] } {
+    if ("ids" in follow) {
+      const current = follow.ids.map((id) => this.get(id));
+      return { subscription: this.watchHub.subscribe({ ids: new Set(follow.ids) }, current, onReady), current };
+    }
+    return { subscription: this.watchHub.subscribe(follow, [], onReady), current: [] };
+  }
+
+  /**
+   * True while the task's own submission is not yet handed to a commit: its first dispatch may then go out at once,
+   * since a crash before that commit leaves no trace of the task (it was never acknowledged) and so no attempt of
+   * it can be handed out twice.
+   */
+  insertPending(id: string): boolean {
+    return this.store.pendingInsert?.(id) ?? false;
   }
 
   get(id: string): TaskRecord {
@@ -165,9 +198,11 @@ export class TaskManager {
     if (!t) return { type: "stale", reason: "unknown task" };
     if (t.attempt !== attempt || t.state !== "dispatched") return { type: "stale", reason: `attempt ${attempt} is not the current dispatched attempt (${t.attempt}, ${t.state})` };
     const now = this.opts.now();
+    // Lazy: a restart treats a dispatched attempt exactly like a running one (it waits for its agent to report), so
+    // this change needs no commit of its own; it goes to disk with the next one.
     return { type: "applied", task: this.update(id, "running", (x) => {
       x.attempts = x.attempts.map((a) => (a.attempt === attempt ? { ...a, startedAt: a.startedAt ?? now } : a));
-    }) };
+    }, { lazy: true }) };
   }
 
   /**
@@ -241,7 +276,7 @@ export class TaskManager {
         return { type: "applied", task: this.retryOrFail(t, r.error || `attempt ${r.attempt} failed`, record) };
       case "cancelled":
         // The agent gave the attempt up without being asked (drain, shutdown): run it again, no retry used.
-        return { type: "applied", task: this.requeue(t.id, r.error || `attempt ${r.attempt} was cancelled on the agent`, false, record) };
+        return { type: "applied", task: this.requeue(t.id, { reason: r.error || `attempt ${r.attempt} was cancelled on the agent`, consumeRetry: false, record }) };
       default: {
         const never: never = r.outcome;
         throw new Error(`unknown outcome ${String(never)}`);
@@ -258,37 +293,43 @@ export class TaskManager {
         x.finishedAt = this.opts.now();
       });
     }
-    return this.requeue(t.id, error, true, record, failures);
+    return this.requeue(t.id, { reason: error, consumeRetry: true, record, failures });
   }
 
   /**
-   * Puts an active task back in the queue for a new attempt. `consumeRetry` adds exponential backoff;
-   * a task moved for reasons not its own (node lost, preempted) is placed again at once.
+   * Puts an active task back in the queue for a new attempt. A retry adds exponential backoff; a task moved for
+   * reasons not its own (node lost, preempted) is placed again at once.
    */
-  requeue(id: string, reason: string, consumeRetry: boolean, record?: (x: TaskRecord) => void, failures = 1, keepLive = false): TaskRecord {
+  requeue(id: string, o: RequeueOptions): TaskRecord {
     const now = this.opts.now();
     return this.update(id, "queued", (x) => {
-      record?.(x);
-      if (!record) {
+      if (o.record) o.record(x);
+      else {
         x.attempts = x.attempts.map((a) => {
           if (a.attempt !== x.attempt || a.outcome) return a;
-          return keepLive ? { ...a, stillLive: true, error: reason } : { ...a, outcome: "cancelled", error: reason, finishedAt: now };
+          return o.keepLive ? { ...a, stillLive: true, error: o.reason } : { ...a, outcome: "cancelled", error: o.reason, finishedAt: now };
         });
       }
-      x.error = reason;
+      x.error = o.reason;
       x.assignedNode = "";
       x.queuedAt = now;
-      x.notBefore = consumeRetry ? now + backoffDelay(failures, { baseMs: this.opts.retryBaseMs, maxMs: this.opts.retryMaxMs }, this.opts.random) : 0;
+      x.notBefore = o.consumeRetry ? now + backoffDelay(o.failures ?? 1, { baseMs: this.opts.retryBaseMs, maxMs: this.opts.retryMaxMs }, this.opts.random) : 0;
     });
   }
 
   /** Moves a running attempt off its node for a CRITICAL task: requeued at once, no retry used. */
   preempt(id: string, by: string): TaskRecord {
     this.counters.preemptions += 1;
-    const t = this.requeue(id, `preempted by CRITICAL task ${by}`, false);
-    const bumped = { ...t, preemptions: t.preemptions + 1 };
-    this.store.put(bumped);
-    return bumped;
+    return this.update(id, "queued", (x) => {
+      const now = this.opts.now();
+      const reason = `preempted by CRITICAL task ${by}`;
+      x.attempts = x.attempts.map((a) => (a.attempt !== x.attempt || a.outcome ? a : { ...a, outcome: "cancelled", error: reason, finishedAt: now }));
+      x.error = reason;
+      x.assignedNode = "";
+      x.queuedAt = now;
+      x.notBefore = 0;
+      x.preemptions += 1;
+    });
   }
 
   /** Cancels a task in any non-terminal state; returns the attempt that an agent may still be running. */
@@ -317,13 +358,13 @@ export class TaskManager {
     return { task, running };
   }
 
-  private update(id: string, to: TaskState, mutate: (t: TaskRecord) => void): TaskRecord {
+  private update(id: string, to: TaskState, mutate: (t: TaskRecord) => void, opts: { lazy?: boolean } = {}): TaskRecord {
     const prev = this.get(id);
     assertTransition(id, prev.state, to);
     const next: TaskRecord = { ...prev, state: to, updatedAt: this.opts.now() };
     mutate(next);
-    this.store.put(next);
-    this.publish(next, prev.state, prev);
+    this.store.put(next, opts);
+    this.publish(next, prev.state, prev, opts.lazy === true);
     return next;
   }
 
@@ -344,10 +385,31 @@ export class TaskManager {
     }
   }
 
-  private publish(t: TaskRecord, previous: TaskState | undefined, prevRecord?: TaskRecord): void {
+  private publish(t: TaskRecord, previous: TaskState | undefined, prevRecord?: TaskRecord, lazy = false): void {
     this.count(t, prevRecord);
     for (const l of this.listeners) l(t, previous);
-    const ws = this.watchers.get(t.id);
-    if (ws) for (const l of [...ws]) l(t, previous);
+    this.watchHub.publish(t, lazy);
+    this.checkDurabilityAfterTurn();
+  }
+
+  /** Once per turn with changes: when the store says they are durable, watching clients may see them. */
+  private checkDurabilityAfterTurn(): void {
+    if (this.durabilityCheck) return;
+    this.durabilityCheck = true;
+    this.timers.soon(() => {
+      const upTo = this.watchHub.changes;
+      this.store.flush().then(
+        () => {
+          this.durabilityCheck = false;
+          this.watchHub.madeDurable(upTo);
+          if (this.watchHub.changes > upTo) this.checkDurabilityAfterTurn();
+        },
+        // The store keeps the writes and retries the commit; look again a little later.
+        () => this.timers.after(100, () => {
+          this.durabilityCheck = false;
+          this.checkDurabilityAfterTurn();
+        }),
+      );
+    });
   }
 }

@@ -14,7 +14,7 @@ describe("ShardDriver", () => {
     const sim = new ShardSim(three());
     const id = sim.submit(simSpec({ input: { values }, deviceId: "d1" }));
     const states: string[] = [];
-    sim.tasks.watch(id, (t) => states.push(`${t.state}:${t.split?.done ?? 0}/${t.split?.total ?? 0}`));
+    sim.tasks.onChange((t) => t.id === id && states.push(`${t.state}:${t.split?.done ?? 0}/${t.split?.total ?? 0}`));
     const parent = sim.run(id);
     expect(parent.state).toBe("succeeded");
     expect(parent.split!.shards.map((s) => [s.nodeId, s.start, s.end, s.state, s.attempts])).toEqual([

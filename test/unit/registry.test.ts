@@ -31,7 +31,7 @@ describe("NodeRegistry", () => {
   it("free capacity is the last report minus what was dispatched since", () => {
     const { reg } = setup();
     const n = reg.registerNode(info());
-    reg.reserve("n1", { taskId: "t1", attempt: 1, cpuMillis: 500, memoryBytes: 1000 });
+    reg.reserve("n1", { taskId: "t1", attempt: 1, cpuMillis: 500, memoryBytes: 1000, rank: 2, dispatchedAt: 0, estimatedMs: 0 });
     expect(reg.free(n)).toEqual({ cpuMillis: 1000, memoryBytes: 2000 });
     // The next heartbeat lists t1: its use is inside the measured figure now, not subtracted twice.
     reg.heartbeat("n1", "s1", hb(900, 1900, [reservationKey("t1", 1)]));
@@ -78,7 +78,7 @@ describe("NodeRegistry", () => {
     const { reg } = setup();
     reg.registerNode(info({ nodeId: "busy", sessionId: "1" }));
     reg.registerNode(info({ nodeId: "idle", sessionId: "2" }));
-    reg.reserve("busy", { taskId: "t", attempt: 1, cpuMillis: 1, memoryBytes: 1 });
+    reg.reserve("busy", { taskId: "t", attempt: 1, cpuMillis: 1, memoryBytes: 1, rank: 2, dispatchedAt: 0, estimatedMs: 0 });
     expect(reg.drain("busy").state).toBe("draining");
     expect(reg.drain("idle").state).toBe("drained");
     reg.release("busy", "t", 1);

@@ -3,9 +3,10 @@ import { TaskQueue, type QueuedTask } from "../../coordinator/scheduler/queue.js
 import {
   fitsAnywhereEver,
   maxNodeMemory,
-  planPlacements,
+  planPass,
   type ClusterView,
   type NodeView,
+  type Placement,
 } from "../../coordinator/scheduler/place.js";
 
 const MB = 1024 * 1024;
@@ -58,7 +59,25 @@ function queueOf(...tasks: QueuedTask[]): TaskQueue {
 
 const ids = (q: TaskQueue): string[] => [...q.ordered()].map((t) => t.id);
 
-describe("planPlacements feasibility", () => {
+interface PlaceOptions {
+  healthThreshold: number;
+  maxScan: number;
+  onWait?: (taskId: string, recheckAt: number, nodeId: string) => void;
+  deviceClusters?: ReadonlyMap<string, string>;
+}
+
+/** One pass as the dispatcher runs it: plan, then take the placed tasks out of the queue. */
+function place(q: TaskQueue, nodes: NodeView[], clusters: ClusterView[], now: number, opts: PlaceOptions): Placement[] {
+  const before = ids(q);
+  const plan = planPass(q, { now, nodes, clusters, deviceClusters: opts.deviceClusters }, opts);
+  // Planning never changes the queue: the caller applies the plan.
+  expect(ids(q)).toEqual(before);
+  for (const w of plan.waits) opts.onWait?.(w.taskId, w.recheckAt, w.nodeId);
+  for (const p of plan.placements) q.remove(p.taskId);
+  return plan.placements;
+}
+
+describe("planPass feasibility", () => {
   it("places only where memory, cpu, handler and a free slot all fit", () => {
     const nodes = [
       node("small-mem", "c1", { freeMemoryBytes: 32 * MB }),
@@ -68,14 +87,14 @@ describe("planPlacements feasibility", () => {
       node("ok", "c1", { freeMemoryBytes: 900 * MB }),
     ];
     const q = queueOf(task("t"));
-    const placed = planPlacements(q, nodes, [cluster("c1")], NOW, OPTS);
+    const placed = place(q, nodes, [cluster("c1")], NOW, OPTS);
     expect(placed.map((p) => [p.taskId, p.nodeId, p.clusterId])).toEqual([["t", "ok", "c1"]]);
     expect(q.size).toBe(0);
   });
 
   it("leaves a task queued when nothing fits and returns no placement", () => {
     const q = queueOf(task("big", { memoryBytes: 4096 * MB }));
-    expect(planPlacements(q, [node("n1", "c1")], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(place(q, [node("n1", "c1")], [cluster("c1")], NOW, OPTS)).toEqual([]);
     expect(ids(q)).toEqual(["big"]);
   });
 
@@ -83,24 +102,24 @@ describe("planPlacements feasibility", () => {
     // Other load makes measured idle cpu low, but nothing of ours is running there.
     const n = node("n1", "c1", { freeCpuMillis: 100, totalCpuMillis: 1000 });
     const q = queueOf(task("a", { cpuMillis: 800 }), task("b", { cpuMillis: 800 }));
-    const placed = planPlacements(q, [n], [cluster("c1")], NOW, OPTS);
+    const placed = place(q, [n], [cluster("c1")], NOW, OPTS);
     expect(placed.map((p) => p.taskId)).toEqual(["a"]);
     expect(ids(q)).toEqual(["b"]);
     // A node already running one of ours does not get the exception.
     const q2 = queueOf(task("c", { cpuMillis: 800 }));
-    expect(planPlacements(q2, [{ ...n, inFlight: 1 }], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(place(q2, [{ ...n, inFlight: 1 }], [cluster("c1")], NOW, OPTS)).toEqual([]);
   });
 
   it("starvation guard still requires memory to fit free memory", () => {
     const n = node("n1", "c1", { freeCpuMillis: 0, freeMemoryBytes: 10 * MB });
-    expect(planPlacements(queueOf(task("a")), [n], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(place(queueOf(task("a")), [n], [cluster("c1")], NOW, OPTS)).toEqual([]);
   });
 
   it("deducts placed work within a pass without mutating the caller's node views", () => {
     const n = node("n1", "c1", { freeMemoryBytes: 150 * MB, maxConcurrent: 10 });
     const snapshot = { ...n };
     const q = queueOf(task("a"), task("b"), task("c"));
-    const placed = planPlacements(q, [n], [cluster("c1")], NOW, OPTS);
+    const placed = place(q, [n], [cluster("c1")], NOW, OPTS);
     expect(placed.map((p) => p.taskId)).toEqual(["a", "b"]);
     expect(ids(q)).toEqual(["c"]);
     expect(n).toEqual(snapshot);
@@ -109,45 +128,45 @@ describe("planPlacements feasibility", () => {
   it("respects slots: never more placements on a node than maxConcurrent - inFlight", () => {
     const n = node("n1", "c1", { inFlight: 1, maxConcurrent: 3, freeCpuMillis: 10_000, totalCpuMillis: 10_000 });
     const q = queueOf(...Array.from({ length: 5 }, (_, i) => task(`t${i}`)));
-    expect(planPlacements(q, [n], [cluster("c1")], NOW, OPTS)).toHaveLength(2);
+    expect(place(q, [n], [cluster("c1")], NOW, OPTS)).toHaveLength(2);
     expect(q.size).toBe(3);
   });
 
   it("skips tasks in retry backoff and places them once notBefore has passed", () => {
     const q = queueOf(task("waiting", { rank: 0, notBefore: NOW + 500 }), task("ready", { rank: 3 }));
-    const first = planPlacements(q, [node("n1", "c1")], [cluster("c1")], NOW, OPTS);
+    const first = place(q, [node("n1", "c1")], [cluster("c1")], NOW, OPTS);
     expect(first.map((p) => p.taskId)).toEqual(["ready"]);
     expect(ids(q)).toEqual(["waiting"]);
-    const later = planPlacements(q, [node("n1", "c1")], [cluster("c1")], NOW + 500, OPTS);
+    const later = place(q, [node("n1", "c1")], [cluster("c1")], NOW + 500, OPTS);
     expect(later.map((p) => p.taskId)).toEqual(["waiting"]);
   });
 
   it("places in priority order when capacity is scarce", () => {
     const q = queueOf(task("low", { rank: 3 }), task("crit", { rank: 0 }), task("normal", { rank: 2 }));
-    const placed = planPlacements(q, [node("n1", "c1", { maxConcurrent: 1 })], [cluster("c1")], NOW, OPTS);
+    const placed = place(q, [node("n1", "c1", { maxConcurrent: 1 })], [cluster("c1")], NOW, OPTS);
     expect(placed.map((p) => p.taskId)).toEqual(["crit"]);
     expect(ids(q)).toEqual(["normal", "low"]);
   });
 });
 
-describe("planPlacements clusters and strategy", () => {
+describe("planPass clusters and strategy", () => {
   it("sends no new work to a cluster below the health threshold", () => {
     const q = queueOf(task("t"));
     const nodes = [node("sick", "c1"), node("well", "c2", { freeCpuMillis: 200 })];
-    const placed = planPlacements(q, nodes, [cluster("c1", { health: 0.5 }), cluster("c2", { health: 0.7 })], NOW, OPTS);
+    const placed = place(q, nodes, [cluster("c1", { health: 0.5 }), cluster("c2", { health: 0.7 })], NOW, OPTS);
     expect(placed.map((p) => p.nodeId)).toEqual(["well"]);
     const q2 = queueOf(task("t2"));
-    expect(planPlacements(q2, [node("sick", "c1")], [cluster("c1", { health: 0.69 })], NOW, OPTS)).toEqual([]);
+    expect(place(q2, [node("sick", "c1")], [cluster("c1", { health: 0.69 })], NOW, OPTS)).toEqual([]);
   });
 
   it("treats a node whose cluster is unknown as unschedulable", () => {
-    expect(planPlacements(queueOf(task("t")), [node("n1", "ghost")], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(place(queueOf(task("t")), [node("n1", "ghost")], [cluster("c1")], NOW, OPTS)).toEqual([]);
   });
 
   it("honours the task's clusterId restriction", () => {
     const q = queueOf(task("t", { clusterId: "c2", rank: 0 }));
     const nodes = [node("a", "c1"), node("b", "c2", { freeCpuMillis: 200, freeMemoryBytes: 100 * MB })];
-    const placed = planPlacements(q, nodes, [cluster("c1"), cluster("c2")], NOW, OPTS);
+    const placed = place(q, nodes, [cluster("c1"), cluster("c2")], NOW, OPTS);
     expect(placed.map((p) => p.nodeId)).toEqual(["b"]);
   });
 
@@ -161,7 +180,7 @@ describe("planPlacements clusters and strategy", () => {
 
   it("spreads critical and high tasks to the most free cluster, then its most free node", () => {
     for (const rank of [0, 1]) {
-      const placed = planPlacements(queueOf(task("t", { rank })), mixed(), both, NOW, OPTS);
+      const placed = place(queueOf(task("t", { rank })), mixed(), both, NOW, OPTS);
       expect(placed[0]).toMatchObject({ nodeId: "c2-free", clusterId: "c2" });
       expect(placed[0].reason).toMatch(/^spread: cluster c2 most free/);
     }
@@ -169,7 +188,7 @@ describe("planPlacements clusters and strategy", () => {
 
   it("binpacks normal and lower tasks onto the most utilized cluster and node that fit", () => {
     for (const rank of [2, 3, 4]) {
-      const placed = planPlacements(queueOf(task("t", { rank })), mixed(), both, NOW, OPTS);
+      const placed = place(queueOf(task("t", { rank })), mixed(), both, NOW, OPTS);
       expect(placed[0]).toMatchObject({ nodeId: "c1-busy", clusterId: "c1" });
       expect(placed[0].reason).toMatch(/^binpack: cluster c1 most utilized/);
     }
@@ -178,17 +197,17 @@ describe("planPlacements clusters and strategy", () => {
   it("spreads a burst of critical tasks across clusters as earlier ones consume capacity", () => {
     const nodes = [node("a", "c1", { maxConcurrent: 8 }), node("b", "c2", { maxConcurrent: 8 })];
     const q = queueOf(...Array.from({ length: 4 }, (_, i) => task(`t${i}`, { rank: 0, cpuMillis: 200 })));
-    const placed = planPlacements(q, nodes, both, NOW, OPTS);
+    const placed = place(q, nodes, both, NOW, OPTS);
     expect(placed.map((p) => p.nodeId).sort()).toEqual(["a", "a", "b", "b"]);
   });
 });
 
-describe("planPlacements processing modes", () => {
+describe("planPass processing modes", () => {
   const twoClusters = [cluster("c1"), cluster("c2")];
 
   it("local: prefers the node serving the device when it fits", () => {
     const nodes = [node("other", "c1"), node("dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 })];
-    const placed = planPlacements(queueOf(task("t", { deviceId: "d1", rank: 0 })), nodes, twoClusters, NOW, OPTS);
+    const placed = place(queueOf(task("t", { deviceId: "d1", rank: 0 })), nodes, twoClusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "dev", clusterId: "c2", reason: "local: node serving device d1" });
   });
 
@@ -198,7 +217,7 @@ describe("planPlacements processing modes", () => {
       node("dev", "c2", { deviceIds: new Set(["d1"]), inFlight: 4 }),
       node("peer", "c2", { freeCpuMillis: 300 }),
     ];
-    const placed = planPlacements(queueOf(task("t", { deviceId: "d1" })), nodes, twoClusters, NOW, OPTS);
+    const placed = place(queueOf(task("t", { deviceId: "d1" })), nodes, twoClusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c2" });
     expect(placed[0].reason).toMatch(/^local: device d1's node busy/);
   });
@@ -206,12 +225,12 @@ describe("planPlacements processing modes", () => {
   it("local: waits rather than leave the device's cluster when nothing there fits", () => {
     const nodes = [node("free-elsewhere", "c1"), node("dev", "c2", { deviceIds: new Set(["d1"]), inFlight: 4 })];
     const q = queueOf(task("t", { deviceId: "d1" }));
-    expect(planPlacements(q, nodes, twoClusters, NOW, OPTS)).toEqual([]);
+    expect(place(q, nodes, twoClusters, NOW, OPTS)).toEqual([]);
     expect(ids(q)).toEqual(["t"]);
   });
 
   it("local: an unknown device puts no restriction beyond clusterId", () => {
-    const placed = planPlacements(queueOf(task("t", { deviceId: "nobody" })), [node("n", "c1")], twoClusters, NOW, OPTS);
+    const placed = place(queueOf(task("t", { deviceId: "nobody" })), [node("n", "c1")], twoClusters, NOW, OPTS);
     expect(placed.map((p) => p.nodeId)).toEqual(["n"]);
   });
 
@@ -222,7 +241,7 @@ describe("planPlacements processing modes", () => {
         node("dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 }),
         node("peer", "c2"),
       ];
-      const placed = planPlacements(queueOf(task("t", { deviceId: "d1", mode, rank: 0 })), nodes, twoClusters, NOW, OPTS);
+      const placed = place(queueOf(task("t", { deviceId: "d1", mode, rank: 0 })), nodes, twoClusters, NOW, OPTS);
       expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c2" });
       expect(placed[0].reason.startsWith(`${mode}: device d1's cluster`)).toBe(true);
     }
@@ -230,23 +249,23 @@ describe("planPlacements processing modes", () => {
 
   it("shard: goes to its planned node even when another node is freer", () => {
     const nodes = [node("planned", "c1", { freeCpuMillis: 200 }), node("freer", "c1")];
-    const placed = planPlacements(queueOf(task("s", { mode: "distributed", clusterId: "c1", preferNode: "planned", rank: 0 })), nodes, twoClusters, NOW, OPTS);
+    const placed = place(queueOf(task("s", { mode: "distributed", clusterId: "c1", preferNode: "planned", rank: 0 })), nodes, twoClusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "planned", reason: "shard: planned node planned" });
   });
 
   it("shard: falls back to the rest of its cluster when the planned node is full or gone, never elsewhere", () => {
     const nodes = [node("planned", "c1", { inFlight: 4 }), node("peer", "c1", { freeCpuMillis: 100 }), node("other", "c2")];
-    const placed = planPlacements(queueOf(task("s", { mode: "hybrid", clusterId: "c1", preferNode: "planned", rank: 0 })), nodes, twoClusters, NOW, OPTS);
+    const placed = place(queueOf(task("s", { mode: "hybrid", clusterId: "c1", preferNode: "planned", rank: 0 })), nodes, twoClusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c1" });
     expect(placed[0].reason).toMatch(/^shard: planned node planned busy or gone; /);
-    const gone = planPlacements(queueOf(task("s2", { mode: "distributed", clusterId: "c1", preferNode: "vanished", rank: 0 })), [node("other", "c2")], twoClusters, NOW, OPTS);
+    const gone = place(queueOf(task("s2", { mode: "distributed", clusterId: "c1", preferNode: "vanished", rank: 0 })), [node("other", "c2")], twoClusters, NOW, OPTS);
     expect(gone).toEqual([]);
   });
 
   it("cloud_fallback: prefers an edge node even when a cloud node is freer", () => {
     const nodes = [node("cloud", "cc", { tier: "cloud", totalCpuMillis: 64_000, freeCpuMillis: 64_000 }), node("edge", "c1", { freeCpuMillis: 200 })];
     const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
-    const placed = planPlacements(queueOf(task("t", { mode: "cloud_fallback", rank: 0 })), nodes, clusters, NOW, OPTS);
+    const placed = place(queueOf(task("t", { mode: "cloud_fallback", rank: 0 })), nodes, clusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "edge" });
     expect(placed[0].reason).toMatch(/^edge first/);
   });
@@ -254,7 +273,7 @@ describe("planPlacements processing modes", () => {
   it("cloud_fallback: tries the device's edge cluster before other edge clusters", () => {
     const nodes = [node("edge-other", "c1"), node("edge-dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 })];
     const t = task("t", { mode: "cloud_fallback", deviceId: "d1", rank: 0 });
-    const placed = planPlacements(queueOf(t), nodes, twoClusters, NOW, OPTS);
+    const placed = place(queueOf(t), nodes, twoClusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "edge-dev" });
     expect(placed[0].reason).toMatch(/^edge first: device cluster/);
   });
@@ -269,7 +288,7 @@ describe("planPlacements processing modes", () => {
     const plan = (t: QueuedTask, nodes: NodeView[]) => {
       const waits: { taskId: string; at: number; nodeId: string }[] = [];
       const q = queueOf(t);
-      const placed = planPlacements(q, nodes, clusters, NOW, { ...OPTS, onWait: (taskId, at, nodeId) => waits.push({ taskId, at, nodeId }) });
+      const placed = place(q, nodes, clusters, NOW, { ...OPTS, onWait: (taskId, at, nodeId) => waits.push({ taskId, at, nodeId }) });
       return { placed, waits, queued: ids(q) };
     };
     const release = { at: NOW + 1000, cpuMillis: 100, memoryBytes: 512 * MB };
@@ -321,7 +340,7 @@ describe("planPlacements processing modes", () => {
         task("late", { mode: "cloud_fallback", deadline: NOW + 9000, estimatedMs: 100 }),
         task("tight", { mode: "cloud_fallback", deadline: NOW + 900, estimatedMs: 100 }),
       );
-      const placed = planPlacements(q, nodes, clusters, NOW, { ...OPTS, onWait: (taskId, at, nodeId) => waits.push({ taskId, at, nodeId }) });
+      const placed = place(q, nodes, clusters, NOW, { ...OPTS, onWait: (taskId, at, nodeId) => waits.push({ taskId, at, nodeId }) });
       expect(waits).toEqual([{ taskId: "late", at: NOW + 1000, nodeId: "edge2" }]);
       expect(placed).toMatchObject([{ taskId: "tight", nodeId: "cloud" }]);
     });
@@ -330,7 +349,7 @@ describe("planPlacements processing modes", () => {
   it("cloud_fallback: uses a cloud node when no edge node fits", () => {
     const nodes = [node("cloud", "cc", { tier: "cloud" }), node("edge", "c1", { freeMemoryBytes: 10 * MB })];
     const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
-    const placed = planPlacements(queueOf(task("t", { mode: "cloud_fallback" })), nodes, clusters, NOW, OPTS);
+    const placed = place(queueOf(task("t", { mode: "cloud_fallback" })), nodes, clusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "cloud", clusterId: "cc" });
     expect(placed[0].reason).toMatch(/^cloud fallback: no edge node fits/);
   });
@@ -359,7 +378,7 @@ class CountingSet extends Set<string> {
   }
 }
 
-describe("planPlacements queue effects and efficiency", () => {
+describe("planPass queue effects and efficiency", () => {
   it("removes placed tasks and keeps unplaced ones in exactly their original order", () => {
     const q = queueOf(
       task("big1", { rank: 0, memoryBytes: 2048 * MB }),
@@ -371,7 +390,7 @@ describe("planPlacements queue effects and efficiency", () => {
     );
     const before = ids(q).filter((id) => !id.startsWith("fit"));
     expect(before).toEqual(["big1", "big2", "noh", "big3"]);
-    const placed = planPlacements(q, [node("n", "c1")], [cluster("c1")], NOW, OPTS);
+    const placed = place(q, [node("n", "c1")], [cluster("c1")], NOW, OPTS);
     expect(placed.map((p) => p.taskId)).toEqual(["fit1", "fit2"]);
     expect(ids(q)).toEqual(before);
     expect(q.size).toBe(4);
@@ -382,7 +401,7 @@ describe("planPlacements queue effects and efficiency", () => {
     const q = queueOf(...tasks);
     const counter = withVisitCounter(tasks);
     const nodes = [node("a", "c1", { maxConcurrent: 4 }), node("b", "c1", { maxConcurrent: 4 })];
-    const placed = planPlacements(q, nodes, [cluster("c1")], NOW, OPTS);
+    const placed = place(q, nodes, [cluster("c1")], NOW, OPTS);
     expect(placed.map((p) => p.taskId)).toEqual(Array.from({ length: 8 }, (_, i) => `t${i}`));
     expect(counter.visits()).toBe(8);
     expect(q.size).toBe(4992);
@@ -392,7 +411,7 @@ describe("planPlacements queue effects and efficiency", () => {
     const tasks = Array.from({ length: 5000 }, (_, i) => task(`t${i}`, { seq: i }));
     const q = queueOf(...tasks);
     const counter = withVisitCounter(tasks);
-    expect(planPlacements(q, [node("a", "c1", { inFlight: 4 })], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(place(q, [node("a", "c1", { inFlight: 4 })], [cluster("c1")], NOW, OPTS)).toEqual([]);
     expect(counter.visits()).toBe(0);
     expect(q.size).toBe(5000);
   });
@@ -402,7 +421,7 @@ describe("planPlacements queue effects and efficiency", () => {
     for (let i = 0; i < 5000; i++) q.push(task(`big${i}`, { seq: i, memoryBytes: 4096 * MB }));
     q.push(task("small", { seq: 9999, rank: 4 }));
     const handlers = new CountingSet(["avg"]);
-    const placed = planPlacements(q, [node("n", "c1", { handlers })], [cluster("c1")], NOW, { ...OPTS, maxScan: Infinity });
+    const placed = place(q, [node("n", "c1", { handlers })], [cluster("c1")], NOW, { ...OPTS, maxScan: Infinity });
     expect(placed.map((p) => p.taskId)).toEqual(["small"]);
     // One check for the first big task, one for "small": the other 4,999 never reach a node.
     expect(handlers.calls).toBe(2);
@@ -430,21 +449,21 @@ describe("cloud tier is fallback capacity", () => {
   it("a LOCAL task without a device never lands on a cloud node, even when the cloud is emptier", () => {
     const q = queueOf(task("t1"));
     const nodes = [node("cloud-1", "cloud", { tier: "cloud", freeCpuMillis: 1000 }), node("edge-1", "site", { freeCpuMillis: 100 })];
-    const plan = planPlacements(q, nodes, [cluster("cloud", { tier: "cloud" }), cluster("site")], NOW, OPTS);
+    const plan = place(q, nodes, [cluster("cloud", { tier: "cloud" }), cluster("site")], NOW, OPTS);
     expect(plan.map((p) => p.nodeId)).toEqual(["edge-1"]);
   });
 
   it("waits rather than use the cloud when no edge node fits", () => {
     const q = queueOf(task("t1"));
     const nodes = [node("cloud-1", "cloud", { tier: "cloud" })];
-    expect(planPlacements(q, nodes, [cluster("cloud", { tier: "cloud" })], NOW, OPTS)).toEqual([]);
+    expect(place(q, nodes, [cluster("cloud", { tier: "cloud" })], NOW, OPTS)).toEqual([]);
     expect(ids(q)).toEqual(["t1"]);
   });
 
   it("a task that names a cloud cluster runs there", () => {
     const q = queueOf(task("t1", { clusterId: "cloud" }));
     const nodes = [node("cloud-1", "cloud", { tier: "cloud" })];
-    expect(planPlacements(q, nodes, [cluster("cloud", { tier: "cloud" })], NOW, OPTS).map((p) => p.nodeId)).toEqual(["cloud-1"]);
+    expect(place(q, nodes, [cluster("cloud", { tier: "cloud" })], NOW, OPTS).map((p) => p.nodeId)).toEqual(["cloud-1"]);
   });
 });
 
@@ -454,8 +473,8 @@ describe("bounded backfill and O(1) bookkeeping", () => {
     const small = task("small", { seq: 100 });
     const q = queueOf(...big, small);
     const nodes = [node("a", "c1", { handlers: new Set(["avg", ...big.map((b) => b.handler)]) })];
-    expect(planPlacements(q, nodes, [cluster("c1")], NOW, { healthThreshold: 0.7, maxScan: 10 })).toEqual([]);
-    expect(planPlacements(q, nodes, [cluster("c1")], NOW, { healthThreshold: 0.7, maxScan: 100 }).map((p) => p.taskId)).toEqual(["small"]);
+    expect(place(q, nodes, [cluster("c1")], NOW, { healthThreshold: 0.7, maxScan: 10 })).toEqual([]);
+    expect(place(q, nodes, [cluster("c1")], NOW, { healthThreshold: 0.7, maxScan: 100 }).map((p) => p.taskId)).toEqual(["small"]);
   });
 
   it("position of the newest task without a deadline matches the O(n) count", () => {
@@ -481,13 +500,71 @@ describe("LOCAL work stays in its device's cluster while the device's node is aw
   it("uses the registry's device → cluster lookup when the serving node is not schedulable", () => {
     const q = queueOf(task("t1", { deviceId: "sensor-9" }));
     const nodes = [node("other-site", "site-b"), node("same-site", "site-a")];
-    const plan = planPlacements(q, nodes, [cluster("site-a"), cluster("site-b")], NOW, { ...OPTS, deviceCluster: (d) => (d === "sensor-9" ? "site-a" : undefined) });
+    const plan = place(q, nodes, [cluster("site-a"), cluster("site-b")], NOW, { ...OPTS, deviceClusters: new Map([["sensor-9", "site-a"]]) });
     expect(plan.map((p) => p.nodeId)).toEqual(["same-site"]);
   });
 
   it("waits rather than leave the cluster when no node of it fits", () => {
     const q = queueOf(task("t1", { deviceId: "sensor-9" }));
-    const plan = planPlacements(q, [node("other-site", "site-b")], [cluster("site-b")], NOW, { ...OPTS, deviceCluster: () => "site-a" });
+    const plan = place(q, [node("other-site", "site-b")], [cluster("site-b")], NOW, { ...OPTS, deviceClusters: new Map([["sensor-9", "site-a"]]) });
     expect(plan).toEqual([]);
+  });
+});
+
+describe("planPass: early stop by shape", () => {
+  it("ends the pass once every shape in the queue failed, even with free slots and no maxScan bound", () => {
+    const tasks = Array.from({ length: 5000 }, (_, i) => task(`big${i}`, { seq: i, memoryBytes: 4096 * MB }));
+    const q = queueOf(...tasks);
+    const counter = withVisitCounter(tasks);
+    expect(place(q, [node("n", "c1")], [cluster("c1")], NOW, { ...OPTS, maxScan: Infinity })).toEqual([]);
+    expect(counter.visits()).toBe(1);
+  });
+
+  it("keeps walking while some shape in the queue has not been tried", () => {
+    const big = Array.from({ length: 100 }, (_, i) => task(`big${i}`, { seq: i, memoryBytes: 4096 * MB }));
+    const q = queueOf(...big, task("small", { seq: 1000 }));
+    expect(place(q, [node("n", "c1")], [cluster("c1")], NOW, { ...OPTS, maxScan: Infinity }).map((p) => p.taskId)).toEqual(["small"]);
+  });
+});
+
+describe("planPass: preemption is part of the plan", () => {
+  const run = (taskId: string, rank: number, dispatchedAt = 0) => ({ taskId, rank, cpuMillis: 100, memoryBytes: 64 * MB, dispatchedAt });
+  const full = (id: string, clusterId: string, running: ReturnType<typeof run>[], over: Partial<NodeView> = {}) =>
+    node(id, clusterId, { inFlight: running.length, maxConcurrent: running.length, running, ...over });
+
+  it("a CRITICAL task that fits nowhere gets the node where the fewest LOW/BACKGROUND attempts move", () => {
+    const q = queueOf(task("crit", { rank: 0 }), task("normal", { rank: 2 }));
+    const nodes = [full("a", "c1", [run("bg1", 4), run("n1", 2)]), full("b", "c1", [run("low1", 3), run("bg2", 4)])];
+    const plan = planPass(q, { now: NOW, nodes, clusters: [cluster("c1")] }, OPTS);
+    expect(plan.placements).toEqual([]);
+    expect(plan.preemptions).toEqual([{ taskId: "crit", nodeId: "a", clusterId: "c1", victims: ["bg1"], reason: "preempted 1 lower-priority attempt(s) on a" }]);
+    // Only CRITICAL preempts: the NORMAL task waits.
+    expect(ids(q)).toEqual(["crit", "normal"]);
+  });
+
+  it("two CRITICAL tasks in one pass account for each other: the second takes the next victim", () => {
+    const q = queueOf(task("c1", { rank: 0 }), task("c2", { rank: 0 }));
+    const nodes = [full("a", "x", [run("bg1", 4, 1), run("bg2", 4, 2)])];
+    const plan = planPass(q, { now: NOW, nodes, clusters: [cluster("x")] }, OPTS);
+    expect(plan.preemptions.map((p) => [p.taskId, p.victims])).toEqual([["c1", ["bg2"]], ["c2", ["bg1"]]]);
+  });
+
+  it("obeys the same eligibility as placement: LOCAL stays in its device's cluster, the cloud is only a fallback", () => {
+    const q = queueOf(task("crit", { rank: 0, deviceId: "d1" }));
+    const nodes = [full("other-site", "c2", [run("bg", 4)]), full("cloud", "cc", [run("bg-c", 4)], { tier: "cloud" }), full("dev", "c1", [run("n", 2)], { deviceIds: new Set(["d1"]) })];
+    const plan = planPass(q, { now: NOW, nodes, clusters: [cluster("c1"), cluster("c2"), cluster("cc", { tier: "cloud" })] }, OPTS);
+    expect(plan.preemptions).toEqual([]);
+    const q2 = queueOf(task("crit2", { rank: 0, deviceId: "d1" }));
+    const withVictim = [...nodes.slice(0, 2), full("dev", "c1", [run("bg-dev", 4)], { deviceIds: new Set(["d1"]) })];
+    expect(planPass(q2, { now: NOW, nodes: withVictim, clusters: [cluster("c1"), cluster("c2"), cluster("cc", { tier: "cloud" })] }, OPTS).preemptions.map((p) => p.nodeId)).toEqual(["dev"]);
+  });
+
+  it("never preempts for a task in retry backoff, nor when a slot is free", () => {
+    const backoff = queueOf(task("crit", { rank: 0, notBefore: NOW + 1000 }));
+    expect(planPass(backoff, { now: NOW, nodes: [full("a", "c1", [run("bg", 4)])], clusters: [cluster("c1")] }, OPTS).preemptions).toEqual([]);
+    const free = queueOf(task("crit", { rank: 0 }));
+    const plan = planPass(free, { now: NOW, nodes: [full("a", "c1", [run("bg", 4)], { maxConcurrent: 2 })], clusters: [cluster("c1")] }, OPTS);
+    expect(plan.placements.map((p) => p.taskId)).toEqual(["crit"]);
+    expect(plan.preemptions).toEqual([]);
   });
 });

@@ -66,7 +66,7 @@ describe("TaskManager", () => {
     const { tm } = setup();
     const [{ task }] = tm.submit([{ spec: spec(), idempotencyKey: "" }]);
     tm.dispatched(task.id, "n1", "c1");
-    tm.requeue(task.id, "node lost", false);
+    tm.requeue(task.id, { reason: "node lost", consumeRetry: false });
     tm.dispatched(task.id, "n2", "c1");
     const stale = tm.report(report(task.id, 1, "succeeded", { output: { from: "n1" } }));
     expect(stale.type).toBe("stale");
@@ -80,7 +80,7 @@ describe("TaskManager", () => {
     const { tm, now } = setup();
     const [{ task }] = tm.submit([{ spec: spec({ maxRetries: 0 }), idempotencyKey: "" }]);
     tm.dispatched(task.id, "n1", "c1");
-    const t = tm.requeue(task.id, "node lost", false);
+    const t = tm.requeue(task.id, { reason: "node lost", consumeRetry: false });
     expect(t.notBefore).toBeLessThanOrEqual(now());
     tm.dispatched(task.id, "n2", "c1");
     tm.report(report(task.id, 2, "succeeded"));
@@ -122,7 +122,7 @@ describe("TaskManager", () => {
   it("refuses illegal transitions", () => {
     const { tm } = setup();
     const [{ task }] = tm.submit([{ spec: spec(), idempotencyKey: "" }]);
-    expect(() => tm.requeue(task.id, "x", false)).toThrow(IllegalTransitionError);
+    expect(() => tm.requeue(task.id, { reason: "x", consumeRetry: false })).toThrow(IllegalTransitionError);
   });
 
   it("an attempt requeued early for its deadline stays live: its success wins if it comes first", () => {
@@ -130,7 +130,7 @@ describe("TaskManager", () => {
     const [{ task }] = tm.submit([{ spec: spec({ priority: "critical" }), idempotencyKey: "" }]);
     tm.dispatched(task.id, "n1", "c1");
     tm.accepted(task.id, 1);
-    tm.requeue(task.id, "node disconnected", false, undefined, 1, true);
+    tm.requeue(task.id, { reason: "node disconnected", consumeRetry: false, keepLive: true });
     tm.dispatched(task.id, "n2", "c1");
     const v = tm.report(report(task.id, 1, "succeeded", { output: { from: "n1" } }));
     expect(v).toMatchObject({ type: "applied", superseded: { nodeId: "n2", attempt: 2 } });
@@ -146,7 +146,7 @@ describe("TaskManager", () => {
     const { tm } = setup();
     const [{ task }] = tm.submit([{ spec: spec(), idempotencyKey: "" }]);
     tm.dispatched(task.id, "n1", "c1");
-    tm.requeue(task.id, "node down", false);
+    tm.requeue(task.id, { reason: "node down", consumeRetry: false });
     expect(tm.report(report(task.id, 1, "succeeded")).type).toBe("stale");
     expect(tm.get(task.id).state).toBe("queued");
   });

@@ -140,7 +140,8 @@ export type ConnectResponse = Message<"edgeplane.v1.ConnectResponse"> & {
   } | {
     /**
      * Several dispatches, cancels and result acks in one message (what the coordinator sends when more than
-     * one is ready in the same turn), applied in order: result acks, cancels, then dispatches.
+     * one is ready in the same turn), applied in order: result acks, dispatches, then cancels (so a cancel sent
+     * right after its dispatch still stops it).
      *
      * @generated from field: edgeplane.v1.CoordinatorBatch batch = 7;
      */
