@@ -39,7 +39,7 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
   healthThreshold: { flags: "--health-threshold <share>", help: "a cluster with a smaller share of healthy nodes takes no new work (0..1 or %)", parse: parseFraction, show: String },
   maxInputBytes: { flags: "--max-input-bytes <size>", help: "largest task input accepted (JSON input plus packed series)", parse: parseBytes, show: formatBytes },
   defaultMemoryBytes: { flags: "--default-memory <size>", help: "memory a task needs when it does not say", parse: parseBytes, show: formatBytes },
-  defaultCpuMillis: { flags: "--default-cpu <millicores>", help: "CPU a task needs when it does not say (1000 = one core)", parse: parseMillicores, show: formatCpu },
+  defaultCpuMillis: { flags: "--default-cpu <millicores>", help: "CPU a task reserves when it does not say (1000 = one core; 0 = just one of its node's slots)", parse: parseMillicores, show: formatCpu },
   defaultMaxRetries: { flags: "--default-max-retries <n>", help: "retries after a failed attempt when a task does not say", parse: (t) => parseInteger(t, 0), show: String },
   retryBaseMs: { flags: "--retry-base <duration>", help: "first retry backoff; doubles each attempt, with jitter", parse: parseDuration, show: formatMs },
   retryMaxMs: { flags: "--retry-max <duration>", help: "longest retry backoff", parse: parseDuration, show: formatMs },
@@ -50,6 +50,7 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
   maxShards: { flags: "--max-shards <n>", help: "most shards a DISTRIBUTED or HYBRID task is split into", parse: (t) => parseInteger(t, 1), show: String },
   splitPointsPerCoreMs: { flags: "--split-points-per-core-ms <n>", help: "HYBRID sizing: points a free core processes per ms (with --split-shard-overhead, decides what the device's node keeps)", parse: (t) => parseInteger(t, 1), show: String },
   splitShardOverheadMs: { flags: "--split-shard-overhead <duration>", help: "HYBRID sizing: cost of shipping a shard to another node and hearing back", parse: parseDuration, show: formatMs },
+  maxConcurrentStreams: { flags: "--max-concurrent-streams <n>", help: "calls one client connection may have open at once; more wait in the client", parse: (t) => parseInteger(t, 1), show: String },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
 };
 

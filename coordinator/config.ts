@@ -18,7 +18,10 @@ export interface CoordinatorConfig {
   maxInputBytes: number;
   /** Memory a task needs when it does not say, in bytes. Default 64 MiB. */
   defaultMemoryBytes: number;
-  /** CPU a task needs when it does not say, in millicores. Default 100. */
+  /**
+   * CPU a task reserves when it does not say, in millicores. Default 0: such a task takes one slot of its node (the
+   * agent's `--workers`) and no cpu beyond it, so small tasks fill every slot; give requiredCpuMillis for heavy work.
+   */
   defaultCpuMillis: number;
   /** Retries after a failed attempt when a task does not say. Default 3. */
   defaultMaxRetries: number;
@@ -46,6 +49,11 @@ export interface CoordinatorConfig {
   splitPointsPerCoreMs: number;
   /** HYBRID sizing: fixed cost of sending a shard to another node and hearing back, in ms. Default 15. */
   splitShardOverheadMs: number;
+  /**
+   * Calls one client connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); more wait in the
+   * client until one ends. Agent streams count against their own connection only. Default 1000.
+   */
+  maxConcurrentStreams: number;
   /** pino log level. Default `info`. */
   logLevel: string;
 }
@@ -59,7 +67,7 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   healthThreshold: 0.7,
   maxInputBytes: 100 * 1024 * 1024,
   defaultMemoryBytes: 64 * 1024 * 1024,
-  defaultCpuMillis: 100,
+  defaultCpuMillis: 0,
   defaultMaxRetries: 3,
   retryBaseMs: 500,
   retryMaxMs: 30_000,
@@ -70,6 +78,7 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   maxShards: 64,
   splitPointsPerCoreMs: 10_000,
   splitShardOverheadMs: 15,
+  maxConcurrentStreams: 1000,
   logLevel: "info",
 });
 
@@ -79,7 +88,7 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   const positive: (keyof CoordinatorConfig)[] = [
     "heartbeatIntervalMs", "heartbeatMissLimit", "maxInputBytes", "defaultMemoryBytes",
-    "defaultCpuMillis", "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs", "maxShards", "splitPointsPerCoreMs",
+    "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs", "maxShards", "splitPointsPerCoreMs", "maxConcurrentStreams",
   ];
   for (const k of positive) {
     const v = c[k];
@@ -88,6 +97,7 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   if (c.store !== "sqlite" && c.store !== "memory") throw new Error(`coordinator option store must be sqlite or memory, got ${String(c.store)}`);
   if (!(c.healthThreshold >= 0 && c.healthThreshold <= 1)) throw new Error(`coordinator option healthThreshold must be between 0 and 1, got ${c.healthThreshold}`);
   if (c.defaultMaxRetries < 0) throw new Error(`coordinator option defaultMaxRetries must be >= 0`);
+  if (!(c.defaultCpuMillis >= 0) || !Number.isInteger(c.defaultCpuMillis)) throw new Error(`coordinator option defaultCpuMillis must be a whole number >= 0, got ${c.defaultCpuMillis}`);
   if (!(c.disconnectWindowMs >= 0)) throw new Error(`coordinator option disconnectWindowMs must be >= 0`);
   if (c.drainGraceMs < 0) throw new Error(`coordinator option drainGraceMs must be >= 0`);
   if (!Number.isInteger(c.maxShards)) throw new Error(`coordinator option maxShards must be a whole number, got ${c.maxShards}`);

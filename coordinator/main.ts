@@ -63,6 +63,10 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     // Inputs up to the configured limit must reach validation, which answers with a message that says what to fix.
     "grpc.max_receive_message_length": config.maxInputBytes + 4 * 1024 * 1024,
     "grpc.max_send_message_length": -1,
+    // HTTP/2 flow control for a flood: a client may have this many calls open on one connection; the rest wait in
+    // the client (SETTINGS_MAX_CONCURRENT_STREAMS), so one connection can neither exhaust the coordinator's memory
+    // nor get itself killed for opening too many streams.
+    "grpc.max_concurrent_streams": config.maxConcurrentStreams,
   });
   const submissions = new TaskSubmissions({ tasks, dispatcher, registry, config, builtinHandlers: BUILTIN_HANDLER_NAMES, now: clock.wall });
   server.addService(grpcServiceDefinition(TaskService), grpcServiceImpl(TaskService, taskServiceImpl({

@@ -58,7 +58,8 @@ export function validateSpec(d: SpecDraft, ctx: ValidationContext, field = "task
     throw new FailedPreconditionError(`${field}.requiredMemoryBytes: ${memoryBytes} bytes is more than any node in the fleet has (largest: ${ctx.maxNodeMemoryBytes} bytes); lower it or add a bigger node`);
   }
   const cpuMillis = d.cpuMillis ?? ctx.defaultCpuMillis;
-  if (!(cpuMillis > 0) || !Number.isInteger(cpuMillis)) throw bad("requiredCpuMillis", `must be a positive number of millicores (1000 = one core), got ${d.cpuMillis}`);
+  // 0 = a slot only: the task takes one of its node's slots (worker threads) and reserves no cpu beyond it.
+  if (!(cpuMillis >= 0) || !Number.isInteger(cpuMillis)) throw bad("requiredCpuMillis", `must be a whole number of millicores >= 0 (1000 = one core, 0 = just a slot), got ${d.cpuMillis}`);
 
   if (ctx.maxNodeCpuMillis !== undefined && cpuMillis > ctx.maxNodeCpuMillis) {
     throw new FailedPreconditionError(`${field}.requiredCpuMillis: ${cpuMillis} millicores is more than any node in the fleet has (largest: ${ctx.maxNodeCpuMillis}); lower it or add a bigger node`);

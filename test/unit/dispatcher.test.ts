@@ -65,6 +65,28 @@ describe("dispatch and durability", () => {
   });
 });
 
+describe("slots are the unit of capacity for small tasks", () => {
+  it("an 8-slot node whose measured idle cpu is 0 still runs 8 tasks that reserve no cpu, and no more", async () => {
+    const h = new DispatchHarness();
+    h.connect("n1", { maxConcurrent: 8, freeCpuMillis: 0 });
+    const ids = Array.from({ length: 10 }, () => h.submit({ cpuMillis: 0 }));
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual(ids.slice(0, 8));
+    expect(ids.slice(8).map((id) => h.task(id).state)).toEqual(["queued", "queued"]);
+    h.report("n1", ids[0]);
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual(ids.slice(0, 9));
+  });
+
+  it("a task that asks for cpu still needs it free (beyond the one-task starvation guard)", async () => {
+    const h = new DispatchHarness();
+    h.connect("n1", { maxConcurrent: 8, freeCpuMillis: 0 });
+    const ids = Array.from({ length: 3 }, () => h.submit({ cpuMillis: 500 }));
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual([ids[0]]);
+  });
+});
+
 describe("preemption", () => {
   it("a CRITICAL task on a full node moves the youngest BACKGROUND attempt off it and starts in the same pass", async () => {
     const h = new DispatchHarness();

@@ -19,6 +19,10 @@ describe("validateSpec", () => {
     expect(s).toMatchObject({ name: "stats", memoryBytes: 64 << 20, cpuMillis: 100, maxRetries: 3, estimatedMs: 0 });
   });
 
+  it("accepts requiredCpuMillis 0: the task takes a slot and reserves no cpu", () => {
+    expect(validateSpec(draft({ cpuMillis: 0 }), ctx).cpuMillis).toBe(0);
+  });
+
   it("keeps an explicit maxRetries of 0", () => {
     expect(validateSpec(draft({ maxRetries: 0 }), ctx).maxRetries).toBe(0);
   });
@@ -28,8 +32,8 @@ describe("validateSpec", () => {
     [{ handler: "fft" }, /task\.handler: unknown handler "fft"/],
     [{ memoryBytes: 0 }, /requiredMemoryBytes: must be a positive/],
     [{ memoryBytes: -1 }, /requiredMemoryBytes: must be a positive/],
-    [{ cpuMillis: 0 }, /requiredCpuMillis: must be a positive/],
-    [{ cpuMillis: 1.5 }, /requiredCpuMillis: must be a positive/],
+    [{ cpuMillis: -1 }, /requiredCpuMillis: must be a whole number of millicores >= 0/],
+    [{ cpuMillis: 1.5 }, /requiredCpuMillis: must be a whole number of millicores >= 0/],
     [{ estimatedMs: -1 }, /estimatedComputeTime: must not be negative/],
     [{ deadline: NOW }, /deadline: .* is already past/],
     [{ maxRetries: -1 }, /maxRetries: must be between 0 and 100/],
