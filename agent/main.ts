@@ -193,6 +193,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
             break;
           }
           case "registered":
+          case "certificate": // identity renewal: handled by Connection (agent/identity/)
           case "batch": // unpacked by Connection
           case undefined:
             break;

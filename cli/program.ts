@@ -43,7 +43,7 @@ export function buildProgram(deps: Partial<CliDeps> = {}): Command {
       write: (t) => void process.stdout.write(t),
       writeError: (t) => void process.stderr.write(t),
     },
-    connect: deps.connect ?? ((address) => createClients(address)),
+    connect: deps.connect ?? ((address, security) => createClients(address, security)),
     now: deps.now ?? (() => new Date()),
   };
   // Settings made before subcommands are added are inherited by them.

@@ -27,7 +27,11 @@ interface FlagSpec<V> {
   help: string;
   parse: (text: string) => V;
   show: (value: V) => string;
+  /** A switch without a value (`--insecure`, `--no-reflection`). */
+  boolean?: true;
 }
+
+const orNone = (v: string) => v || "none";
 
 /** One flag per coordinator option: adding an option to CoordinatorConfig without a flag fails to compile. */
 const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<CoordinatorConfig[K]> } = {
@@ -51,13 +55,37 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
   splitPointsPerCoreMs: { flags: "--split-points-per-core-ms <n>", help: "HYBRID sizing: points a free core processes per ms (with --split-shard-overhead, decides what the device's node keeps)", parse: (t) => parseInteger(t, 1), show: String },
   splitShardOverheadMs: { flags: "--split-shard-overhead <duration>", help: "HYBRID sizing: cost of shipping a shard to another node and hearing back", parse: parseDuration, show: formatMs },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
+  // Security (coordinator/security/; docs/security.md).
+  insecure: { flags: "--insecure", help: "plaintext, no authentication: anything reaching the port may do everything; only on a loopback --listen address", parse: () => true, show: String, boolean: true },
+  caCert: { flags: "--ca-cert <file>", help: "CA certificate (PEM) to issue from, instead of the one created in --data-dir (needs --ca-key)", parse: (t) => t, show: (v) => v || "<data-dir>/ca.crt" },
+  caKey: { flags: "--ca-key <file>", help: "private key of --ca-cert (PEM, mode 0600)", parse: (t) => t, show: (v) => v || "<data-dir>/ca.key" },
+  tlsSans: { flags: "--tls-san <names>", help: "extra DNS names or IPs for the serving certificate, comma-separated (the --listen host is always in it)", parse: parseList, show: (v) => v.join(",") || "none" },
+  servingCertTtlMs: { flags: "--serving-cert-ttl <duration>", help: "lifetime of the serving certificate; renewed at two thirds of it without a restart", parse: parseDuration, show: formatMs },
+  nodeCertTtlMs: { flags: "--node-cert-ttl <duration>", help: "lifetime of node certificates; agents renew over their stream at two thirds of it", parse: parseDuration, show: formatMs },
+  healthListen: { flags: "--health-listen <host:port>", help: "also serve grpc.health.v1 (only) in plaintext here, for probes", parse: parseHostPort, show: orNone },
+  reflection: { flags: "--no-reflection", help: "do not serve gRPC server reflection (served without a token by default)", parse: () => false, show: String, boolean: true },
+  auditLog: { flags: "--audit-log <file>", help: "audit log of mutating and refused calls (JSON lines, mode 0600); - for the coordinator log", parse: (t) => t, show: (v) => v || "<data-dir>/audit.log" },
+  quotaMaxActiveTasks: { flags: "--quota-max-active <n>", help: "per token: most tasks queued or running at once (0 = unlimited; a token may set its own)", parse: (t) => parseInteger(t, 0), show: String },
+  quotaSubmitRate: { flags: "--quota-submit-rate <per-second>", help: "per token: sustained submissions per second (0 = unlimited)", parse: (t) => parseNonNegative(t), show: String },
+  quotaSubmitBurst: { flags: "--quota-submit-burst <n>", help: "per token: submissions allowed in a burst", parse: (t) => parseInteger(t, 0), show: String },
+  quotaMaxInputBytes: { flags: "--quota-max-input <size>", help: "per token: largest input of one task (0 = --max-input-bytes)", parse: parseBytes, show: formatBytes },
 };
+
+function parseNonNegative(t: string): number {
+  const n = Number(t);
+  if (!(t.trim() !== "" && Number.isFinite(n) && n >= 0)) throw new UsageError(`expected a number >= 0, got "${t}"`);
+  return n;
+}
 
 /** Adds every coordinator option as a flag, defaults shown in --help. */
 function addCoordinatorOptions(cmd: Command): void {
   for (const key of Object.keys(COORDINATOR_FLAGS) as (keyof CoordinatorConfig)[]) {
     const spec = COORDINATOR_FLAGS[key] as FlagSpec<unknown>;
     const dflt = DEFAULT_COORDINATOR_CONFIG[key];
+    if (spec.boolean) {
+      cmd.addOption(new Option(spec.flags, spec.help));
+      continue;
+    }
     const option = new Option(spec.flags, spec.help).default(dflt, spec.show(dflt)).argParser(arg(spec.parse));
     if (key === "logLevel") option.choices(LOG_LEVELS);
     cmd.addOption(option);

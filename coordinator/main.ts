@@ -3,6 +3,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { performance } from "node:perf_hooks";
 import { AgentService } from "../gen/edgeplane/v1/agent_pb.js";
+import { EnrolmentService, NodeIdentityService, TokenService } from "../gen/edgeplane/v1/auth_pb.js";
 import { ClusterService } from "../gen/edgeplane/v1/cluster_pb.js";
 import { TaskService } from "../gen/edgeplane/v1/task_pb.js";
 import { createLogger, type Logger } from "../lib/log.js";
@@ -11,6 +12,9 @@ import { resolveCoordinatorConfig, type CoordinatorConfig } from "./config.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { NodeRegistry, type Clock } from "./nodes/registry.js";
 import { agentServiceImpl } from "./rpc/agent-service.js";
+import { enrolmentServiceImpl, nodeIdentityServiceImpl, tokenServiceImpl } from "./rpc/auth-service.js";
+import { serveHealthOnly, type HealthListener } from "./rpc/health-listener.js";
+import { openSecurity, type Security } from "./security/security.js";
 import { clusterServiceImpl } from "./rpc/cluster-service.js";
 import { grpcServiceDefinition, grpcServiceImpl } from "./rpc/grpc-adapter.js";
 import { addHealth, addReflection } from "./rpc/reflection.js";
@@ -23,7 +27,11 @@ import { TaskManager } from "./tasks/task-manager.js";
 export interface CoordinatorHandle {
   /** HOST:PORT actually bound (port 0 resolved). */
   address: string;
+  /** HOST:PORT of the plaintext health listener (--health-listen), when there is one. */
+  healthAddress?: string;
   config: CoordinatorConfig;
+  /** CA, tokens and node identities (absent parts with --insecure). */
+  security: Security;
   close(): Promise<void>;
 }
 
@@ -34,10 +42,13 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   const log = logger ?? createLogger("coordinator", config.logLevel);
   const clock = systemClock;
   const startedAt = clock.wall();
+  // Security (coordinator/security/) first, so the data directory is 0700 before anything is written to it.
+  const security = await openSecurity(config, log.child({ component: "security" }), clock.wall);
 
   // A corrupt or unreadable database throws here and stops start-up; it is never replaced by an empty one.
   const sqlite = config.store === "sqlite" ? SqliteTaskStore.open(config.dataDir, { logger: log.child({ component: "store" }) }) : undefined;
   const store: TaskStore = sqlite ?? new MemoryTaskStore();
+  security.restrictDataFiles();
   const tasks = new TaskManager(store, { now: clock.wall, retryBaseMs: config.retryBaseMs, retryMaxMs: config.retryMaxMs });
   const registry = new NodeRegistry(clock, (c) => sqlite?.saveCluster(c), config.downNodeMemoryMs);
   for (const c of sqlite?.loadClusters() ?? []) registry.restoreCluster(c);
@@ -52,6 +63,9 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     split: { maxShards: config.maxShards, pointsPerCoreMs: config.splitPointsPerCoreMs, shardOverheadMs: config.splitShardOverheadMs },
   }, log.child({ component: "dispatcher" }), () => store.flush());
   dispatcher.restore(restored);
+  // Quotas count each token's active tasks from here on.
+  for (const t of restored) security.observe(t);
+  tasks.onChange(security.observe);
 
   const shutdown = new AbortController();
   const server = new grpc.Server({
@@ -60,20 +74,29 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     "grpc.max_send_message_length": -1,
   });
   server.addService(grpcServiceDefinition(TaskService), grpcServiceImpl(TaskService, taskServiceImpl({
-    tasks, dispatcher, registry, config, builtinHandlers: BUILTIN_HANDLER_NAMES, now: clock.wall,
-  }), log, shutdown.signal));
+    tasks, dispatcher, registry, config, builtinHandlers: BUILTIN_HANDLER_NAMES, now: clock.wall, quotas: security.quotas,
+  }), log, shutdown.signal, security.guard));
   server.addService(grpcServiceDefinition(ClusterService), grpcServiceImpl(ClusterService, clusterServiceImpl({
     registry, dispatcher, tasks, config, startedAt,
-  }), log, shutdown.signal));
+  }), log, shutdown.signal, security.guard));
   server.addService(grpcServiceDefinition(AgentService), grpcServiceImpl(AgentService, agentServiceImpl({
-    registry, dispatcher, config, log: log.child({ component: "agents" }),
-  }), log, shutdown.signal));
+    registry, dispatcher, config, log: log.child({ component: "agents" }), identity: security.identities,
+  }), log, shutdown.signal, security.guard));
+  if (security.ca && security.tokens && security.identities) {
+    const auth = { ca: security.ca, tokens: security.tokens, identities: security.identities };
+    server.addService(grpcServiceDefinition(EnrolmentService), grpcServiceImpl(EnrolmentService, enrolmentServiceImpl(auth), log, shutdown.signal, security.guard));
+    server.addService(grpcServiceDefinition(TokenService), grpcServiceImpl(TokenService, tokenServiceImpl(auth), log, shutdown.signal, security.guard));
+    server.addService(grpcServiceDefinition(NodeIdentityService), grpcServiceImpl(NodeIdentityService, nodeIdentityServiceImpl(auth), log, shutdown.signal, security.guard));
+  }
   const health = addHealth(server);
-  addReflection(server);
+  if (config.reflection) addReflection(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${config.listen}: ${err.message}`)) : resolve(p)));
+    server.bindAsync(config.listen, security.serverCredentials, (err, p) => (err ? reject(new Error(`cannot listen on ${config.listen}: ${err.message}`)) : resolve(p)));
   });
+  // Probes only: plaintext, grpc.health.v1 and nothing else.
+  const healthListener: HealthListener | undefined = config.healthListen ? await serveHealthOnly(config.healthListen, health) : undefined;
+  if (healthListener) log.info({ address: healthListener.address }, "plaintext health listener (grpc.health.v1 only)");
   const host = config.listen.slice(0, config.listen.lastIndexOf(":"));
   const address = `${host}:${port}`;
 
@@ -91,12 +114,14 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   }, Math.min(config.heartbeatIntervalMs, Math.max(50, config.disconnectWindowMs || 50)));
   sweep.unref();
 
-  log.info({ address, heartbeatIntervalMs: config.heartbeatIntervalMs, disconnectWindowMs: config.disconnectWindowMs }, "coordinator listening");
+  log.info({ address, tls: !config.insecure, heartbeatIntervalMs: config.heartbeatIntervalMs, disconnectWindowMs: config.disconnectWindowMs }, "coordinator listening");
 
   let closing: Promise<void> | undefined;
   return {
     address,
+    healthAddress: healthListener?.address,
     config,
+    security,
     close() {
       closing ??= (async () => {
         log.info("coordinator shutting down");
@@ -108,11 +133,13 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
           const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
           server.tryShutdown(() => { clearTimeout(force); resolve(); });
         });
+        await healthListener?.close();
         try {
           store.close();
         } catch (err) {
           log.error({ err }, "the last writes could not be committed at shutdown");
         }
+        security.close();
         log.info("coordinator stopped");
         log.flush?.();
       })();

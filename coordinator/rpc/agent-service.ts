@@ -9,9 +9,12 @@ import {
   AgentService, ConnectRequestSchema, ConnectResponseSchema, type ConnectRequest, type ConnectResponse,
 } from "../../gen/edgeplane/v1/agent_pb.js";
 
+import { CertificateRenewedSchema } from "../../gen/edgeplane/v1/auth_pb.js";
 import type { Logger } from "../../lib/log.js";
 import type { CoordinatorConfig } from "../config.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
+import { UnauthenticatedError } from "../errors.js";
+import type { NodeIdentities } from "../security/node-identity.js";
 import { AgentSession, type OutboundMessage } from "../dispatch/session.js";
 import { reservationKey, type NodeRegistry } from "../nodes/registry.js";
 import { jsonToValue, outcomeFromPb, priorityToPb, seriesToPb, shardToPb, tierFromPb, valueToJson } from "./convert.js";
@@ -23,6 +26,8 @@ export interface AgentServiceDeps {
   dispatcher: Dispatcher;
   config: CoordinatorConfig;
   log: Logger;
+  /** Node identities (security/): Register checked against the certificate, revocation, renewal. None with --insecure. */
+  identity?: Pick<NodeIdentities, "checkRegister" | "onRevoked" | "renew">;
 }
 
 export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentService.method> {
@@ -35,6 +40,8 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
         throw new RpcStatusError(status.FAILED_PRECONDITION, `the first message on AgentService.Connect must be register, got ${first.value.msg.case ?? "an empty message"}`);
       }
       const reg = first.value.msg.value;
+      // Security: the node id and cluster are the certificate's; a Register claiming others is PERMISSION_DENIED.
+      d.identity?.checkRegister(ctx.principal, reg.nodeId, reg.clusterId);
       const sessionId = randomUUID();
       const node = d.registry.registerNode({
         nodeId: reg.nodeId, clusterId: reg.clusterId, tier: tierFromPb(reg.tier, "register.tier", "edge"), labels: { ...reg.labels },
@@ -54,6 +61,10 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       let closeReason = "stream closed by agent";
       const onAbort = () => { closeReason = "stream cancelled"; session.close(); };
       ctx.signal.addEventListener("abort", onAbort, { once: true });
+      // Security: a revoked node's stream closes at once; renewed certificates wait for the next outbound message.
+      let revoked: string | undefined;
+      const unwatchRevocation = d.identity?.onRevoked(node.id, (reason) => { revoked = closeReason = reason; session.close(); });
+      const identityOut: ConnectResponse[] = [];
       const handle = (m: ConnectRequest) => {
         d.registry.touch(node.id, sessionId);
         switch (m.msg.case) {
@@ -94,6 +105,18 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
           case "register":
             log.warn("duplicate register on an open stream ignored");
             break;
+          case "renewCertificate": {
+            const renew = d.identity?.renew(ctx.principal, m.msg.value.csrPem);
+            if (!renew) break;
+            renew.then(
+              (c) => identityOut.push(create(ConnectResponseSchema, { msg: { case: "certificate", value: { certificatePem: c.certificatePem, caPem: c.caPem, notAfter: timestampFromMs(c.notAfter) } } })),
+              (err: unknown) => {
+                log.warn({ err: (err as Error).message }, "certificate renewal refused");
+                identityOut.push(create(ConnectResponseSchema, { msg: { case: "certificate", value: create(CertificateRenewedSchema, { error: (err as Error).message }) } }));
+              },
+            );
+            break;
+          }
           case undefined:
             break;
           default: {
@@ -114,13 +137,21 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       })();
 
       try {
-        for await (const out of session.outbox) yield toWire(out, node.id, sessionId);
+        for await (const out of session.outbox) {
+          // A heartbeat ack follows every heartbeat, so a renewed certificate goes out within one interval.
+          while (identityOut.length > 0) yield identityOut.shift()!;
+          yield toWire(out, node.id, sessionId);
+        }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        unwatchRevocation?.();
         d.dispatcher.detach(session, closeReason);
+        // A revoked node's attempts move now rather than after the disconnect window: its results are not wanted.
+        if (revoked) d.dispatcher.nodeLost(node, `node ${node.id} revoked`);
         await Promise.race([reader, new Promise((r) => setTimeout(r, 100))]);
         log.info({ reason: closeReason }, "agent stream ended");
       }
+      if (revoked) throw new UnauthenticatedError(`${revoked}; it cannot connect any more`);
     },
   };
 }

@@ -17,6 +17,9 @@ import type { TaskManager } from "../tasks/task-manager.js";
 import { isTerminal, type TaskRecord, type TaskSpec, type TaskState } from "../tasks/types.js";
 import { validateSpec } from "../tasks/validate.js";
 import { checkSplittable } from "../distributed/validate.js";
+import { canSeeTask, onlyCluster, ownerOf, requireCancel, requireCluster, requireTaskVisible, submitCluster, unscoped } from "../security/access.js";
+import type { Principal } from "../security/principal.js";
+import type { Quotas } from "../security/quotas.js";
 import { draftFromPb, inputSize, priorityFromPb, taskStateFromPb, taskStateToPb, taskToPb } from "./convert.js";
 import { toGrpcStatus } from "./errors.js";
 import { wireSize, type ServiceImpl } from "./grpc-adapter.js";
@@ -28,6 +31,8 @@ export interface TaskServiceDeps {
   config: CoordinatorConfig;
   builtinHandlers: readonly string[];
   now: () => number;
+  /** Per-token submission quotas (security/); none when absent. */
+  quotas?: Quotas;
 }
 
 const MAX_BATCH = 10_000;
@@ -45,9 +50,14 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
     defaultMaxRetries: d.config.defaultMaxRetries,
   });
 
-  const toSpec = (req: SubmitTaskRequest, bytes: number | undefined, field: string, ctx: ReturnType<typeof validationContext>): TaskSpec => {
+  type Admit = { admit(inputBytes: number): void };
+  const toSpec = (req: SubmitTaskRequest, bytes: number | undefined, field: string, ctx: ReturnType<typeof validationContext>, who: Principal, quota: Admit | undefined): TaskSpec => {
     const size = req.task && (bytes === undefined || bytes > d.config.maxInputBytes) ? inputSize(req.task) : (bytes ?? 0);
-    const spec = validateSpec(draftFromPb(req.task, size, field), ctx, field);
+    const draft = draftFromPb(req.task, size, field);
+    // Security: a token limited to some clusters submits only there (the one it has by default).
+    draft.clusterId = submitCluster(who, draft.clusterId, field);
+    const spec = validateSpec(draft, ctx, field);
+    quota?.admit(size);
     if (spec.mode === "distributed" || spec.mode === "hybrid") checkSplittable(spec, d.registry.distributableHandlers(d.builtinHandlers), field);
     return spec;
   };
@@ -64,29 +74,31 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
   };
 
   return {
-    async submitTask(req) {
-      const spec = toSpec(req, wireSize.get(req), "task", validationContext());
-      const [{ task }] = d.tasks.submit([{ spec, idempotencyKey: req.idempotencyKey }]);
+    async submitTask(req, call) {
+      const spec = toSpec(req, wireSize.get(req), "task", validationContext(), call.principal, d.quotas?.batch(call.principal));
+      const [{ task }] = d.tasks.submit([{ spec, idempotencyKey: req.idempotencyKey, owner: ownerOf(call.principal) }]);
       d.dispatcher.pass();
       // Acknowledge only what is durable: concurrent submissions share one commit (group commit per turn).
       await d.dispatcher.durable();
       return respond(d.tasks.get(task.id));
     },
 
-    async submitTasks(req) {
+    async submitTasks(req, call) {
       if (req.tasks.length === 0) throw new InvalidArgumentError("tasks is empty: give at least one task");
       if (req.tasks.length > MAX_BATCH) throw new InvalidArgumentError(`tasks has ${req.tasks.length} entries; at most ${MAX_BATCH} per call`);
       const ctx = validationContext();
       const total = wireSize.get(req);
+      const quota = d.quotas?.batch(call.principal);
+      const owner = ownerOf(call.principal);
       const results: ({ ok: TaskSpec; key: string } | { err: unknown })[] = req.tasks.map((r, i) => {
         try {
           // When the whole batch is under the limit, no task in it can be over: skip re-encoding.
-          return { ok: toSpec(r, total !== undefined && total <= d.config.maxInputBytes ? 0 : undefined, `tasks[${i}].task`, ctx), key: r.idempotencyKey };
+          return { ok: toSpec(r, total !== undefined && total <= d.config.maxInputBytes ? 0 : undefined, `tasks[${i}].task`, ctx, call.principal, quota), key: r.idempotencyKey };
         } catch (err) {
           return { err };
         }
       });
-      const accepted = d.tasks.submit(results.flatMap((r) => ("ok" in r ? [{ spec: r.ok, idempotencyKey: r.key }] : [])));
+      const accepted = d.tasks.submit(results.flatMap((r) => ("ok" in r ? [{ spec: r.ok, idempotencyKey: r.key, owner }] : [])));
       d.dispatcher.pass();
       await d.dispatcher.durable();
       let i = 0;
@@ -100,24 +112,31 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       });
     },
 
-    async getTask(req) {
+    async getTask(req, call) {
       if (!req.taskId) throw new InvalidArgumentError("task_id is required");
-      return create(GetTaskResponseSchema, { task: taskToPb(d.tasks.reader.withPayload(d.tasks.get(req.taskId))) });
+      const t = d.tasks.get(req.taskId);
+      requireTaskVisible(call.principal, t);
+      return create(GetTaskResponseSchema, { task: taskToPb(d.tasks.reader.withPayload(t)) });
     },
 
-    async listTasks(req) {
+    async listTasks(req, call) {
       const pageSize = req.pageSize === 0 ? 100 : req.pageSize;
       if (pageSize < 0 || pageSize > 1000) throw new InvalidArgumentError(`page_size must be between 1 and 1000, got ${req.pageSize}`);
       const states = new Set<TaskState>(req.states.map((s, i) => taskStateFromPb(s, `states[${i}]`)));
       const priority = req.priority === PbPriority.UNSPECIFIED ? undefined : priorityFromPb(req.priority, "priority");
-      const page = d.tasks.reader.list({ states, priority, clusterId: req.clusterId, deviceId: req.deviceId, includeShards: req.includeShards }, pageSize, req.pageToken);
+      // A token limited to clusters lists only theirs (filtered by the store when it is limited to one).
+      if (req.clusterId) requireCluster(call.principal, req.clusterId, "cluster_id");
+      const clusterId = req.clusterId || onlyCluster(call.principal) || "";
+      const page = d.tasks.reader.list({ states, priority, clusterId, deviceId: req.deviceId, includeShards: req.includeShards }, pageSize, req.pageToken);
       // Stores that cannot filter shard tasks out themselves return them; the page may then come back shorter.
-      const tasks = req.includeShards ? page.tasks : page.tasks.filter((t) => !t.shard);
+      let tasks = req.includeShards ? page.tasks : page.tasks.filter((t) => !t.shard);
+      if (!unscoped(call.principal)) tasks = tasks.filter((t) => canSeeTask(call.principal, t));
       return create(ListTasksResponseSchema, { tasks: tasks.map((t) => taskToPb(t, { withInput: false })), nextPageToken: page.next });
     },
 
-    async cancelTask(req) {
+    async cancelTask(req, call) {
       if (!req.taskId) throw new InvalidArgumentError("task_id is required");
+      requireCancel(call.principal, d.tasks.get(req.taskId));
       return create(CancelTaskResponseSchema, { task: taskToPb(d.dispatcher.cancel(req.taskId, req.reason), { withInput: false }) });
     },
 
@@ -130,6 +149,7 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         const current = d.tasks.get(req.taskId);
+        requireTaskVisible(ctx.principal, current);
         yield create(WatchTaskResponseSchema, { task: taskToPb(current, { withInput: false }) });
         if (isTerminal(current.state)) return;
         // Subscription and read happened in one synchronous step, so every queued event is newer than `current`.
@@ -150,9 +170,10 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       if (ids.size === 0 && labels.length === 0) throw new InvalidArgumentError("give task_ids or labels to watch");
       if (ids.size > 0 && labels.length > 0) throw new InvalidArgumentError("give task_ids or labels, not both");
       if (ids.size > MAX_WATCHED) throw new InvalidArgumentError(`task_ids has ${ids.size} entries; at most ${MAX_WATCHED} per call`);
+      const visible = unscoped(ctx.principal) ? () => true : (t: TaskRecord) => canSeeTask(ctx.principal, t);
       const matches = ids.size > 0
         ? (t: TaskRecord) => ids.has(t.id)
-        : (t: TaskRecord) => labels.every(([k, v]) => t.spec.labels[k] === v);
+        : (t: TaskRecord) => labels.every(([k, v]) => t.spec.labels[k] === v) && visible(t);
       // Newest state per task, in the order tasks first changed; drained into one message per wake-up.
       let pending = new Map<string, TaskRecord>();
       let wake: (() => void) | undefined;
@@ -169,6 +190,7 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
         // Subscribed first, then read: every change after this read reaches `pending`.
         for (const id of ids) {
           const t = d.tasks.get(id);
+          requireTaskVisible(ctx.principal, t);
           if (!isTerminal(t.state)) remaining.add(id);
           if (!req.terminalOnly || isTerminal(t.state)) pending.set(id, t);
         }
