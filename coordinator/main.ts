@@ -139,7 +139,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
         } catch (err) {
           log.error({ err }, "the last writes could not be committed at shutdown");
         }
-        security.close();
+        await security.close();
         log.info("coordinator stopped");
         log.flush?.();
       })();

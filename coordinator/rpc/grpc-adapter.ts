@@ -77,7 +77,8 @@ type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStrea
  * the call's bookkeeping and tells the guard how it ended, for the audit log.
  */
 function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard: CallGuard): { ctx: CallContext; done: (err?: unknown, res?: unknown) => void } {
-  const admission = guard.admit({ method, metadata: call.metadata, peer: call.getPeer(), auth: call.getAuthContext() });
+  const request = "request" in call ? call.request : undefined;
+  const admission = guard.admit({ method, metadata: call.metadata, peer: call.getPeer(), auth: call.getAuthContext(), request });
   const ac = new AbortController();
   const onCancel = () => ac.abort(new Error("call cancelled by client"));
   const ee = call as unknown as NodeJS.EventEmitter;
@@ -87,7 +88,7 @@ function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard:
   const done = (err?: unknown, res?: unknown) => {
     shutdown.removeEventListener("abort", onShutdown);
     ee.removeListener("cancelled", onCancel);
-    admission.finish(err, "request" in call ? call.request : undefined, res);
+    admission.finish(err, request, res);
   };
   return { ctx: { signal: ac.signal, peer: call.getPeer(), metadata: call.metadata, principal: admission.principal }, done };
 }

@@ -1,11 +1,12 @@
 // The audit log: one JSON line per mutating call and per refused call (time, principal, peer, method, target,
 // outcome). Its own file (mode 0600) by default, or a child of the coordinator log. It never carries request bodies,
 // task inputs, outputs or token secrets: only ids, and for refusals the guard's own message.
-import { pino, type Logger } from "pino";
+import { createWriteStream, type WriteStream } from "node:fs";
+import type { Logger } from "../../lib/log.js";
 import { restrictFile } from "../../lib/private-files.js";
 
 export interface AuditEntry {
-  /** Principal id, e.g. `token:ab12cd34ef`, `node:site-a/n1`, `anonymous`. */
+  /** Principal id, e.g. `token:ab12cd34ef`, `node:site-a/n1`, `join:ab12cd34ef`, `anonymous`. */
   principal: string;
   /** Role of an API token principal. */
   role?: string;
@@ -20,29 +21,28 @@ export interface AuditEntry {
 }
 
 export class AuditLog {
-  private constructor(private readonly out: Logger, readonly path: string | undefined) {}
+  private constructor(private readonly file: WriteStream | undefined, private readonly logger: Logger | undefined, readonly path: string | undefined) {}
 
-  /** `-` writes to the given coordinator logger (as `audit: true` lines); anything else is a file path. */
+  /** `-` writes to the coordinator's log (as `audit: true` lines); anything else is a file (appended, mode 0600). */
   static open(destination: string, coordinatorLog: Logger): AuditLog {
-    if (destination === "-") return new AuditLog(coordinatorLog.child({ audit: true }), undefined);
-    const stream = pino.destination({ dest: destination, mkdir: true, sync: false, mode: 0o600, append: true });
-    const out = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: () => ({}) } }, stream);
+    if (destination === "-") return new AuditLog(undefined, coordinatorLog.child({ audit: true }), undefined);
+    const file = createWriteStream(destination, { flags: "a", mode: 0o600 });
+    file.on("error", (err) => coordinatorLog.error({ err: err.message, file: destination }, "cannot write the audit log"));
     restrictFile(destination);
-    return new AuditLog(out, destination);
+    return new AuditLog(file, undefined, destination);
   }
 
+  /** One JSON line: `time` (RFC 3339) first, then the entry. */
   record(e: AuditEntry): void {
-    this.out.info(e);
+    if (this.file) this.file.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+    else this.logger?.info(e, "audit");
   }
 
-  close(): void {
-    if (this.path) {
-      try {
-        this.out.flush();
-      } catch {
-        // A destination not open yet has nothing to flush.
-      }
-    }
+  /** Flushes what is buffered and closes the file. */
+  close(): Promise<void> {
+    const f = this.file;
+    if (!f || f.closed) return Promise.resolve();
+    return new Promise((resolve) => f.end(resolve));
   }
 }
 

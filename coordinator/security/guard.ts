@@ -38,7 +38,7 @@ export class Guard implements CallGuard {
         authorize(call.method, rule, principal);
       }
     } catch (err) {
-      this.audit(call, principal, err, undefined, undefined);
+      this.audit(call, principal, err, call.request, undefined);
       throw err;
     }
     return {

@@ -28,6 +28,8 @@ export interface CallInfo {
   peer: string;
   /** grpc-js's auth context: the client certificate, present only when TLS verified it against the CA. */
   auth: { sslPeerCertificate?: PeerCertificate };
+  /** The request of a unary or server-streaming call (for the audit line's target); undefined for streams in. */
+  request?: unknown;
 }
 
 export interface Admission {

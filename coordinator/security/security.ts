@@ -41,7 +41,8 @@ export interface Security {
   observe(t: TaskRecord): void;
   /** Sets every file directly in the data directory to 0600 (call once the task store has created its files). */
   restrictDataFiles(): void;
-  close(): void;
+  /** Stops renewals, flushes the audit log and closes auth.db. */
+  close(): Promise<void>;
 }
 
 export async function openSecurity(config: CoordinatorConfig, log: Logger, now: () => number): Promise<Security> {
@@ -73,10 +74,10 @@ export async function openSecurity(config: CoordinatorConfig, log: Logger, now: 
   return {
     serverCredentials: serving.credentials, guard: new Guard({ tokens, identities, audit }), quotas, ca, tokens, identities, serving, audit,
     adminToken, adminTokenFile, observe, restrictDataFiles,
-    close() {
+    async close() {
       serving.close();
-      audit.close();
       store.close();
+      await audit.close();
     },
   };
 }

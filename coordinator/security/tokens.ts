@@ -106,7 +106,7 @@ export class TokenRegistry {
    * and writes it to `file` (mode 0600). Returns the token text when one was created or the file still holds a
    * valid one, so `edgeplane dev` can print it.
    */
-  ensureAdmin(file: string, log: Logger): string | undefined {
+  ensureAdmin(file: string, log: Logger, evenIfOthersExist = false): string | undefined {
     const active = this.list(false).filter((t) => t.kind === "api" && t.role === "admin");
     if (existsSync(file)) {
       const text = readFileSync(file, "utf8").trim();
@@ -114,7 +114,7 @@ export class TokenRegistry {
       const t = parsed && this.store.tokens.get(parsed.id);
       if (t && parsed && secretMatches(parsed.secret, t.secretSha256) && this.inactiveReason(t) === undefined && parsed.caSha256 === this.caSha256) return text;
     }
-    if (active.length > 0) return undefined;
+    if (active.length > 0 && !evenIfOthersExist) return undefined;
     const { token, text } = this.create({ kind: "api", role: "admin", clusters: [], description: "bootstrap admin (created at first start)", createdBy: "coordinator" });
     writePrivateFile(file, `${text}\n`);
     log.info({ token: token.id, file }, "no active admin token: created one and wrote it to the file (mode 0600)");
