@@ -38,6 +38,9 @@ export interface ClientFlags {
   ca?: string;
   /** Plaintext, for a coordinator started with --insecure. */
   insecure?: boolean;
+  /** Client certificate and key files (`--cert`, `--key`; from `edgeplane cert issue`). */
+  cert?: string;
+  key?: string;
 }
 
 /**
@@ -95,6 +98,8 @@ export function addClientOptions(cmd: Command): Command {
     .addOption(new Option("--token-file <path>", `file holding the bearer token (default: ${DEFAULT_TOKEN_FILE} if it exists)`).env(TOKEN_FILE_ENV))
     .addOption(new Option("--ca <file>", "the coordinator's CA certificate (PEM); default: pinned by the hash in the token").env(CA_ENV))
     .addOption(new Option("--insecure", "plaintext, no TLS: for a coordinator started with --insecure").env(INSECURE_ENV))
+    .addOption(new Option("--cert <file>", "client certificate (from edgeplane cert issue), instead of a token").env("EDGEPLANE_CERT"))
+    .addOption(new Option("--key <file>", "private key of --cert").env("EDGEPLANE_KEY"))
     .addOption(
       new Option("--timeout <duration>", "deadline for each request (watches have none)")
         .default(DEFAULT_CALL_TIMEOUT_MS, formatMs(DEFAULT_CALL_TIMEOUT_MS))
@@ -166,11 +171,15 @@ export function explainSecurityError(err: unknown, coordinator: string, security
 }
 
 /** The credentials the flags (or their environment variables, or the default token file) describe. */
-export function clientSecurity(flags: Pick<ClientFlags, "token" | "tokenFile" | "ca" | "insecure">): ClientSecurity {
+export function clientSecurity(flags: Pick<ClientFlags, "token" | "tokenFile" | "ca" | "insecure" | "cert" | "key">): ClientSecurity {
+  if (Boolean(flags.cert) !== Boolean(flags.key)) throw new UsageError("give --cert and --key together");
   let token = flags.token?.trim() || undefined;
   if (!token && flags.tokenFile) token = readText(flags.tokenFile).trim() || undefined;
-  if (!token && !flags.insecure && existsSync(DEFAULT_TOKEN_FILE)) token = readText(DEFAULT_TOKEN_FILE).trim() || undefined;
-  return { token, caPem: flags.ca ? readText(flags.ca) : undefined, insecure: flags.insecure === true };
+  if (!token && !flags.cert && !flags.insecure && existsSync(DEFAULT_TOKEN_FILE)) token = readText(DEFAULT_TOKEN_FILE).trim() || undefined;
+  return {
+    token, caPem: flags.ca ? readText(flags.ca) : undefined, insecure: flags.insecure === true,
+    certPem: flags.cert ? readText(flags.cert) : undefined, keyPem: flags.key ? readText(flags.key) : undefined,
+  };
 }
 
 /** Writes a line. */
