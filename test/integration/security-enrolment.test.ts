@@ -4,7 +4,7 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService, ConnectRequestSchema, type ConnectRequest } from "../../gen/edgeplane/v1/agent_pb.js";
@@ -12,7 +12,7 @@ import { TokenKind } from "../../gen/edgeplane/v1/auth_pb.js";
 import { NodeState, TaskState } from "../../gen/edgeplane/v1/types_pb.js";
 import { AsyncQueue } from "../../lib/async-queue.js";
 import { certificateInfo, createCaCertificate, generateKey, issueCertificate, privateKeyToPem } from "../../lib/pki.js";
-import { Fleet, waitFor, type Proc } from "../helpers/fleet.js";
+import { Fleet, ROOT, waitFor, type Proc } from "../helpers/fleet.js";
 
 const FAST = ["--heartbeat-interval", "200ms"];
 
@@ -169,6 +169,38 @@ describe("agent enrolment and node identity", () => {
     const refused = await exitOf(again);
     expect(refused.code).toBe(1);
     expect(refused.out).toMatch(/enrolment refused: node revoke-1 was revoked at .*; enrol this machine under a new node id/);
+  });
+});
+
+describe("data at rest", () => {
+  it("the agent's journal and identity are 0600 files in a 0700 directory, as is the coordinator's data directory", async () => {
+    const fleet = new Fleet();
+    try {
+      await fleet.startCoordinator(FAST);
+      const { nodeId } = await fleet.startAgent("site-a", ["--workers", "1", "--handlers", join(ROOT, "test/fixtures/handlers")], { nodeId: "rest-1" });
+      const id = await fleet.submit({ handler: "busy", input: { ms: 1500 } });
+      await waitFor("the task running", async () => (await fleet.clients.tasks.getTask({ taskId: id })).task?.state === TaskState.RUNNING);
+      // Paused coordinator: the result is journaled and waits there for an ack.
+      fleet.coordinator!.proc.kill("SIGSTOP");
+      const dir = join(fleet.dir, `agent-${nodeId}`);
+      let files: string[] = [];
+      try {
+        files = await waitFor("a journaled result", () => {
+          const fs = readdirSync(dir).filter((f) => f !== "node.pem" && f !== "ca.crt");
+          return fs.length > 0 ? fs : undefined;
+        }, 15_000, 100);
+      } finally {
+        fleet.coordinator!.proc.kill("SIGCONT");
+      }
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      for (const f of [...files, "node.pem", "ca.crt"]) expect({ f, mode: statSync(join(dir, f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
+      expect((await fleet.finish(id)).state).toBe(TaskState.SUCCEEDED);
+      const coordinatorFiles = readdirSync(fleet.coordinatorDir);
+      expect(coordinatorFiles).toContain("edgeplane.db");
+      for (const f of coordinatorFiles) expect({ f, mode: statSync(join(fleet.coordinatorDir, f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
+    } finally {
+      await fleet.stop();
+    }
   });
 });
 
