@@ -35,6 +35,16 @@ export interface AgentConfig {
   reconnectMaxMs: number;
   /** pino log level. Default `info`. */
   logLevel: string;
+  // --- identity (agent/identity/) ---
+  /**
+   * Join token (`EP1<ca-sha256>::<id>.<secret>`) to enrol with when the node has no valid certificate; the CLI also
+   * reads EDGEPLANE_JOIN_TOKEN and --join-token-file. Not needed once enrolled. Default none.
+   */
+  joinToken: string | undefined;
+  /** The coordinator CA certificate file to trust, instead of pinning the CA by the join token's hash. Default none. */
+  caCert: string | undefined;
+  /** Plaintext to a coordinator started with --insecure: no enrolment, no certificate. Default false. */
+  insecure: boolean;
 }
 
 export function defaultNodeId(clusterId: string): string {
@@ -59,6 +69,9 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
     reconnectBaseMs: 250,
     reconnectMaxMs: 10_000,
     logLevel: "info",
+    joinToken: undefined,
+    caCert: undefined,
+    insecure: false,
   };
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   if (!c.dataDir) c.dataDir = `data/agent-${c.nodeId}`;

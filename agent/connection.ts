@@ -6,6 +6,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { AgentService, ConnectResponseSchema, type ConnectRequest, type CoordinatorBatch, type ConnectResponse, type Registered } from "../gen/edgeplane/v1/agent_pb.js";
+import type { CertificateRenewed } from "../gen/edgeplane/v1/auth_pb.js";
+import type { TransportCredentials } from "./identity/agent-identity.js";
 import { AsyncQueue } from "../lib/async-queue.js";
 import { agentStreamService, fromStream } from "./wire.js";
 import { backoffDelay } from "../lib/backoff.js";
@@ -20,12 +22,19 @@ export interface ConnectionHandlers {
   onRegistered(r: Registered): void;
   onMessage(m: ConnectResponse): void;
   onClosed(reason: string): void;
+  /** A renewed node certificate (agent/identity/ stores it for the next connection). */
+  onCertificate?(c: CertificateRenewed): void;
 }
 
 export interface ConnectionOptions {
   address: string;
   reconnectBaseMs: number;
   reconnectMaxMs: number;
+  /**
+   * Credentials for each (re)connect (agent/identity/): TLS with the node's newest certificate. Default: plaintext
+   * to `address`.
+   */
+  credentials?: () => Promise<TransportCredentials>;
 }
 
 export class Connection {
@@ -33,13 +42,20 @@ export class Connection {
   private outbox: AsyncQueue<ConnectRequest> | undefined;
   private readonly stopController = new AbortController();
   private loopDone: Promise<void> | undefined;
-  private readonly client: Client<typeof AgentService>;
+  private client: { for: TransportCredentials; client: Client<typeof AgentService> } | undefined;
   /** Consecutive failed connects; reset when a stream registers. */
   failures = 0;
 
-  constructor(private readonly opts: ConnectionOptions, private readonly h: ConnectionHandlers, private readonly log: Logger) {
-    // The same AgentService, with a dispatch's series read in one copy (see wire.ts).
-    this.client = createClient(agentStreamService, createGrpcTransport({ baseUrl: `http://${opts.address}` }));
+  constructor(private readonly opts: ConnectionOptions, private readonly h: ConnectionHandlers, private readonly log: Logger) {}
+
+  /** The stream's client, rebuilt when the credentials change (a renewed certificate takes effect at the next connect). */
+  private async streamClient(): Promise<Client<typeof AgentService>> {
+    const creds = this.opts.credentials ? await this.opts.credentials() : { baseUrl: `http://${this.opts.address}` };
+    if (this.client?.for !== creds) {
+      // The same AgentService, with a dispatch's series read in one copy (see wire.ts).
+      this.client = { for: creds, client: createClient(agentStreamService, createGrpcTransport({ baseUrl: creds.baseUrl, nodeOptions: creds.nodeOptions })) };
+    }
+    return this.client.client;
   }
 
   get current(): ConnectionState {
@@ -77,8 +93,10 @@ export class Connection {
       outbox.push(this.h.register());
       let reason = "stream ended by coordinator";
       try {
-        for await (const res of this.client.connect(outbox, { signal: stopSignal })) {
-          if (res.msg.case === "registered") {
+        const client = await this.streamClient();
+        for await (const res of client.connect(outbox, { signal: stopSignal })) {
+          if (res.msg.case === "certificate") this.h.onCertificate?.(res.msg.value);
+          else if (res.msg.case === "registered") {
             if (!this.stopped()) this.state = "registered";
             this.failures = 0;
             this.h.onRegistered(res.msg.value);

@@ -17,6 +17,7 @@ import { Connection } from "./connection.js";
 import { createExecutor, type ExecRequest, type ExecResult, type Executor } from "./executor/executor.js";
 import { CapacitySampler } from "./heartbeat.js";
 import { ResultJournal } from "./journal.js";
+import { AgentIdentity, type TransportCredentials } from "./identity/agent-identity.js";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -43,6 +44,8 @@ const key = (taskId: string, attempt: number) => `${taskId}#${attempt}`;
 export async function startAgent(partial: Partial<AgentConfig> & { clusterId: string }, logger?: Logger): Promise<AgentHandle> {
   const config = resolveAgentConfig(partial);
   const log = logger ?? createLogger("agent", config.logLevel).child({ node: config.nodeId, cluster: config.clusterId });
+  // Identity (agent/identity/): enrols if needed, then mTLS with the node certificate, renewed over the stream.
+  const identity = await AgentIdentity.prepare(config, log.child({ component: "identity" }));
   const executor: Executor = await createExecutor({ size: config.workers, handlersDir: config.handlersDir, logger: log });
   const sampler = new CapacitySampler(config.maxMemoryBytes);
   const running = new Map<string, Running>();
@@ -130,7 +133,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   };
 
   const conn: Connection = new Connection(
-    { address: config.coordinator, reconnectBaseMs: config.reconnectBaseMs, reconnectMaxMs: config.reconnectMaxMs },
+    { address: config.coordinator, reconnectBaseMs: config.reconnectBaseMs, reconnectMaxMs: config.reconnectMaxMs, credentials: () => identity.transport() },
     {
       register: () => {
         const cap = sampler.sample();
@@ -193,6 +196,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
             break;
           }
           case "registered":
+          case "certificate": // identity renewal: handled by Connection (agent/identity/)
           case "batch": // unpacked by Connection
           case undefined:
             break;
@@ -202,6 +206,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
           }
         }
       },
+      onCertificate: (c) => identity.onCertificate(c),
       onClosed: (reason) => {
         if (heartbeatTimer) clearInterval(heartbeatTimer);
         heartbeatTimer = undefined;
@@ -243,6 +248,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   };
 
   conn.start();
+  identity.startRenewal((m) => conn.send(m));
 
   let stopping: Promise<void> | undefined;
   // stop() during a drain cuts the grace short.
@@ -253,7 +259,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
       state = "draining";
       if (graceMs !== undefined && running.size > 0) {
         // Tell the coordinator first so no new work arrives while we finish.
-        await drainSelf(config, log);
+        await drainSelf(config, log, identity.currentCredentials);
         log.info({ running: running.size, graceMs }, "draining: waiting for running tasks");
         const all = Promise.all([...running.values()].map((r) => r.done));
         await Promise.race([
@@ -268,6 +274,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
       await journal.settled();
       await new Promise((r) => setImmediate(r));
       if (heartbeatTimer) clearInterval(heartbeatTimer);
+      identity.stop();
       await conn.stop();
       await executor.close();
       if (config.devicesFile) {
@@ -296,9 +303,9 @@ function shardStep(d: Dispatch): ExecRequest["shard"] {
 }
 
 /** Asks the coordinator to stop placing work here (best effort: the stream's cancelled results cover a miss). */
-async function drainSelf(config: AgentConfig, log: Logger): Promise<void> {
+async function drainSelf(config: AgentConfig, log: Logger, creds: TransportCredentials): Promise<void> {
   try {
-    const client = createClient(ClusterService, createGrpcTransport({ baseUrl: `http://${config.coordinator}` }));
+    const client = createClient(ClusterService, createGrpcTransport({ baseUrl: creds.baseUrl, nodeOptions: creds.nodeOptions }));
     await client.drainNode({ nodeId: config.nodeId }, { timeoutMs: 2000 });
   } catch (err) {
     log.warn({ err: (err as Error).message }, "could not tell the coordinator this node is draining");

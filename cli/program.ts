@@ -7,6 +7,7 @@ import { registerClusterCommands } from "./cluster-commands.js";
 import type { CliDeps } from "./context.js";
 import { registerRunCommands } from "./run.js";
 import { registerTaskCommands } from "./task-commands.js";
+import { registerAccessCommands } from "./token-commands.js";
 
 const EXAMPLES = `
 Examples:
@@ -16,8 +17,11 @@ Examples:
   $ edgeplane tasks --state queued,running
   $ edgeplane nodes --cluster site-a
   $ edgeplane status --json
+  $ edgeplane token create --role submitter --clusters site-a --ttl 24h
+  $ edgeplane token create --cluster site-a --uses 3       # a join token for agents
 
-Client commands talk to --coordinator HOST:PORT (default 127.0.0.1:50051, or $EDGEPLANE_ADDR).
+Client commands talk to --coordinator HOST:PORT (default 127.0.0.1:50051, or $EDGEPLANE_ADDR) over TLS, with the
+token from --token / $EDGEPLANE_TOKEN (or ./data/admin.token); the CA is pinned by the token, or --ca / $EDGEPLANE_CA.
 Failed calls exit 1 with "error: <gRPC code>: <message>"; usage errors exit 2.`;
 
 /** The package version, from package.json next to the source (cli/) or the build (dist/cli/). */
@@ -43,7 +47,7 @@ export function buildProgram(deps: Partial<CliDeps> = {}): Command {
       write: (t) => void process.stdout.write(t),
       writeError: (t) => void process.stderr.write(t),
     },
-    connect: deps.connect ?? ((address) => createClients(address)),
+    connect: deps.connect ?? ((address, security) => createClients(address, security)),
     now: deps.now ?? (() => new Date()),
   };
   // Settings made before subcommands are added are inherited by them.
@@ -57,5 +61,6 @@ export function buildProgram(deps: Partial<CliDeps> = {}): Command {
   registerTaskCommands(program, d);
   registerClusterCommands(program, d);
   registerRunCommands(program, d);
+  registerAccessCommands(program, d);
   return program;
 }

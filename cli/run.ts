@@ -1,7 +1,8 @@
 // Runs the product: `coordinator`, `agent`, and `dev` (a coordinator plus local agents as child processes).
 // Owns process lifecycle only (flags → config, signals, ready files, children); never schedules or runs tasks itself.
 import { spawn, type ChildProcess } from "node:child_process";
-import { renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { resolve as resolvePath, join as joinPath } from "node:path";
 import { Option, type Command } from "commander";
 import { pino, type Logger } from "pino";
 import { resolveAgentConfig, type AgentConfig } from "../agent/config.js";
@@ -27,7 +28,11 @@ interface FlagSpec<V> {
   help: string;
   parse: (text: string) => V;
   show: (value: V) => string;
+  /** A switch without a value (`--insecure`, `--no-reflection`). */
+  boolean?: true;
 }
+
+const orNone = (v: string) => v || "none";
 
 /** One flag per coordinator option: adding an option to CoordinatorConfig without a flag fails to compile. */
 const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<CoordinatorConfig[K]> } = {
@@ -52,13 +57,37 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
   splitShardOverheadMs: { flags: "--split-shard-overhead <duration>", help: "HYBRID sizing: cost of shipping a shard to another node and hearing back", parse: parseDuration, show: formatMs },
   maxConcurrentStreams: { flags: "--max-concurrent-streams <n>", help: "calls one client connection may have open at once; more wait in the client", parse: (t) => parseInteger(t, 1), show: String },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
+  // Security (coordinator/security/; docs/security.md).
+  insecure: { flags: "--insecure", help: "plaintext, no authentication: anything reaching the port may do everything; only on a loopback --listen address", parse: () => true, show: String, boolean: true },
+  caCert: { flags: "--ca-cert <file>", help: "CA certificate (PEM) to issue from, instead of the one created in --data-dir (needs --ca-key)", parse: (t) => t, show: (v) => v || "<data-dir>/ca.crt" },
+  caKey: { flags: "--ca-key <file>", help: "private key of --ca-cert (PEM, mode 0600)", parse: (t) => t, show: (v) => v || "<data-dir>/ca.key" },
+  tlsSans: { flags: "--tls-san <names>", help: "extra DNS names or IPs for the serving certificate, comma-separated (the --listen host is always in it)", parse: parseList, show: (v) => v.join(",") || "none" },
+  servingCertTtlMs: { flags: "--serving-cert-ttl <duration>", help: "lifetime of the serving certificate; renewed at two thirds of it without a restart", parse: parseDuration, show: formatMs },
+  nodeCertTtlMs: { flags: "--node-cert-ttl <duration>", help: "lifetime of node certificates; agents renew over their stream at two thirds of it", parse: parseDuration, show: formatMs },
+  healthListen: { flags: "--health-listen <host:port>", help: "also serve grpc.health.v1 (only) in plaintext here, for probes", parse: parseHostPort, show: orNone },
+  reflection: { flags: "--no-reflection", help: "do not serve gRPC server reflection (served without a token by default)", parse: () => false, show: String, boolean: true },
+  auditLog: { flags: "--audit-log <file>", help: "audit log of mutating and refused calls (JSON lines, mode 0600); - for the coordinator log", parse: (t) => t, show: (v) => v || "<data-dir>/audit.log" },
+  quotaMaxActiveTasks: { flags: "--quota-max-active <n>", help: "per token: most tasks queued or running at once (0 = unlimited; a token may set its own)", parse: (t) => parseInteger(t, 0), show: String },
+  quotaSubmitRate: { flags: "--quota-submit-rate <per-second>", help: "per token: sustained submissions per second (0 = unlimited)", parse: (t) => parseNonNegative(t), show: String },
+  quotaSubmitBurst: { flags: "--quota-submit-burst <n>", help: "per token: submissions allowed in a burst", parse: (t) => parseInteger(t, 0), show: String },
+  quotaMaxInputBytes: { flags: "--quota-max-input <size>", help: "per token: largest input of one task (0 = --max-input-bytes)", parse: parseBytes, show: formatBytes },
 };
+
+function parseNonNegative(t: string): number {
+  const n = Number(t);
+  if (!(t.trim() !== "" && Number.isFinite(n) && n >= 0)) throw new UsageError(`expected a number >= 0, got "${t}"`);
+  return n;
+}
 
 /** Adds every coordinator option as a flag, defaults shown in --help. */
 function addCoordinatorOptions(cmd: Command): void {
   for (const key of Object.keys(COORDINATOR_FLAGS) as (keyof CoordinatorConfig)[]) {
     const spec = COORDINATOR_FLAGS[key] as FlagSpec<unknown>;
     const dflt = DEFAULT_COORDINATOR_CONFIG[key];
+    if (spec.boolean) {
+      cmd.addOption(new Option(spec.flags, spec.help));
+      continue;
+    }
     const option = new Option(spec.flags, spec.help).default(dflt, spec.show(dflt)).argParser(arg(spec.parse));
     if (key === "logLevel") option.choices(LOG_LEVELS);
     cmd.addOption(option);
@@ -90,6 +119,21 @@ export interface AgentFlags {
   reconnectBase?: number;
   reconnectMax?: number;
   logLevel?: string;
+  joinToken?: string;
+  joinTokenFile?: string;
+  caCert?: string;
+  insecure?: boolean;
+}
+
+/** Environment variable holding an agent's join token (kept out of argv, where `ps` shows it). */
+export const JOIN_TOKEN_ENV = "EDGEPLANE_JOIN_TOKEN";
+
+function readJoinTokenFile(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new UsageError(`cannot read --join-token-file ${path}: ${(err as Error).message}`);
+  }
 }
 
 /**
@@ -113,6 +157,9 @@ export function agentConfigFromFlags(f: AgentFlags): Partial<AgentConfig> & { cl
     reconnectBaseMs: f.reconnectBase,
     reconnectMaxMs: f.reconnectMax,
     logLevel: f.logLevel,
+    joinToken: f.joinToken ?? (f.joinTokenFile ? readJoinTokenFile(f.joinTokenFile) : undefined),
+    caCert: f.caCert,
+    insecure: f.insecure,
   };
   return { ...config, clusterId: f.cluster } as Partial<AgentConfig> & { clusterId: string };
 }
@@ -150,26 +197,47 @@ export function planDevAgents(l: DevLayout): DevAgentPlan[] {
 export function devAgentArgs(
   p: DevAgentPlan,
   coordinator: string,
-  extra: { logLevel: string; handlers?: string; workers?: number },
+  extra: { logLevel: string; handlers?: string; workers?: number; insecure?: boolean },
 ): string[] {
   return [
     "agent", "--coordinator", coordinator, "--cluster", p.clusterId, "--node-id", p.nodeId, "--tier", p.tier,
     "--log-level", extra.logLevel,
+    ...(extra.insecure ? ["--insecure"] : []),
     ...(p.deviceIds.length > 0 ? ["--devices", p.deviceIds.join(",")] : []),
     ...(extra.handlers ? ["--handlers", extra.handlers] : []),
     ...(extra.workers ? ["--workers", String(extra.workers)] : []),
   ];
 }
 
+/** The CLI credentials `dev` prints: the admin token and the CA file (absent with --insecure). */
+export interface DevCredentials {
+  token: string;
+  caFile: string;
+  /** Whether the CLI finds the token by itself (data/admin.token under the current directory). */
+  tokenFileIsDefault: boolean;
+}
+
 /** What `dev` prints once everything is started. */
-export function renderDevBanner(address: string, plans: readonly DevAgentPlan[]): string {
+export function renderDevBanner(address: string, plans: readonly DevAgentPlan[], credentials?: DevCredentials): string {
   const target = address === DEFAULT_COORDINATOR_ADDRESS ? "" : ` --coordinator ${address}`;
+  const security = credentials
+    ? [
+      "TLS and authentication are on. Admin token (keep it secret):",
+      `  ${credentials.token}`,
+      `For the CLI in another shell${credentials.tokenFileIsDefault ? " (from this directory it also finds data/admin.token by itself)" : ""}:`,
+      `  export EDGEPLANE_ADDR=${address}`,
+      `  export EDGEPLANE_TOKEN=${credentials.token}`,
+      `  export EDGEPLANE_CA=${credentials.caFile}`,
+      "",
+    ]
+    : ["--insecure: plaintext, no authentication (client commands need --insecure or EDGEPLANE_INSECURE=1).", ""];
   const agents = plans.map((p) => `    ${p.nodeId.padEnd(12)} ${p.clusterId} (${p.tier})${p.deviceIds.length ? `  devices ${p.deviceIds.join(",")}` : ""}`);
   const device = plans.find((p) => p.deviceIds.length > 0)?.deviceIds[0];
   return [
     `edgeplane dev: coordinator on ${address}, ${plans.length} local agent${plans.length === 1 ? "" : "s"}:`,
     ...agents,
     "",
+    ...security,
     "Try:",
     `  npx edgeplane submit --handler stats --values 1,2,3,4 --wait${target}`,
     ...(device ? [`  npx edgeplane submit --handler anomaly --device ${device} --input '{"values":[10,11,9,10,12,10,95,11,10,9],"threshold":2.5}' --wait${target}`] : []),
@@ -179,6 +247,14 @@ export function renderDevBanner(address: string, plans: readonly DevAgentPlan[])
     "",
     "Ctrl-C stops the agents (running tasks finish first), then the coordinator.",
   ].join("\n");
+}
+
+/**
+ * Files and directories the coordinator and agents create (databases, journals, keys, logs) are the owner's only:
+ * umask 077 gives new files 0600 and new directories 0700.
+ */
+function privateFilesFromNowOn(): void {
+  if (process.platform !== "win32") process.umask(0o077);
 }
 
 /** Writes the file atomically so a reader polling for it never sees half a line. */
@@ -231,6 +307,7 @@ function registerCoordinator(program: Command): void {
   addCoordinatorOptions(cmd);
   cmd.option("--ready-file <path>", "once listening, write the bound HOST:PORT to this file (for scripts and tests)");
   cmd.action(async (flags: Record<string, unknown> & { readyFile?: string }) => {
+    privateFilesFromNowOn();
     const config = coordinatorConfigFromFlags(flags);
     checkConfig(() => resolveCoordinatorConfig(config));
     const log = supervisorLogger(config.logLevel ?? "info");
@@ -270,8 +347,13 @@ function registerAgent(program: Command): void {
     .addOption(durationOption("--reconnect-base <duration>", "first reconnect delay; doubles per failure, with jitter", AGENT_DEFAULTS.reconnectBaseMs))
     .addOption(durationOption("--reconnect-max <duration>", "longest reconnect delay", AGENT_DEFAULTS.reconnectMaxMs))
     .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default(AGENT_DEFAULTS.logLevel))
+    .addOption(new Option("--join-token <token>", "join token to enrol with (edgeplane token create --cluster ID); not needed once enrolled").env(JOIN_TOKEN_ENV))
+    .option("--join-token-file <path>", "file holding the join token (keeps it out of the process list)")
+    .option("--ca-cert <file>", "the coordinator's CA certificate, trusted instead of pinning it by the join token's hash")
+    .option("--insecure", "plaintext to a coordinator started with --insecure: no enrolment, no certificate")
     .option("--ready-file <path>", "once started, write the node id to this file (for scripts and tests)");
   cmd.action(async (flags: AgentFlags & { readyFile?: string }) => {
+    privateFilesFromNowOn();
     const config = agentConfigFromFlags(flags);
     checkConfig(() => resolveAgentConfig(config));
     const log = supervisorLogger(flags.logLevel ?? "info");
@@ -304,9 +386,10 @@ interface RunningChild {
   exited: Promise<void>;
 }
 
-function spawnAgent(plan: DevAgentPlan, args: string[], log: Logger, stopping: () => boolean): RunningChild {
+function spawnAgent(plan: DevAgentPlan, args: string[], log: Logger, stopping: () => boolean, env: Record<string, string> = {}): RunningChild {
   const script = process.argv[1];
   const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
+    env: { ...process.env, ...env },
     // Its own process group, so a terminal Ctrl-C reaches only `dev`, which forwards it once; the IPC
     // channel lets the agent notice if `dev` dies without forwarding anything.
     detached: true,
@@ -348,6 +431,7 @@ function registerDev(program: Command, deps: CliDeps): void {
     .option("--ready-file <path>", "once listening, write the coordinator's HOST:PORT to this file");
   cmd.action(
     async (flags: Record<string, unknown> & DevLayout & { handlers?: string; workers?: number; readyFile?: string }) => {
+      privateFilesFromNowOn();
       const config = coordinatorConfigFromFlags(flags);
       checkConfig(() => resolveCoordinatorConfig(config));
       if (!process.argv[1]) throw new CliError("dev: cannot find the path of the running CLI to start agents with");
@@ -358,10 +442,22 @@ function registerDev(program: Command, deps: CliDeps): void {
 
       let stopping = false;
       const plans = planDevAgents(flags);
+      // Security: an admin token for the CLI, and a join token per cluster that enrols its agents (in their env).
+      const { tokens, ca } = coordinator.security;
+      const joinTokens = new Map<string, string>();
+      for (const c of new Set(plans.map((p) => p.clusterId))) {
+        if (tokens) joinTokens.set(c, tokens.create({ kind: "join", clusters: [c], ttlMs: 3_600_000, maxUses: plans.filter((p) => p.clusterId === c).length, description: "edgeplane dev", createdBy: "edgeplane dev" }).text);
+      }
+      const adminToken = tokens?.ensureAdmin(coordinator.security.adminTokenFile, log, true);
       const children = plans.map((p) =>
-        spawnAgent(p, devAgentArgs(p, coordinator.address, { logLevel, handlers: flags.handlers, workers: flags.workers }), log, () => stopping),
+        spawnAgent(p, devAgentArgs(p, coordinator.address, { logLevel, handlers: flags.handlers, workers: flags.workers, insecure: config.insecure }), log, () => stopping,
+          joinTokens.has(p.clusterId) ? { [JOIN_TOKEN_ENV]: joinTokens.get(p.clusterId)! } : {}),
       );
-      deps.io.write(`${renderDevBanner(coordinator.address, plans)}\n`);
+      const credentials = adminToken && ca ? {
+        token: adminToken, caFile: resolvePath(ca.certPath),
+        tokenFileIsDefault: resolvePath(coordinator.security.adminTokenFile) === resolvePath(joinPath("data", "admin.token")),
+      } : undefined;
+      deps.io.write(`${renderDevBanner(coordinator.address, plans, credentials)}\n`);
       if (flags.readyFile) writeReadyFile(flags.readyFile, coordinator.address);
 
       const forward = (signal: NodeJS.Signals) => {

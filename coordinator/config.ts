@@ -1,5 +1,6 @@
 // Coordinator options: every option documented with its default, resolved once at start-up.
 // Must never read the environment or flags after start: main.ts passes the resolved config down.
+import { checkSecurityConfig } from "./security/config-check.js";
 
 export interface CoordinatorConfig {
   /** HOST:PORT to listen on; port 0 picks a free port. Default `127.0.0.1:50051`. */
@@ -56,6 +57,36 @@ export interface CoordinatorConfig {
   maxConcurrentStreams: number;
   /** pino log level. Default `info`. */
   logLevel: string;
+  // --- security (coordinator/security/) ---
+  /**
+   * Serve plaintext with no authentication: anything that reaches the port may do everything. Refused unless the
+   * listen address is loopback (127.0.0.0/8, ::1, localhost). Default false (TLS, tokens and certificates).
+   */
+  insecure: boolean;
+  /** CA certificate (PEM) to issue from instead of `<dataDir>/ca.crt`; needs caKey. Default "" (created in dataDir on first start). */
+  caCert: string;
+  /** Private key of caCert (PEM; must not be readable by others). Default "" (`<dataDir>/ca.key`, mode 0600). */
+  caKey: string;
+  /** Extra DNS names or IPs in the serving certificate, besides the listen host (and localhost for loopback/wildcard). Default none. */
+  tlsSans: string[];
+  /** Lifetime of the serving certificate, in ms; it is renewed at two thirds of it without a restart. Default 30 days. */
+  servingCertTtlMs: number;
+  /** Lifetime of node (and client) certificates, in ms; agents renew theirs over the stream at two thirds. Default 7 days. */
+  nodeCertTtlMs: number;
+  /** HOST:PORT of a plaintext listener that serves only grpc.health.v1 (for probes); "" for none. Default "". */
+  healthListen: string;
+  /** Serve gRPC server reflection (readable without a token). Default true. */
+  reflection: boolean;
+  /** Audit log: a file of JSON lines (mode 0600), or `-` for the coordinator's own log. Default "" (`<dataDir>/audit.log`). */
+  auditLog: string;
+  /** Per-token default: most tasks queued or running at once; 0 = unlimited. Default 50,000. */
+  quotaMaxActiveTasks: number;
+  /** Per-token default: sustained submissions per second (token bucket); 0 = unlimited. Default 2,000. */
+  quotaSubmitRate: number;
+  /** Per-token default: submissions in a burst (token bucket size). Default 20,000. */
+  quotaSubmitBurst: number;
+  /** Per-token default: largest input of one task, in bytes; 0 = maxInputBytes. Default 0. */
+  quotaMaxInputBytes: number;
 }
 
 export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.freeze({
@@ -80,6 +111,19 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   splitShardOverheadMs: 15,
   maxConcurrentStreams: 1000,
   logLevel: "info",
+  insecure: false,
+  caCert: "",
+  caKey: "",
+  tlsSans: [],
+  servingCertTtlMs: 30 * 86_400_000,
+  nodeCertTtlMs: 7 * 86_400_000,
+  healthListen: "",
+  reflection: true,
+  auditLog: "",
+  quotaMaxActiveTasks: 50_000,
+  quotaSubmitRate: 2_000,
+  quotaSubmitBurst: 20_000,
+  quotaMaxInputBytes: 0,
 });
 
 /** Applies defaults and rejects nonsense values with a message that says what to fix. */
@@ -102,5 +146,6 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   if (c.drainGraceMs < 0) throw new Error(`coordinator option drainGraceMs must be >= 0`);
   if (!Number.isInteger(c.maxShards)) throw new Error(`coordinator option maxShards must be a whole number, got ${c.maxShards}`);
   if (!(c.splitShardOverheadMs >= 0)) throw new Error(`coordinator option splitShardOverheadMs must be >= 0`);
+  checkSecurityConfig(c);
   return c;
 }

@@ -1,7 +1,8 @@
 // Typed domain errors of the coordinator. rpc/errors.ts maps them to gRPC status codes; nothing else does.
 
 abstract class EdgeplaneError extends Error {
-  abstract readonly kind: "invalid" | "not_found" | "already_exists" | "failed_precondition" | "resource_exhausted" | "unavailable";
+  abstract readonly kind: "invalid" | "not_found" | "already_exists" | "failed_precondition" | "resource_exhausted" | "unavailable"
+    | "unauthenticated" | "permission_denied";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -17,10 +18,15 @@ export class FailedPreconditionError extends EdgeplaneError { readonly kind = "f
 /** The request asks for more than the limits allow (input larger than --max-input-bytes). */
 export class ResourceExhaustedError extends EdgeplaneError { readonly kind = "resource_exhausted" as const; }
 export class UnavailableError extends EdgeplaneError { readonly kind = "unavailable" as const; }
+/** No valid credentials (missing, unknown, expired or revoked token or certificate); the message says what is needed. */
+export class UnauthenticatedError extends EdgeplaneError { readonly kind = "unauthenticated" as const; }
+/** Valid credentials without the right for this call; the message names the right and who has it. */
+export class PermissionDeniedError extends EdgeplaneError { readonly kind = "permission_denied" as const; }
 
 export type DomainError =
   | InvalidArgumentError | NotFoundError | AlreadyExistsError
-  | FailedPreconditionError | ResourceExhaustedError | UnavailableError;
+  | FailedPreconditionError | ResourceExhaustedError | UnavailableError
+  | UnauthenticatedError | PermissionDeniedError;
 
 export function isDomainError(e: unknown): e is DomainError {
   return e instanceof EdgeplaneError;

@@ -37,7 +37,8 @@ export interface AgentLinkDeps {
 export class AgentLink {
   readonly session: AgentSession;
   readonly node: NodeRecord;
-  private readonly log: Logger;
+  /** Bound to the node, cluster and session. */
+  readonly log: Logger;
 
   /** Registers the node (throws InvalidArgumentError on a bad registration) and opens its session. */
   constructor(private readonly d: AgentLinkDeps, reg: AgentRegistration) {

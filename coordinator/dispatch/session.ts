@@ -10,7 +10,9 @@ export type OutboundMessage =
   | { type: "drain"; graceMs: number }
   | { type: "heartbeat-ack"; sequence: bigint }
   | { type: "registered"; heartbeatIntervalMs: number }
-  | { type: "result-ack"; taskId: string; attempt: number };
+  | { type: "result-ack"; taskId: string; attempt: number }
+  /** A renewed node certificate (security/), or why the renewal was refused. */
+  | { type: "certificate"; certificatePem: string; caPem: string; notAfter: number; error: string };
 
 export class AgentSession {
   /** One entry per turn in which something was sent, in order. */

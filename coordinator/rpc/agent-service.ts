@@ -1,12 +1,15 @@
-// AgentService.Connect: the one bidirectional stream per node agent. Decodes wire messages (convert.ts), hands them
-// to the agent's link (dispatch/agent-link.ts), and encodes the session's outbox, one write per turn. Transport only.
+// AgentService.Connect: the one bidirectional stream per node agent. Checks the agent's identity (security/),
+// decodes wire messages (convert.ts), hands them to the agent's link (dispatch/agent-link.ts), and encodes the
+// session's outbox, one write per turn. Transport and identity only.
 import { status } from "@grpc/grpc-js";
 import type { AgentService } from "../../gen/edgeplane/v1/agent_pb.js";
 import type { Timers } from "../../lib/clock.js";
 import type { Logger } from "../../lib/log.js";
 import { AgentLink } from "../dispatch/agent-link.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
+import { UnauthenticatedError } from "../errors.js";
 import type { NodeRegistry } from "../nodes/registry.js";
+import type { NodeIdentities } from "../security/node-identity.js";
 import { agentMessageFromPb, outboundToPb, registrationFromPb } from "./convert.js";
 import { RpcStatusError } from "./errors.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
@@ -17,6 +20,8 @@ export interface AgentServiceDeps {
   timers: Timers;
   heartbeatIntervalMs: number;
   log: Logger;
+  /** Node identities (security/): Register checked against the certificate, revocation, renewal. None with --insecure. */
+  identity?: Pick<NodeIdentities, "checkRegister" | "onRevoked" | "renew">;
 }
 
 /** How long the end of a stream waits for its reader to finish handling what arrived. */
@@ -31,7 +36,10 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       if (first.value.msg.case !== "register") {
         throw new RpcStatusError(status.FAILED_PRECONDITION, `the first message on AgentService.Connect must be register, got ${first.value.msg.case ?? "an empty message"}`);
       }
-      const link = new AgentLink(d, registrationFromPb(first.value.msg.value, "", ctx.peer));
+      const reg = first.value.msg.value;
+      // The node id and cluster are the certificate's; a Register claiming others is PERMISSION_DENIED.
+      d.identity?.checkRegister(ctx.principal, reg.nodeId, reg.clusterId);
+      const link = new AgentLink(d, registrationFromPb(reg, "", ctx.peer));
       const session = link.session;
 
       let closeReason = "stream closed by agent";
@@ -40,9 +48,28 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
         session.close();
       };
       ctx.signal.addEventListener("abort", onAbort, { once: true });
+      // A revoked node's stream closes at once.
+      let revoked: string | undefined;
+      const unwatchRevocation = d.identity?.onRevoked(link.node.id, (reason) => {
+        revoked = closeReason = reason;
+        session.close();
+      });
+      const renew = (csrPem: string) => {
+        const renewal = d.identity?.renew(ctx.principal, csrPem);
+        renewal?.then(
+          (c) => session.send({ type: "certificate", certificatePem: c.certificatePem, caPem: c.caPem, notAfter: c.notAfter, error: "" }),
+          (err: unknown) => {
+            link.log.warn({ err: (err as Error).message }, "certificate renewal refused");
+            session.send({ type: "certificate", certificatePem: "", caPem: "", notAfter: 0, error: (err as Error).message });
+          },
+        );
+      };
       const reader = (async () => {
         try {
-          for (let r = await it.next(); !r.done; r = await it.next()) link.handle(agentMessageFromPb(r.value));
+          for (let r = await it.next(); !r.done; r = await it.next()) {
+            if (r.value.msg.case === "renewCertificate") renew(r.value.msg.value.csrPem);
+            else link.handle(agentMessageFromPb(r.value));
+          }
         } catch (err) {
           closeReason = `stream failed: ${(err as Error).message}`;
         } finally {
@@ -54,9 +81,13 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
         for await (const batch of session.outbox) yield* outboundToPb(batch, link.node.id, session.sessionId);
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        unwatchRevocation?.();
         link.close(closeReason);
+        // A revoked node's attempts move now rather than after the disconnect window: its results are not wanted.
+        if (revoked) d.dispatcher.nodeLost(link.node, `node ${link.node.id} revoked`);
         await Promise.race([reader, new Promise((r) => setTimeout(r, READER_SETTLE_MS))]);
       }
+      if (revoked) throw new UnauthenticatedError(`${revoked}; it cannot connect any more`);
     },
   };
 }

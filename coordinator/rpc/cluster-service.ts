@@ -12,6 +12,7 @@ import type { Dispatcher } from "../dispatch/dispatcher.js";
 import { InvalidArgumentError } from "../errors.js";
 import { fleetStatus } from "../nodes/figures.js";
 import type { NodeRegistry } from "../nodes/registry.js";
+import { inScope, requireCluster, requireDrain, unscoped } from "../security/access.js";
 import type { TaskManager } from "../tasks/task-manager.js";
 import { clusterToPb, nodeStateToPb, nodeToPb, priorityToPb, tierFromPb, tierToPb } from "./convert.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
@@ -26,26 +27,30 @@ export interface ClusterServiceDeps {
 
 export function clusterServiceImpl(d: ClusterServiceDeps): ServiceImpl<typeof ClusterService.method> {
   return {
-    async registerCluster(req) {
+    async registerCluster(req, call) {
+      requireCluster(call.principal, req.clusterId, "cluster_id");
       const c = d.registry.registerCluster(req.clusterId, tierFromPb(req.tier, "tier", "edge"), { ...req.labels });
       return create(RegisterClusterResponseSchema, { cluster: clusterToPb(c, d.registry) });
     },
 
-    async listClusters() {
-      const clusters = d.registry.listClusters().sort((a, b) => a.id.localeCompare(b.id));
+    async listClusters(_req, call) {
+      let clusters = d.registry.listClusters().sort((a, b) => a.id.localeCompare(b.id));
+      if (!unscoped(call.principal)) clusters = clusters.filter((c) => inScope(call.principal, c.id));
       return create(ListClustersResponseSchema, { clusters: clusters.map((c) => clusterToPb(c, d.registry)) });
     },
 
-    async listNodes(req) {
+    async listNodes(req, call) {
       let nodes = d.registry.listNodes();
+      if (!unscoped(call.principal)) nodes = nodes.filter((n) => inScope(call.principal, n.clusterId));
       if (req.clusterId) nodes = nodes.filter((n) => n.clusterId === req.clusterId);
       if (req.deviceId) nodes = nodes.filter((n) => n.deviceIds.has(req.deviceId));
       nodes.sort((a, b) => a.clusterId.localeCompare(b.clusterId) || a.id.localeCompare(b.id));
       return create(ListNodesResponseSchema, { nodes: nodes.map((n) => nodeToPb(n, d.registry)) });
     },
 
-    async drainNode(req) {
+    async drainNode(req, call) {
       if (!req.nodeId) throw new InvalidArgumentError("node_id is required");
+      requireDrain(call.principal, req.nodeId, d.registry.findNode(req.nodeId)?.clusterId);
       const node = d.dispatcher.drain(req.nodeId, d.config.drainGraceMs);
       return create(DrainNodeResponseSchema, { node: nodeToPb(node, d.registry) });
     },

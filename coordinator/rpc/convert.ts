@@ -307,6 +307,7 @@ export function agentMessageFromPb(m: PbConnectRequest): AgentMessage {
       };
     case "register":
       return { type: "register-again" };
+    case "renewCertificate": // identity, not work: rpc/agent-service.ts answers it
     case undefined:
       return { type: "empty" };
     default: {
@@ -360,6 +361,11 @@ export function outboundToPb(batch: readonly OutboundMessage[], nodeId: string, 
         break;
       case "heartbeat-ack":
         out.push(create(ConnectResponseSchema, { msg: { case: "heartbeatAck", value: { sequence: m.sequence } } }));
+        break;
+      case "certificate":
+        out.push(create(ConnectResponseSchema, {
+          msg: { case: "certificate", value: { certificatePem: m.certificatePem, caPem: m.caPem, notAfter: m.error ? undefined : timestampFromMs(m.notAfter), error: m.error } },
+        }));
         break;
       default: {
         const never: never = m;

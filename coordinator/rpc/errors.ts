@@ -28,6 +28,8 @@ export function toGrpcStatus(err: unknown): { code: status; details: string; int
       case "failed_precondition": return { code: status.FAILED_PRECONDITION, details: err.message, internal: false };
       case "resource_exhausted": return { code: status.RESOURCE_EXHAUSTED, details: err.message, internal: false };
       case "unavailable": return { code: status.UNAVAILABLE, details: err.message, internal: false };
+      case "unauthenticated": return { code: status.UNAUTHENTICATED, details: err.message, internal: false };
+      case "permission_denied": return { code: status.PERMISSION_DENIED, details: err.message, internal: false };
       default: {
         const never: never = err;
         return { code: status.INTERNAL, details: String(never), internal: true };

@@ -5,6 +5,7 @@ import { fromBinary, toBinary, type DescMessage, type DescMethod, type MessageSh
 import { fromBinaryFast } from "../../lib/fast-doubles.js";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { Logger } from "../../lib/log.js";
+import type { CallGuard, Principal } from "../security/principal.js";
 import { toServiceError, toGrpcStatus } from "./errors.js";
 
 export interface CallContext {
@@ -12,7 +13,12 @@ export interface CallContext {
   signal: AbortSignal;
   peer: string;
   metadata: grpc.Metadata;
+  /** Who is calling, as the guard authenticated it (security/). */
+  principal: Principal;
 }
+
+/** A guard that admits every call as the --insecure principal, with no audit (for tests of services alone). */
+export const OPEN_GUARD: CallGuard = { admit: () => ({ principal: { kind: "insecure", id: "insecure" }, finish: () => {} }) };
 
 type In<M extends DescMethod> = MessageShape<M["input"]>;
 type Out<M extends DescMethod> = MessageShape<M["output"]>;
@@ -64,18 +70,27 @@ export function grpcServiceDefinition(service: GenService<GenServiceMethods>): g
   return def as grpc.ServiceDefinition;
 }
 
-function contextFor(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, shutdown: AbortSignal): { ctx: CallContext; done: () => void } {
+type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+/**
+ * The call's context, once the guard has admitted it (authenticated and authorised: a refusal throws). `done` ends
+ * the call's bookkeeping and tells the guard how it ended, for the audit log.
+ */
+function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard: CallGuard): { ctx: CallContext; done: (err?: unknown, res?: unknown) => void } {
+  const request = "request" in call ? call.request : undefined;
+  const admission = guard.admit({ method, metadata: call.metadata, peer: call.getPeer(), auth: call.getAuthContext(), request });
   const ac = new AbortController();
   const onCancel = () => ac.abort(new Error("call cancelled by client"));
   const ee = call as unknown as NodeJS.EventEmitter;
   ee.on("cancelled", onCancel);
   const onShutdown = () => ac.abort(new Error("server shutting down"));
   shutdown.addEventListener("abort", onShutdown, { once: true });
-  const done = () => {
+  const done = (err?: unknown, res?: unknown) => {
     shutdown.removeEventListener("abort", onShutdown);
     ee.removeListener("cancelled", onCancel);
+    admission.finish(err, request, res);
   };
-  return { ctx: { signal: ac.signal, peer: call.getPeer(), metadata: call.metadata }, done };
+  return { ctx: { signal: ac.signal, peer: call.getPeer(), metadata: call.metadata, principal: admission.principal }, done };
 }
 
 async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncIterable<unknown>, signal: AbortSignal): Promise<void> {
@@ -98,6 +113,7 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
   impl: ServiceImpl<S>,
   log: Logger,
   shutdown: AbortSignal,
+  guard: CallGuard = OPEN_GUARD,
 ): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   const logFailure = (method: string, err: unknown) => {
@@ -108,28 +124,44 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
   for (const m of (service as GenService<GenServiceMethods>).methods) {
     const fn = (impl as Record<string, unknown>)[m.localName] as (...a: unknown[]) => unknown;
     const name = `${service.typeName}/${m.name}`;
+    // Admits the call through the guard; a refusal is answered at once and the handler never runs.
+    const admit = (call: AnyCall, refuse: (err: unknown) => void) => {
+      try {
+        return contextFor(call, shutdown, name, guard);
+      } catch (err) {
+        logFailure(name, err);
+        refuse(toServiceError(err));
+        return undefined;
+      }
+    };
     switch (m.methodKind) {
       case "unary":
         out[m.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-          const { ctx, done } = contextFor(call, shutdown);
+          const admitted = admit(call, (e) => cb(e as grpc.ServiceError));
+          if (!admitted) return;
+          const { ctx, done } = admitted;
           (fn(call.request, ctx) as Promise<unknown>).then(
-            (res) => { done(); cb(null, res); },
-            (err) => { done(); logFailure(name, err); cb(toServiceError(err)); },
+            (res) => { done(undefined, res); cb(null, res); },
+            (err) => { done(err); logFailure(name, err); cb(toServiceError(err)); },
           );
         }) as grpc.handleUnaryCall<unknown, unknown>;
         break;
       case "server_streaming":
         out[m.localName] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
-          const { ctx, done } = contextFor(call, shutdown);
+          const admitted = admit(call, (e) => call.emit("error", e));
+          if (!admitted) return;
+          const { ctx, done } = admitted;
           writeAll(call, fn(call.request, ctx) as AsyncIterable<unknown>, ctx.signal).then(
             () => { done(); call.end(); },
-            (err) => { done(); logFailure(name, err); call.emit("error", toServiceError(err)); },
+            (err) => { done(err); logFailure(name, err); call.emit("error", toServiceError(err)); },
           );
         }) as grpc.handleServerStreamingCall<unknown, unknown>;
         break;
       case "bidi_streaming":
         out[m.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
-          const { ctx, done } = contextFor(call, shutdown);
+          const admitted = admit(call, (e) => call.emit("error", e));
+          if (!admitted) return;
+          const { ctx, done } = admitted;
           // The request side ends on half-close; a read error (e.g. RST) aborts the handler. Not `for await (… of
           // call)`: that destroys the call when the requests end, so call.end() would never send the status and the
           // client's stream would hang open after its half-close.
@@ -142,7 +174,7 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
           })();
           writeAll(call, fn(requests, ctx) as AsyncIterable<unknown>, ctx.signal).then(
             () => { done(); call.end(); },
-            (err) => { done(); logFailure(name, err); call.emit("error", toServiceError(err)); },
+            (err) => { done(err); logFailure(name, err); call.emit("error", toServiceError(err)); },
           );
         }) as grpc.handleBidiStreamingCall<unknown, unknown>;
         break;

@@ -135,12 +135,12 @@ export class TaskManager {
   }
 
   /** Creates tasks in one store commit. A known idempotency key returns the original task instead. */
-  submit(items: readonly { spec: TaskSpec; idempotencyKey: string; shard?: ShardAssignment }[]): { task: TaskRecord; created: boolean }[] {
+  submit(items: readonly { spec: TaskSpec; idempotencyKey: string; shard?: ShardAssignment; owner?: string }[]): { task: TaskRecord; created: boolean }[] {
     const now = this.opts.now();
     const out: { task: TaskRecord; created: boolean }[] = [];
     const fresh: TaskRecord[] = [];
     const keysInBatch = new Map<string, TaskRecord>();
-    for (const { spec, idempotencyKey, shard } of items) {
+    for (const { spec, idempotencyKey, shard, owner } of items) {
       const existing = idempotencyKey ? (keysInBatch.get(idempotencyKey) ?? this.store.findByIdempotencyKey(idempotencyKey)) : undefined;
       if (existing) {
         out.push({ task: existing, created: false });
@@ -152,6 +152,7 @@ export class TaskManager {
         idempotencyKey, queuedAt: now, queuedMs: 0, notBefore: 0, seq: ++this.seq, preemptions: 0,
       };
       if (shard) task.shard = shard;
+      if (owner) task.owner = owner;
       if (idempotencyKey) keysInBatch.set(idempotencyKey, task);
       fresh.push(task);
       out.push({ task, created: true });

@@ -103,6 +103,8 @@ export interface TaskRecord {
   shard?: ShardAssignment;
   /** Set on a DISTRIBUTED / HYBRID task once it is split: the split and its progress (distributed/ owns it). */
   split?: SplitRecord;
+  /** Principal id of the submitter (e.g. `token:ab12cd34ef`); unset for tasks submitted without authentication. */
+  owner?: string;
 }
 
 /** Scatter-gather steps a shard task can run (agent/handlers/types.ts has the protocol). */

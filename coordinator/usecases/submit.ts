@@ -26,6 +26,16 @@ export interface Submission {
   field: string;
 }
 
+/** Who submits, and what their rights allow (security/ builds it from the caller; none with --insecure). */
+export interface SubmitPolicy {
+  /** Recorded as each task's owner. */
+  owner?: string;
+  /** Adjusts or refuses a draft before validation (e.g. fills in or checks the caller's cluster scope). */
+  draft?(d: SpecDraft, field: string): SpecDraft;
+  /** Admits one validated task of `inputBytes` against the caller's quotas, or throws RESOURCE_EXHAUSTED. */
+  admit?(inputBytes: number): void;
+}
+
 export type SubmitOutcome =
   | { type: "accepted"; task: TaskRecord; queuePosition: number; estimatedCompletion: number }
   | { type: "refused"; error: unknown };
@@ -34,16 +44,16 @@ export class TaskSubmissions {
   constructor(private readonly d: SubmitDeps) {}
 
   /** Validates each task on its own; the accepted ones are created in one commit. Resolves once they are durable. */
-  async submit(items: readonly Submission[]): Promise<SubmitOutcome[]> {
+  async submit(items: readonly Submission[], policy: SubmitPolicy = {}): Promise<SubmitOutcome[]> {
     const ctx = this.validationContext();
     const checked = items.map((s): { spec: TaskSpec; key: string } | { error: unknown } => {
       try {
-        return { spec: this.toSpec(s, ctx), key: s.idempotencyKey };
+        return { spec: this.toSpec(s, ctx, policy), key: s.idempotencyKey };
       } catch (error) {
         return { error };
       }
     });
-    const accepted = this.d.tasks.submit(checked.flatMap((c) => ("spec" in c ? [{ spec: c.spec, idempotencyKey: c.key }] : [])));
+    const accepted = this.d.tasks.submit(checked.flatMap((c) => ("spec" in c ? [{ spec: c.spec, idempotencyKey: c.key, owner: policy.owner }] : [])));
     // Placed in this turn, the first dispatches join the submissions' own commit.
     this.d.dispatcher.pass();
     // Acknowledge only what is durable: concurrent submissions share one commit.
@@ -72,9 +82,12 @@ export class TaskSubmissions {
     };
   }
 
-  private toSpec(s: Submission, ctx: ValidationContext): TaskSpec {
-    const spec = validateSpec(s.draft(), ctx, s.field);
+  private toSpec(s: Submission, ctx: ValidationContext, policy: SubmitPolicy): TaskSpec {
+    let draft = s.draft();
+    if (policy.draft) draft = policy.draft(draft, s.field);
+    const spec = validateSpec(draft, ctx, s.field);
     if (spec.mode === "distributed" || spec.mode === "hybrid") checkSplittable(spec, this.d.registry.distributableHandlers(this.d.builtinHandlers), s.field);
+    policy.admit?.(draft.inputBytes);
     return spec;
   }
 

@@ -20,6 +20,8 @@ export interface WatchOptions {
   /** Each task at most once per batch (its newest state), instead of every transition. */
   coalesce: boolean;
   signal: AbortSignal;
+  /** Tasks the caller may see (a label watch shows only these). Default: all. */
+  visible?: (t: TaskRecord) => boolean;
 }
 
 /** Checks a WatchTasks target, naming what to fix. */
@@ -44,7 +46,7 @@ export async function* watchTasks(tasks: TaskManager, target: WatchTarget, o: Wa
   };
   const follow = "ids" in target
     ? { ids: target.ids }
-    : { match: (t: TaskRecord) => Object.entries(target.labels).every(([k, v]) => t.spec.labels[k] === v) };
+    : { match: (t: TaskRecord) => Object.entries(target.labels).every(([k, v]) => t.spec.labels[k] === v) && (o.visible?.(t) ?? true) };
   const { subscription, current } = tasks.watch(follow, ready);
   const remaining = new Set(current.filter((t) => !isTerminal(t.state)).map((t) => t.id));
   const byIds = "ids" in target;

@@ -151,7 +151,7 @@ describe("validation over the wire", () => {
     expect(e.rawMessage).toMatch(/requiredMemoryBytes: must be a positive number/);
 
     e = await reject({ handler: "stats", requiredCpuMillis: -5 });
-    expect(e.rawMessage).toMatch(/requiredCpuMillis: must be a positive/);
+    expect(e.rawMessage).toMatch(/requiredCpuMillis: must be a whole number of millicores >= 0/);
 
     e = await reject({ handler: "stats", deadlineMs: Date.now() - 1000 });
     expect(e.rawMessage).toMatch(/deadline: .* is already past/);

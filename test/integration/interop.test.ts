@@ -1,11 +1,13 @@
 // Interop is proven, not assumed: a plain @grpc/grpc-js client built by @grpc/proto-loader from the .proto files,
-// and `buf curl` through server reflection, call a real coordinator process.
+// and `buf curl` through server reflection, call a real coordinator process over TLS with a bearer token (and, for
+// the agent stream, a node certificate the plain client enrolled for itself).
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCsr, generateKey, privateKeyToPem } from "../../lib/pki.js";
 import { Fleet, ROOT } from "../helpers/fleet.js";
 
 const exec = promisify(execFile);
@@ -21,7 +23,19 @@ afterAll(async () => fleet.stop());
 
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
 
-function loadClients(address: string) {
+/** TLS trusting the coordinator's CA, with the admin bearer token on every call. */
+function credentials(): grpc.ChannelCredentials {
+  return grpc.credentials.combineChannelCredentials(
+    grpc.credentials.createSsl(Buffer.from(fleet.caPem)),
+    grpc.credentials.createFromMetadataGenerator((_params, cb) => {
+      const md = new grpc.Metadata();
+      md.set("authorization", `Bearer ${fleet.adminToken}`);
+      cb(null, md);
+    }),
+  );
+}
+
+function loadClients(address: string, creds: grpc.ChannelCredentials = credentials()) {
   const def = protoLoader.loadSync(
     ["edgeplane/v1/task.proto", "edgeplane/v1/cluster.proto"],
     { includeDirs: [join(ROOT, "proto")], keepCase: false, longs: String, enums: String, defaults: true, oneofs: true },
@@ -29,7 +43,6 @@ function loadClients(address: string) {
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     edgeplane: { v1: { TaskService: grpc.ServiceClientConstructor; ClusterService: grpc.ServiceClientConstructor } };
   };
-  const creds = grpc.credentials.createInsecure();
   return {
     tasks: new pkg.edgeplane.v1.TaskService(address, creds) as unknown as Record<string, (req: unknown, cb: Callback<any>) => void> & grpc.Client,
     clusters: new pkg.edgeplane.v1.ClusterService(address, creds) as unknown as Record<string, (req: unknown, cb: Callback<any>) => void> & grpc.Client,
@@ -89,10 +102,29 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
     c.clusters.close();
   });
 
-  it("AgentService.Connect: after the agent's half-close the coordinator ends the stream with OK", async () => {
-    const def = protoLoader.loadSync("edgeplane/v1/agent.proto", { includeDirs: [join(ROOT, "proto")], longs: String, enums: String, oneofs: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { edgeplane: { v1: { AgentService: grpc.ServiceClientConstructor } } };
-    const client = new pkg.edgeplane.v1.AgentService(fleet.address, grpc.credentials.createInsecure());
+  it("without the bearer token a call is UNAUTHENTICATED, saying what is needed", async () => {
+    const c = loadClients(fleet.address, grpc.credentials.createSsl(Buffer.from(fleet.caPem)));
+    const err = await call(c.clusters.listNodes.bind(c.clusters), {}).catch((e: grpc.ServiceError) => e);
+    expect((err as grpc.ServiceError).code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((err as grpc.ServiceError).details).toMatch(/needs credentials: a bearer token \(authorization: Bearer <token>/);
+    c.tasks.close();
+    c.clusters.close();
+  });
+
+  it("AgentService.Connect: enrols with a join token, connects with mTLS, and after the half-close the stream ends with OK", async () => {
+    const def = protoLoader.loadSync(["edgeplane/v1/agent.proto", "edgeplane/v1/auth.proto"], { includeDirs: [join(ROOT, "proto")], longs: String, enums: String, oneofs: true });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { edgeplane: { v1: { AgentService: grpc.ServiceClientConstructor; EnrolmentService: grpc.ServiceClientConstructor } } };
+    // A cluster and a handler of its own, so this short-lived node neither takes work nor counts against site-a.
+    const joinToken = await fleet.joinToken("interop-halfclose");
+    const key = await generateKey();
+    const enrolment = new pkg.edgeplane.v1.EnrolmentService(fleet.address, grpc.credentials.createSsl(Buffer.from(fleet.caPem))) as unknown as Record<string, (req: unknown, md: grpc.Metadata, cb: Callback<{ certificatePem: string }>) => void> & grpc.Client;
+    const md = new grpc.Metadata();
+    md.set("authorization", `Bearer ${joinToken}`);
+    const csrPem = await createCsr(key, "x");
+    const enrolled = await new Promise<{ certificatePem: string }>((resolve, reject) => enrolment.enrol({ csrPem, nodeId: "interop-halfclose", clusterId: "" }, md, (e, r) => (e ? reject(e) : resolve(r))));
+    enrolment.close();
+    const mtls = grpc.credentials.createSsl(Buffer.from(fleet.caPem), Buffer.from(await privateKeyToPem(key.privateKey)), Buffer.from(enrolled.certificatePem));
+    const client = new pkg.edgeplane.v1.AgentService(fleet.address, mtls);
     const stream = (client as unknown as { connect(): grpc.ClientDuplexStream<unknown, { msg?: string }> }).connect();
     const seen: string[] = [];
     const ended = new Promise<grpc.StatusObject>((resolve, reject) => {
@@ -108,7 +140,6 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
       });
       stream.on("error", () => {});
     });
-    // A cluster and a handler of its own, so this short-lived node neither takes work nor counts against site-a.
     stream.write({ register: { nodeId: "interop-halfclose", clusterId: "interop-halfclose", handlers: ["interop-none"], totalCpuMillis: 1000, totalMemoryBytes: "1073741824", maxConcurrentTasks: 1 } });
     const status = await ended;
     expect(seen[0]).toBe("registered");
@@ -117,15 +148,15 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
   });
 });
 
-describe("buf curl through server reflection (no proto files)", () => {
-  const curl = (args: string[]) => exec(BUF, ["curl", "--http2-prior-knowledge", "--protocol", "grpc", ...args], { cwd: "/" });
+describe("buf curl through server reflection (no proto files), over TLS with the token", () => {
+  const curl = (args: string[]) => exec(BUF, ["curl", "--protocol", "grpc", "--cacert", join(fleet.coordinatorDir, "ca.crt"), "-H", `authorization: Bearer ${fleet.adminToken}`, ...args], { cwd: "/" });
 
   it("lists every service, health and reflection included", async () => {
-    const { stdout } = await curl(["--list-services", `http://${fleet.address}`]);
+    const { stdout } = await curl(["--list-services", `https://${fleet.address}`]);
     for (const s of ["edgeplane.v1.TaskService", "edgeplane.v1.ClusterService", "edgeplane.v1.AgentService", "grpc.health.v1.Health"]) {
       expect(stdout).toContain(s);
     }
-    const methods = await curl(["--list-methods", `http://${fleet.address}`]);
+    const methods = await curl(["--list-methods", `https://${fleet.address}`]);
     expect(methods.stdout).toContain("edgeplane.v1.TaskService/WatchTask");
   });
 
@@ -134,9 +165,9 @@ describe("buf curl through server reflection (no proto files)", () => {
     const { stdout } = await curl(["-d", JSON.stringify({
       task: { name: "curl", handler: "threshold", priority: "PRIORITY_NORMAL", processingMode: "PROCESSING_MODE_LOCAL",
         input: { values: [1, 50, 3], rules: [{ name: "hot", op: ">", value: 10 }] }, deadline, estimatedComputeTime: "0.250s" },
-    }), `http://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`]);
+    }), `https://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`]);
     const { taskId } = JSON.parse(stdout);
-    const watch = await curl(["-d", JSON.stringify({ taskId }), `http://${fleet.address}/edgeplane.v1.TaskService/WatchTask`]);
+    const watch = await curl(["-d", JSON.stringify({ taskId }), `https://${fleet.address}/edgeplane.v1.TaskService/WatchTask`]);
     // buf curl prints one JSON document per streamed message.
     const docs = watch.stdout.trim().split(/\n(?=\{)/).map((s) => JSON.parse(s));
     const last = docs.at(-1).task;
@@ -148,13 +179,13 @@ describe("buf curl through server reflection (no proto files)", () => {
   });
 
   it("answers health checks with SERVING", async () => {
-    const { stdout } = await curl(["-d", "{}", `http://${fleet.address}/grpc.health.v1.Health/Check`]);
+    const { stdout } = await curl(["-d", "{}", `https://${fleet.address}/grpc.health.v1.Health/Check`]);
     expect(JSON.parse(stdout).status).toBe("SERVING");
   });
 
   it("reports INVALID_ARGUMENT for a deadline already past", async () => {
     const err = await curl(["-d", JSON.stringify({ task: { handler: "stats", priority: "PRIORITY_NORMAL", processingMode: "PROCESSING_MODE_LOCAL", deadline: "2001-01-01T00:00:00Z" } }),
-      `http://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`]).catch((e: { stderr: string }) => e);
+      `https://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`]).catch((e: { stderr: string }) => e);
     expect((err as { stderr: string }).stderr).toMatch(/invalid_argument/i);
     expect((err as { stderr: string }).stderr).toMatch(/deadline.*already past/);
   });
