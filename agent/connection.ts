@@ -1,11 +1,10 @@
 // The agent's one bidirectional stream to the coordinator: opens it, re-opens it after any loss with jittered
 // exponential backoff (single-flight: one loop, one stream at a time), and resets the backoff once registered.
-// Knows nothing about tasks: agent.ts decides what to send and how to react.
-import { createClient, type Client } from "@connectrpc/connect";
+// Knows nothing about tasks: the agent (node-agent.ts) decides what to send and how to react to what arrives.
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { setTimeout as sleep } from "node:timers/promises";
-import { create } from "@bufbuild/protobuf";
-import { AgentService, ConnectResponseSchema, type ConnectRequest, type CoordinatorBatch, type ConnectResponse, type Registered } from "../gen/edgeplane/v1/agent_pb.js";
+import type { AgentService, ConnectRequest, ConnectResponse, Registered } from "../gen/edgeplane/v1/agent_pb.js";
 import { AsyncQueue } from "../lib/async-queue.js";
 import { agentStreamService, fromStream } from "./wire.js";
 import { backoffDelay } from "../lib/backoff.js";
@@ -18,14 +17,26 @@ export interface ConnectionHandlers {
   /** The register message for a fresh stream: called on every (re)connect so it lists what still runs. */
   register(): ConnectRequest;
   onRegistered(r: Registered): void;
+  /** Every other message, batches included, with a dispatch's series decoded (wire.ts). */
   onMessage(m: ConnectResponse): void;
   onClosed(reason: string): void;
 }
 
 export interface ConnectionOptions {
+  /** Coordinator HOST:PORT. */
   address: string;
+  /** First reconnect delay in ms (see AgentConfig.reconnectBaseMs). */
   reconnectBaseMs: number;
+  /** Longest reconnect delay in ms (see AgentConfig.reconnectMaxMs). */
   reconnectMaxMs: number;
+}
+
+/**
+ * The transport every call from the agent to the coordinator uses (the stream and the drain call): the one place
+ * that knows how to reach it.
+ */
+export function createCoordinatorTransport(address: string): Transport {
+  return createGrpcTransport({ baseUrl: `http://${address}` });
 }
 
 export class Connection {
@@ -39,7 +50,7 @@ export class Connection {
 
   constructor(private readonly opts: ConnectionOptions, private readonly h: ConnectionHandlers, private readonly log: Logger) {
     // The same AgentService, with a dispatch's series read in one copy (see wire.ts).
-    this.client = createClient(agentStreamService, createGrpcTransport({ baseUrl: `http://${opts.address}` }));
+    this.client = createClient(agentStreamService, createCoordinatorTransport(opts.address));
   }
 
   get current(): ConnectionState {
@@ -82,12 +93,6 @@ export class Connection {
             if (!this.stopped()) this.state = "registered";
             this.failures = 0;
             this.h.onRegistered(res.msg.value);
-          } else if (res.msg.case === "batch") {
-            // Applied in the order the coordinator documents: result acks, cancels, then dispatches.
-            const b = fromStream(res).msg.value as CoordinatorBatch;
-            for (const value of b.resultAcks) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "resultAck", value } }));
-            for (const value of b.cancels) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "cancel", value } }));
-            for (const value of b.dispatches) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "dispatch", value } }));
           } else this.h.onMessage(fromStream(res));
         }
       } catch (err) {
