@@ -33,7 +33,7 @@
 // (`*.result`) are read the same way, once.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
-  closeSync, fdatasync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync,
+  closeSync, fdatasync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync,
   unlinkSync, writeFileSync, writeSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -455,8 +455,11 @@ export class ResultJournal {
     return () => this.durableListeners.delete(fn);
   }
 
-  /** Calls `fn` when a flush fails, with the results it should have made durable (they are still delivered). */
-  onSyncError(fn: (err: Error, notDurable: ResultRef[]) => void): () => void {
+  /**
+   * Calls `fn` when the disk fails the journal in the background: a flush (with the results it should have made
+   * durable; they are still delivered) or a compaction's copy (with none: every result stays where it was).
+   */
+  onDiskError(fn: (err: Error, notDurable: ResultRef[]) => void): () => void {
     this.errorListeners.add(fn);
     return () => this.errorListeners.delete(fn);
   }
@@ -480,7 +483,7 @@ export class ResultJournal {
       try {
         await this.flush();
       } catch {
-        // reported through onSyncError; the files stay for the next start
+        // reported through onDiskError; the files stay for the next start
       }
       for (const s of this.segments) this.closeFd(s);
       closeSync(this.dirFd);
@@ -584,14 +587,30 @@ export class ResultJournal {
     if (live > bytes * this.compactLiveShare) return;
     const set = new Set(sealed);
     const moving = [...this.entries].filter(([, e]) => set.has(e.segment)).sort(([, a], [, b]) => a.segment.seq - b.segment.seq || a.offset - b.offset);
-    const data = new Map<Segment, Buffer>();
-    for (const [k, e] of moving) {
-      let buf = data.get(e.segment);
-      if (!buf) data.set(e.segment, (buf = readFileSync(e.segment.path)));
-      const copy = this.write(buf.subarray(e.offset, e.offset + e.length));
-      this.dropLive(e);
-      this.addLive(k, copy, e.length);
+    // Only the live records are read back (at most compactLiveShare of the files), from the page cache as a rule.
+    const readers = new Map<Segment, number>();
+    try {
+      for (const [k, e] of moving) {
+        let fd = readers.get(e.segment);
+        if (fd === undefined) readers.set(e.segment, (fd = openSync(e.segment.path, "r")));
+        const rec = Buffer.allocUnsafe(e.length);
+        let got = 0;
+        while (got < e.length) {
+          const n = readSync(fd, rec, got, e.length - got, e.offset + got);
+          if (n === 0) throw new Error(`journal: ${e.segment.path} ends before the record at ${e.offset}`);
+          got += n;
+        }
+        const copy = this.write(rec);
+        this.dropLive(e);
+        this.addLive(k, copy, e.length);
+      }
+    } catch (err) {
+      // Whatever was copied is live in its new place; the rest stays where it was. Nothing is retired this time.
+      for (const fd of readers.values()) closeSync(fd);
+      for (const fn of this.errorListeners) fn(err as Error, []);
+      return;
     }
+    for (const fd of readers.values()) closeSync(fd);
     for (const s of sealed) s.retiring = true;
     this.retirements.push({ segments: sealed, files: [], untilLsn: this.appendedLsn });
     this.scheduleSync();
@@ -602,7 +621,20 @@ export class ResultJournal {
     this.closeFdIfDone(s);
     // After a failed flush nothing is deleted: what was written may not be on disk, the old copies may be.
     if (this.syncFailure) return;
-    removeFile(s.path);
+    this.removeFile(s.path);
+  }
+
+  /**
+   * Deletes a file the journal no longer needs. Synchronous: a metadata update, once per segment (thousands of
+   * results), not a flush. The deletion is not flushed either: a lost one at worst sends results again.
+   */
+  private removeFile(path: string): void {
+    try {
+      unlinkSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      for (const fn of this.errorListeners) fn(err as Error, []);
+    }
   }
 
   private closeFdIfDone(s: Segment): void {
@@ -682,7 +714,7 @@ export class ResultJournal {
           const gone = new Set(r.segments);
           this.segments = this.segments.filter((s) => !gone.has(s));
           for (const s of r.segments) this.deleteSegment(s);
-          for (const f of r.files) if (!this.syncFailure) removeFile(join(this.dir, f));
+          for (const f of r.files) if (!this.syncFailure) this.removeFile(join(this.dir, f));
         }
         this.deleteDeadPrefix();
       }
@@ -694,18 +726,6 @@ export class ResultJournal {
     if (this.stateValue === "closed") return;
     // After a failure only new writes start the next flush, so a failing disk is not retried in a loop.
     if (this.appendedLsn > target || this.flushWaiters.length > 0 || (!failure && this.dirDirty)) this.scheduleSync();
-  }
-}
-
-/**
- * Deletes a file the journal no longer needs. Synchronous: a metadata update, once per segment (thousands of
- * results), not a flush. The deletion is not flushed either: a lost one at worst sends results again.
- */
-function removeFile(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
 }
 

@@ -31,8 +31,8 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   const devices = new DevicesSource(config.deviceIds, config.devicesFile, () => agent.devicesUpdated(), log);
   const { journal, recovered } = ResultJournal.open(config.dataDir);
   reportRecovery(recovered, config.dataDir, log);
-  journal.onSyncError((err, notDurable) => {
-    log.error({ err: err.message, results: notDurable.length, dir: config.dataDir }, "could not flush the result journal to disk; results are still delivered, but a power cut now could lose them");
+  journal.onDiskError((err, notDurable) => {
+    log.error({ err: err.message, results: notDurable.length, dir: config.dataDir }, "the result journal could not write or flush to disk; results are still delivered, but a power cut now could lose them");
   });
   let executor;
   try {

@@ -152,7 +152,7 @@ describe("result journal: append and flush", () => {
     const h = open({ segmentBytes: 300 });
     settle(h);
     const errors: { err: Error; refs: ResultRef[] }[] = [];
-    h.journal.onSyncError((err, refs) => errors.push({ err, refs }));
+    h.journal.onDiskError((err, refs) => errors.push({ err, refs }));
     h.journal.append(result("t-1"));
     const flushed = h.journal.flush();
     h.turns.end();
