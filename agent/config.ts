@@ -25,7 +25,7 @@ export interface AgentConfig {
    * memory stays for other software). Default: all the node has, as measured.
    */
   maxMemoryBytes: number | undefined;
-  /** Directory for the result journal (results awaiting the coordinator's ack). Default `./data/agent-<node id>`. */
+  /** Directory of the result journal (segment files of results awaiting the coordinator's ack, docs/agent.md). Default `./data/agent-<node id>`. */
   dataDir: string;
   /** On SIGTERM, how long running tasks may take to finish before the agent exits, in ms. Default 30000. */
   drainGraceMs: number;

@@ -1,11 +1,10 @@
 // The agent's one bidirectional stream to the coordinator: opens it, re-opens it after any loss with jittered
 // exponential backoff (single-flight: one loop, one stream at a time), and resets the backoff once registered.
-// Knows nothing about tasks: agent.ts decides what to send and how to react.
-import { createClient, type Client } from "@connectrpc/connect";
+// Knows nothing about tasks: the agent (node-agent.ts) decides what to send and how to react to what arrives.
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { setTimeout as sleep } from "node:timers/promises";
-import { create } from "@bufbuild/protobuf";
-import { AgentService, ConnectResponseSchema, type ConnectRequest, type CoordinatorBatch, type ConnectResponse, type Registered } from "../gen/edgeplane/v1/agent_pb.js";
+import type { AgentService, ConnectRequest, ConnectResponse, Registered } from "../gen/edgeplane/v1/agent_pb.js";
 import type { CertificateRenewed } from "../gen/edgeplane/v1/auth_pb.js";
 import type { TransportCredentials } from "./identity/agent-identity.js";
 import { AsyncQueue } from "../lib/async-queue.js";
@@ -20,6 +19,7 @@ export interface ConnectionHandlers {
   /** The register message for a fresh stream: called on every (re)connect so it lists what still runs. */
   register(): ConnectRequest;
   onRegistered(r: Registered): void;
+  /** Every other message, batches included, with a dispatch's series decoded (wire.ts). */
   onMessage(m: ConnectResponse): void;
   onClosed(reason: string): void;
   /** A renewed node certificate (agent/identity/ stores it for the next connection). */
@@ -27,14 +27,25 @@ export interface ConnectionHandlers {
 }
 
 export interface ConnectionOptions {
+  /** Coordinator HOST:PORT. */
   address: string;
+  /** First reconnect delay in ms (see AgentConfig.reconnectBaseMs). */
   reconnectBaseMs: number;
+  /** Longest reconnect delay in ms (see AgentConfig.reconnectMaxMs). */
   reconnectMaxMs: number;
   /**
    * Credentials for each (re)connect (agent/identity/): TLS with the node's newest certificate. Default: plaintext
    * to `address`.
    */
   credentials?: () => Promise<TransportCredentials>;
+}
+
+/**
+ * The transport every call from the agent to the coordinator uses (the stream and the drain call): the one place
+ * that knows how to reach it, with the node's identity (TLS and its certificate) or plaintext for --insecure.
+ */
+export function createCoordinatorTransport(creds: TransportCredentials): Transport {
+  return createGrpcTransport({ baseUrl: creds.baseUrl, nodeOptions: creds.nodeOptions });
 }
 
 export class Connection {
@@ -53,7 +64,7 @@ export class Connection {
     const creds = this.opts.credentials ? await this.opts.credentials() : { baseUrl: `http://${this.opts.address}` };
     if (this.client?.for !== creds) {
       // The same AgentService, with a dispatch's series read in one copy (see wire.ts).
-      this.client = { for: creds, client: createClient(agentStreamService, createGrpcTransport({ baseUrl: creds.baseUrl, nodeOptions: creds.nodeOptions })) };
+      this.client = { for: creds, client: createClient(agentStreamService, createCoordinatorTransport(creds)) };
     }
     return this.client.client;
   }
@@ -100,12 +111,6 @@ export class Connection {
             if (!this.stopped()) this.state = "registered";
             this.failures = 0;
             this.h.onRegistered(res.msg.value);
-          } else if (res.msg.case === "batch") {
-            // Applied in the order the coordinator documents: result acks, dispatches, then cancels.
-            const b = fromStream(res).msg.value as CoordinatorBatch;
-            for (const value of b.resultAcks) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "resultAck", value } }));
-            for (const value of b.dispatches) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "dispatch", value } }));
-            for (const value of b.cancels) this.h.onMessage(create(ConnectResponseSchema, { msg: { case: "cancel", value } }));
           } else this.h.onMessage(fromStream(res));
         }
       } catch (err) {

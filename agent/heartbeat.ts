@@ -1,97 +1,115 @@
-// Measures the node's free capacity for registration and heartbeats: idle CPU over the last interval and
-// available memory (cgroup-aware). Never reports configured constants.
-import { readFileSync } from "node:fs";
-import * as os from "node:os";
+// Heartbeat pacing on the agent's stream: one beat per interval tick, never more than one awaiting its ack; a beat
+// asked for while one is out is held, and only the latest held one goes out when the ack comes (latest wins).
+// Capacity is sampled on the tick only. Builds no messages and touches no socket: `send` does that.
+import type { Capacity } from "./capacity.js";
 
-export interface Capacity {
-  totalCpuMillis: number;
-  totalMemoryBytes: number;
-  freeCpuMillis: number;
-  freeMemoryBytes: number;
-  /** One-minute load average per core. */
-  load: number;
+/** The clock heartbeats run on; injected so unit tests drive it by hand. */
+export interface HeartbeatClock {
+  /** Monotonic milliseconds (performance.now()). */
+  now(): number;
+  /** Calls `fn` every `ms` until the returned function is called. */
+  every(ms: number, fn: () => void): () => void;
 }
 
-function readNumber(path: string): number | undefined {
-  try {
-    const s = readFileSync(path, "utf8").trim();
-    if (s === "max") return undefined;
-    const n = Number(s);
-    return Number.isFinite(n) ? n : undefined;
-  } catch {
-    return undefined;
-  }
+export const systemHeartbeatClock: HeartbeatClock = {
+  now: () => performance.now(),
+  every: (ms, fn) => {
+    const t = setInterval(fn, ms);
+    return () => clearInterval(t);
+  },
+};
+
+/** One beat to send: its sequence, the latest capacity sample, and the round trip of the previous beat. */
+export interface Beat {
+  sequence: bigint;
+  capacity: Capacity;
+  lastRttMs: number | undefined;
 }
 
-/** MemAvailable from /proc/meminfo (what the kernel says can be allocated without swapping), else os.freemem(). */
-function memAvailable(): number {
-  try {
-    const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync("/proc/meminfo", "utf8"));
-    if (m) return Number(m[1]) * 1024;
-  } catch {
-    // not Linux
-  }
-  return os.freemem();
+export interface HeartbeatDeps {
+  clock: HeartbeatClock;
+  /** Measures capacity (os.cpus(), /proc): called once per tick, never elsewhere. */
+  sample(): Capacity;
+  /** Puts the beat on the stream; false when there is none (then nothing is in flight). */
+  send(beat: Beat): boolean;
 }
 
-function cpuTimes(): { idle: number; total: number } {
-  let idle = 0, total = 0;
-  for (const c of os.cpus()) {
-    idle += c.times.idle;
-    total += c.times.idle + c.times.user + c.times.nice + c.times.sys + c.times.irq;
-  }
-  return { idle, total };
-}
+/** Intervals shorter than this are raised to it (a misconfigured coordinator cannot make agents spin). */
+export const MIN_HEARTBEAT_INTERVAL_MS = 10;
 
-export class CapacitySampler {
-  private last = cpuTimes();
-  private lastFree: number;
-  readonly totalCpuMillis: number;
-  readonly totalMemoryBytes: number;
-  private readonly cgroupLimit: number | undefined;
+/** idle (no stream) → beating (ticks; at most one beat in flight) → idle on stop (stream lost or agent stopped). */
+export type HeartbeatState = "idle" | "beating";
 
-  /** @param maxMemoryBytes caps reported memory (operator reserve); undefined = all the node has. */
-  constructor(private readonly maxMemoryBytes?: number) {
-    const cores = os.availableParallelism();
-    // A cgroup v2 cpu.max quota caps the cores this node may use.
-    let quotaCores = cores;
-    try {
-      const [quota, period] = readFileSync("/sys/fs/cgroup/cpu.max", "utf8").trim().split(/\s+/);
-      if (quota !== "max") quotaCores = Math.min(cores, Number(quota) / Number(period));
-    } catch {
-      // no cgroup v2 cpu controller
-    }
-    this.totalCpuMillis = Math.max(1, Math.round(quotaCores * 1000));
-    const limit = readNumber("/sys/fs/cgroup/memory.max");
-    this.cgroupLimit = limit !== undefined && limit < os.totalmem() ? limit : undefined;
-    this.totalMemoryBytes = Math.min(this.cgroupLimit ?? os.totalmem(), maxMemoryBytes ?? Infinity);
-    this.lastFree = this.totalCpuMillis;
+export class Heartbeats {
+  private cancelTicks: (() => void) | undefined;
+  private sequence = 0n;
+  private inFlight: { sequence: bigint; sentAt: number } | undefined;
+  /** A beat was asked for while one was in flight: sent (with the latest figures) when the ack arrives. */
+  private held = false;
+  private latest: Capacity | undefined;
+  private rttMs: number | undefined;
+
+  constructor(private readonly d: HeartbeatDeps) {}
+
+  get state(): HeartbeatState {
+    return this.cancelTicks ? "beating" : "idle";
   }
 
-  /** Idle CPU since the previous sample; a sample taken too soon after the last repeats it. */
-  sample(): Capacity {
-    const now = cpuTimes();
-    const dTotal = now.total - this.last.total;
-    if (dTotal >= 50) {
-      const idleShare = Math.min(1, Math.max(0, (now.idle - this.last.idle) / dTotal));
-      this.lastFree = Math.round(idleShare * this.totalCpuMillis);
-      this.last = now;
+  /** Round trip of the last acknowledged beat, in ms. */
+  get lastRttMs(): number | undefined {
+    return this.rttMs;
+  }
+
+  /**
+   * Starts beating on a freshly registered stream. `initial` (the capacity measured for the register message)
+   * stands in as the latest figures until the first tick. A beat in flight on an older stream is forgotten.
+   */
+  start(intervalMs: number, initial: Capacity): void {
+    this.stop();
+    this.latest = initial;
+    this.cancelTicks = this.d.clock.every(Math.max(MIN_HEARTBEAT_INTERVAL_MS, intervalMs), () => this.tick());
+  }
+
+  /** Stops beating (stream lost or agent stopping); a beat in flight will never be acked and is forgotten. */
+  stop(): void {
+    this.cancelTicks?.();
+    this.cancelTicks = undefined;
+    this.inFlight = undefined;
+    this.held = false;
+  }
+
+  /** The coordinator acknowledged `sequence`: measures the round trip and sends the held beat, if any. */
+  ack(sequence: bigint): void {
+    if (!this.inFlight || this.inFlight.sequence !== sequence) return; // stale or duplicate ack
+    this.rttMs = this.d.clock.now() - this.inFlight.sentAt;
+    this.inFlight = undefined;
+    if (this.held) {
+      this.held = false;
+      this.beat();
     }
-    let freeMem = memAvailable();
-    if (this.cgroupLimit !== undefined) {
-      const used = readNumber("/sys/fs/cgroup/memory.current") ?? 0;
-      freeMem = Math.min(freeMem, Math.max(0, this.cgroupLimit - used));
+  }
+
+  /** Asks for a beat with the latest figures as soon as none is in flight (e.g. the devices changed). Does not sample. */
+  request(): void {
+    if (this.state !== "beating") return;
+    if (this.inFlight) {
+      this.held = true;
+      return;
     }
-    if (this.maxMemoryBytes !== undefined) {
-      // Of the capped share, what this process and its workers hold is in use.
-      freeMem = Math.min(freeMem, Math.max(0, this.maxMemoryBytes - process.memoryUsage.rss()));
-    }
-    return {
-      totalCpuMillis: this.totalCpuMillis,
-      totalMemoryBytes: this.totalMemoryBytes,
-      freeCpuMillis: this.lastFree,
-      freeMemoryBytes: freeMem,
-      load: os.loadavg()[0] / os.availableParallelism(),
-    };
+    this.beat();
+  }
+
+  private tick(): void {
+    this.latest = this.d.sample();
+    this.request();
+  }
+
+  private beat(): void {
+    if (!this.latest) return;
+    const sequence = this.sequence + 1n;
+    const sentAt = this.d.clock.now();
+    if (!this.d.send({ sequence, capacity: this.latest, lastRttMs: this.rttMs })) return;
+    this.sequence = sequence;
+    this.inFlight = { sequence, sentAt };
   }
 }

@@ -1,11 +1,12 @@
 // Nothing accepted is ever lost: the coordinator is killed and restarted under real load, with a real SQLite
 // store, and every acknowledged task reaches a terminal state exactly once.
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { Priority, TaskState, type Task } from "../../gen/edgeplane/v1/types_pb.js";
+import { readJournal } from "../../agent/journal.js";
 import { Fleet, ROOT, isTerminalState, submitRequest, waitFor } from "../helpers/fleet.js";
 
 const FIXTURES = join(ROOT, "test/fixtures/handlers");
@@ -68,7 +69,8 @@ describe("coordinator crash and restart", () => {
   it("agent keeps running while the coordinator is down; its results arrive after the restart and are recorded once", async () => {
     fleet = new Fleet();
     await fleet.startCoordinator();
-    const a = await fleet.startAgent("site-a", ["--workers", "2", "--handlers", FIXTURES, "--reconnect-max", "500ms"]);
+    // Debug logs: "task finished" is a per-task line, at debug level.
+    const a = await fleet.startAgent("site-a", ["--workers", "2", "--handlers", FIXTURES, "--reconnect-max", "500ms", "--log-level", "debug"]);
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push(await fleet.submit({ handler: "busy", input: { ms: 1500 } }));
     // How many run at once depends on the CPU the node measures free; one is enough to prove the point.
@@ -90,15 +92,16 @@ describe("coordinator crash and restart", () => {
   it("a result journaled while the coordinator was away survives an agent kill -9: the restarted agent delivers it, nothing runs twice", async () => {
     fleet = new Fleet();
     await fleet.startCoordinator();
-    const args = ["--workers", "1", "--handlers", FIXTURES, "--reconnect-max", "500ms"];
+    const args = ["--workers", "1", "--handlers", FIXTURES, "--reconnect-max", "500ms", "--log-level", "debug"];
     const first = await fleet.startAgent("site-a", args, { nodeId: "site-a-journal" });
     const id = await fleet.submit({ handler: "busy", input: { ms: 1500 } });
     await waitFor("the task running", async () => (await fleet.clients.tasks.getTask({ taskId: id })).task!.state === TaskState.RUNNING || undefined);
     fleet.coordinator!.kill("SIGTERM");
     await fleet.coordinator!.exited;
-    // Finished offline: its result is a file in the agent's journal (renamed into place once fsynced).
+    // Finished offline: its result is a record in the agent's journal (appended before it is sent), unacknowledged.
     const journalDir = join(fleet.dir, "agent-site-a-journal");
-    await waitFor("the result journaled", () => readdirSync(journalDir).some((f) => f.endsWith(".result")) || undefined, 20_000);
+    await waitFor("the result journaled", () => readJournal(journalDir).results.some((r) => r.taskId === id) || undefined, 20_000);
+    expect(readJournal(journalDir).results.map((r) => [r.taskId, r.attempt])).toEqual([[id, 1]]);
     // The result is only in the agent's journal now: kill the agent before it can deliver it.
     first.p.kill("SIGKILL");
     await first.p.exited;
@@ -135,7 +138,8 @@ describe("coordinator crash and restart", () => {
     const status = await fleet.clients.clusters.getStatus({});
     expect(status.queuedTasks).toBe(10_000n);
     expected.sort((x, y) => x.rank - y.rank || x.deadline - y.deadline || x.i - y.i);
-    const a = await fleet.startAgent("site-a", ["--workers", "1"]);
+    // Debug logs: "running task" is a per-task line, at debug level.
+    const a = await fleet.startAgent("site-a", ["--workers", "1", "--log-level", "debug"]);
     const K = 150;
     await waitFor(`${K} tasks run`, () => (a.p.output().match(/"msg":"running task"/g) ?? []).length >= K || undefined, 60_000);
     const order = [...a.p.output().matchAll(/"task":"(t-[^"]+)","attempt":1,"handler":"stats","msg":"running task"/g)].map((m) => m[1]).slice(0, K);

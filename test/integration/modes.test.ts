@@ -55,10 +55,11 @@ describe("DISTRIBUTED scatter-gather", () => {
   it("a stats task over a 3-agent cluster runs one shard on each node and equals the LOCAL result", async () => {
     fleet = new Fleet();
     await fleet.startCoordinator();
+    // Debug logs: the per-shard "running shard" lines are at debug level.
     const agents = [
-      await fleet.startAgent("site-a", ["--workers", "2", "--device", "dev-a"]),
-      await fleet.startAgent("site-a", ["--workers", "2"]),
-      await fleet.startAgent("site-a", ["--workers", "2"]),
+      await fleet.startAgent("site-a", ["--workers", "2", "--device", "dev-a", "--log-level", "debug"]),
+      await fleet.startAgent("site-a", ["--workers", "2", "--log-level", "debug"]),
+      await fleet.startAgent("site-a", ["--workers", "2", "--log-level", "debug"]),
     ];
     await fleet.startAgent("site-b", ["--workers", "2"]);
     const values = readings(3000);

@@ -86,7 +86,7 @@ describe("faults", () => {
   it("CancelTask reaches the agent running the task", async () => {
     fleet = new Fleet();
     await fleet.startCoordinator();
-    const a = await fleet.startAgent("site-a", ["--workers", "1", "--handlers", FIXTURES]);
+    const a = await fleet.startAgent("site-a", ["--workers", "1", "--handlers", FIXTURES, "--log-level", "debug"]);
     const id = await fleet.submit({ handler: "busy", input: { ms: 60_000 } });
     await waitFor("running", async () => (await fleet.clients.tasks.getTask({ taskId: id })).task!.state === TaskState.RUNNING);
     const res = await fleet.clients.tasks.cancelTask({ taskId: id, reason: "operator changed their mind" });
@@ -99,7 +99,7 @@ describe("faults", () => {
   it("a deadline expires a running task and the agent stops it", async () => {
     fleet = new Fleet();
     await fleet.startCoordinator();
-    const a = await fleet.startAgent("site-a", ["--workers", "1", "--handlers", FIXTURES]);
+    const a = await fleet.startAgent("site-a", ["--workers", "1", "--handlers", FIXTURES, "--log-level", "debug"]);
     const id = await fleet.submit({ handler: "busy", input: { ms: 60_000 }, deadlineMs: Date.now() + 1500 });
     const t = await fleet.finish(id);
     expect(t.state).toBe(TaskState.EXPIRED);

@@ -1,0 +1,59 @@
+// Batches what the agent reports on its stream: the accepts and results of one event-loop turn go out as a single
+// AgentBatch, sent once after the turn (setImmediate). Holds nothing across a lost stream: results are kept (and
+// re-sent after registration) by the agent, accepts are covered by the register message's running list.
+import type { ConnectRequest, TaskResult } from "../gen/edgeplane/v1/agent_pb.js";
+import { batchMessage, type AttemptRef } from "./convert.js";
+
+export interface OutboxDeps {
+  /** Puts a message on the stream; false when there is none (the batch is then dropped, see the top). */
+  send(m: ConnectRequest): boolean;
+  /** Runs `fn` once the current turn is over. Default setImmediate. */
+  defer?: (fn: () => void) => void;
+}
+
+export class Outbox {
+  private accepted: AttemptRef[] = [];
+  private results: TaskResult[] = [];
+  private scheduled = false;
+  private readonly defer: (fn: () => void) => void;
+
+  constructor(private readonly d: OutboxDeps) {
+    this.defer = d.defer ?? ((fn) => setImmediate(fn));
+  }
+
+  /** Items waiting for the end of the turn. */
+  get size(): number {
+    return this.accepted.length + this.results.length;
+  }
+
+  accept(a: AttemptRef): void {
+    this.accepted.push({ taskId: a.taskId, attempt: a.attempt });
+    this.schedule();
+  }
+
+  result(r: TaskResult): void {
+    this.results.push(r);
+    this.schedule();
+  }
+
+  /**
+   * Sends what is waiting now, as one message. Called at the end of the turn, and before anything else goes on the
+   * stream (a heartbeat, the half-close) so the coordinator sees an accept before a heartbeat that lists it running.
+   */
+  flush(): void {
+    if (this.size === 0) return;
+    const m = batchMessage(this.accepted, this.results);
+    this.accepted = [];
+    this.results = [];
+    this.d.send(m);
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.defer(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+}
