@@ -5,8 +5,8 @@ import { performance } from "node:perf_hooks";
 import { AgentService } from "../gen/edgeplane/v1/agent_pb.js";
 import { ClusterService } from "../gen/edgeplane/v1/cluster_pb.js";
 import { TaskService } from "../gen/edgeplane/v1/task_pb.js";
+import { builtinHandlerNames } from "../lib/analytics/registry.js";
 import { createLogger, type Logger } from "../lib/log.js";
-import { BUILTIN_HANDLER_NAMES } from "./tasks/builtin-handlers.js";
 import { resolveCoordinatorConfig, type CoordinatorConfig } from "./config.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { NodeRegistry, type Clock } from "./nodes/registry.js";
@@ -60,7 +60,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     "grpc.max_send_message_length": -1,
   });
   server.addService(grpcServiceDefinition(TaskService), grpcServiceImpl(TaskService, taskServiceImpl({
-    tasks, dispatcher, registry, config, builtinHandlers: BUILTIN_HANDLER_NAMES, now: clock.wall,
+    tasks, dispatcher, registry, config, builtinHandlers: builtinHandlerNames, now: clock.wall,
   }), log, shutdown.signal));
   server.addService(grpcServiceDefinition(ClusterService), grpcServiceImpl(ClusterService, clusterServiceImpl({
     registry, dispatcher, tasks, config, startedAt,
