@@ -100,7 +100,7 @@ export default defineConfig(
     },
   },
 
-  // Import boundaries (see coordinator/README.md and lib/analytics/README.md).
+  // Import boundaries (docs/development.md, "Import boundaries", explains them for readers).
   {
     files: ["coordinator/**/*.ts"],
     ignores: ["coordinator/scheduler/**"],
