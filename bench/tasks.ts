@@ -51,7 +51,7 @@ export async function watchUntilTerminal(clients: EdgeplaneClients, taskId: stri
       if (!terminal && isTerminal(last.state)) terminal = { task: last, at: performance.now(), seenAt: Date.now() };
     }
   } catch (err) {
-    if (terminal && !signal.aborted) throw new Error(`WatchTask for ${taskId} did not end after the terminal state ${TaskState[terminal.task.state]}: ${errorText(err)}`);
+    if (terminal && !signal.aborted) throw new Error(`WatchTask for ${taskId} did not end after the terminal state ${TaskState[terminal.task.state]}: ${errorText(err)}`, { cause: err });
     throw err;
   }
   if (!terminal) throw new Error(`WatchTask for ${taskId} ended in state ${last ? TaskState[last.state] : "none"} before a terminal state`);

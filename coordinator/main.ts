@@ -5,9 +5,9 @@ import { AgentService } from "../gen/edgeplane/v1/agent_pb.js";
 import { EnrolmentService, NodeIdentityService, TokenService } from "../gen/edgeplane/v1/auth_pb.js";
 import { ClusterService } from "../gen/edgeplane/v1/cluster_pb.js";
 import { TaskService } from "../gen/edgeplane/v1/task_pb.js";
+import { builtinHandlerNames } from "../lib/analytics/registry.js";
 import { systemClock, systemTimers } from "../lib/clock.js";
 import { createLogger, type Logger } from "../lib/log.js";
-import { BUILTIN_HANDLER_NAMES } from "./tasks/builtin-handlers.js";
 import { resolveCoordinatorConfig, type CoordinatorConfig } from "./config.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { NodeRegistry } from "./nodes/registry.js";
@@ -82,7 +82,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     // nor get itself killed for opening too many streams.
     "grpc.max_concurrent_streams": config.maxConcurrentStreams,
   });
-  const submissions = new TaskSubmissions({ tasks, dispatcher, registry, config, builtinHandlers: BUILTIN_HANDLER_NAMES, now: clock.wall });
+  const submissions = new TaskSubmissions({ tasks, dispatcher, registry, config, builtinHandlers: builtinHandlerNames, now: clock.wall });
   server.addService(grpcServiceDefinition(TaskService), grpcServiceImpl(TaskService, taskServiceImpl({
     tasks, dispatcher, submissions, maxInputBytes: config.maxInputBytes, quotas: security.quotas,
   }), log, shutdown.signal, security.guard));

@@ -44,7 +44,7 @@ export async function signingKeyFromPem(pem: string, what: string): Promise<Sign
   try {
     k = createPrivateKey(pem);
   } catch (err) {
-    throw new Error(`${what} is not a readable private key PEM: ${(err as Error).message}`);
+    throw new Error(`${what} is not a readable private key PEM: ${(err as Error).message}`, { cause: err });
   }
   const der = k.export({ format: "der", type: "pkcs8" });
   let algorithm: SigningKey["algorithm"];
@@ -166,7 +166,7 @@ export async function verifiedCsrKey(pem: string): Promise<CryptoKey> {
   try {
     csr = new x509.Pkcs10CertificateRequest(pem);
   } catch (err) {
-    throw new Error(`csr_pem is not a PEM certificate signing request: ${(err as Error).message}`);
+    throw new Error(`csr_pem is not a PEM certificate signing request: ${(err as Error).message}`, { cause: err });
   }
   if (!(await csr.verify())) throw new Error("csr_pem: the request's signature does not verify (it must be signed by the key it certifies)");
   return csr.publicKey.export();

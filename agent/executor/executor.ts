@@ -6,9 +6,9 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { builtinHandlers, createRegistry } from "../../lib/analytics/registry.js";
+import type { Handler } from "../../lib/analytics/types.js";
 import { loadCustomHandlers } from "../handlers/custom-loader.js";
-import { builtinHandlers, createRegistry } from "../handlers/registry.js";
-import type { Handler } from "../handlers/types.js";
 import {
   DEFAULT_MEMORY_LIMIT_BYTES,
   estimateInputBytes,

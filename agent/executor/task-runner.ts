@@ -4,9 +4,9 @@
 
 import { performance } from "node:perf_hooks";
 import { getHeapStatistics } from "node:v8";
-import { buildHandlerInput, type PackedSeries } from "../handlers/input.js";
-import { HandlerInputError, isHandlerInputError } from "../handlers/errors.js";
-import type { Handler, HandlerContext, HandlerInput, JsonValue } from "../handlers/types.js";
+import { buildHandlerInput, type PackedSeries } from "../../lib/analytics/input.js";
+import { HandlerInputError, isHandlerInputError } from "../../lib/analytics/errors.js";
+import type { Handler, HandlerContext, HandlerInput, JsonValue } from "../../lib/analytics/types.js";
 import type { ShardStep } from "./types.js";
 import { ABORT_KIND, ABORT_KIND_CODES, ABORT_SEQ, type AbortKind, type FailureKind, type ResultMessage, type RunMessage } from "./protocol.js";
 

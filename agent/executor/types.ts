@@ -27,7 +27,7 @@ export interface ExecRequest {
 }
 
 /**
- * A scatter-gather step (agent/handlers/types.ts): `prepare` runs handler.prepare(input, ctx, round, global),
+ * A scatter-gather step (lib/analytics/types.ts): `prepare` runs handler.prepare(input, ctx, round, global),
  * `partial` handler.runPartial(input, ctx, global) (run when there is none), `merge` handler.merge(input.partials,
  * global). The input holds only the shard's points; `offset` becomes its indexOffset when it has none.
  */

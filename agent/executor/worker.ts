@@ -2,9 +2,9 @@
 // Owns nothing but its channel; it must never exit on a handler's failure (only the agent terminates it).
 
 import { parentPort, workerData } from "node:worker_threads";
+import { createRegistry } from "../../lib/analytics/registry.js";
+import type { Handler } from "../../lib/analytics/types.js";
 import { loadCustomHandlers } from "../handlers/custom-loader.js";
-import { createRegistry } from "../handlers/registry.js";
-import type { Handler } from "../handlers/types.js";
 import { loadCollector } from "./gc.js";
 import type { FromWorker, ResultMessage, ToWorker, WorkerInit } from "./protocol.js";
 import { isolateMemoryInUse, startTask, type TaskRun } from "./task-runner.js";

@@ -4,9 +4,9 @@
 import { readdir, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { HandlerLoadError } from "./errors.js";
-import type { Handler } from "./types.js";
-import { describeValue } from "./validate.js";
+import { HandlerLoadError } from "../../lib/analytics/errors.js";
+import type { Handler } from "../../lib/analytics/types.js";
+import { describeValue } from "../../lib/analytics/validate.js";
 
 /** A loaded custom handler, remembering where it came from for error messages. */
 export type CustomHandler = Handler & { readonly file: string };

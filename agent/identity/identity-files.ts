@@ -59,7 +59,7 @@ export class IdentityFiles {
       cert = certificateInfo(certPem);
       if (!new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))) throw new Error("its key and certificate do not belong together");
     } catch (err) {
-      throw new Error(`${this.identityPath} is not a usable identity: ${(err as Error).message}; remove it to enrol again with a join token`);
+      throw new Error(`${this.identityPath} is not a usable identity: ${(err as Error).message}; remove it to enrol again with a join token`, { cause: err });
     }
     const id = identityOf(cert);
     if (!id) throw new Error(`${this.identityPath} holds no edgeplane node certificate (no edgeplane://node/ URI in it)`);

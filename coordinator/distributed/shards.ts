@@ -1,7 +1,7 @@
 // The data side of scatter-gather in the coordinator: measuring and slicing a task's input into shard inputs, and
-// combining / merging shard outputs with the built-in handlers' own pure functions (agent/handlers/). Pure: no I/O.
-import { builtinHandlers } from "../../agent/handlers/registry.js";
-import type { BuiltinHandler, HandlerInput } from "../../agent/handlers/types.js";
+// combining / merging shard outputs with the built-in handlers' own pure functions (lib/analytics/). Pure: no I/O.
+import { builtinHandlers } from "../../lib/analytics/registry.js";
+import type { BuiltinHandler, HandlerInput } from "../../lib/analytics/types.js";
 import type { JsonValue, NumericSeries, TaskSpec } from "../tasks/types.js";
 
 const DATA_FIELDS = new Set(["values", "timestamps", "samples", "indexOffset"]);

@@ -90,7 +90,7 @@ export class CertificateAuthority {
     try {
       cert = new X509Certificate(pem);
     } catch (err) {
-      throw new Error(`${certPath} is not a PEM certificate: ${(err as Error).message}`);
+      throw new Error(`${certPath} is not a PEM certificate: ${(err as Error).message}`, { cause: err });
     }
     if (!cert.ca) throw new Error(`${certPath} is not a CA certificate (its basic constraints do not allow signing certificates)`);
     if (!cert.checkPrivateKey(createPrivateKey(keyPem))) throw new Error(`${keyPath} is not the private key of ${certPath}`);

@@ -107,7 +107,7 @@ export interface TaskRecord {
   owner?: string;
 }
 
-/** Scatter-gather steps a shard task can run (agent/handlers/types.ts has the protocol). */
+/** Scatter-gather steps a shard task can run (lib/analytics/types.ts has the protocol). */
 export type ShardPhase = "prepare" | "partial" | "merge";
 
 /** What one shard task runs: its parent, its place in the split, and the step. */

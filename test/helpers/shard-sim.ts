@@ -1,9 +1,9 @@
 // An in-process fleet for the coordinator's split path: a real TaskManager and ShardDriver, and "agents" that run
 // each shard task the way the executor's worker does (buildHandlerInput + runShardStep), with every value crossing a
 // process boundary passed through JSON as google.protobuf.Value would. No sockets, no timers.
-import { buildHandlerInput, plainContext } from "../../agent/handlers/index.js";
-import { createRegistry } from "../../agent/handlers/registry.js";
-import type { Handler } from "../../agent/handlers/types.js";
+import { buildHandlerInput, plainContext } from "../../lib/analytics/index.js";
+import { createRegistry } from "../../lib/analytics/registry.js";
+import type { Handler } from "../../lib/analytics/types.js";
 import { runShardStep } from "../../agent/executor/task-runner.js";
 import { ShardDriver } from "../../coordinator/distributed/driver.js";
 import type { SplitPlanOptions } from "../../coordinator/distributed/plan.js";

@@ -25,7 +25,7 @@ function statsOf(t: Task): Stats {
 
 /**
  * Equal to the LOCAL result: moments up to rounding; percentiles exactly when every shard has at most 1025 values,
- * else within the documented rank bound [x(⌊h⌋-E), x(⌊h⌋+1)] with E = Σ (⌈(nᵢ-1)/1024⌉ - 1) (agent/handlers/README.md).
+ * else within the documented rank bound [x(⌊h⌋-E), x(⌊h⌋+1)] with E = Σ (⌈(nᵢ-1)/1024⌉ - 1) (lib/analytics/README.md).
  */
 function expectSameStats(a: Stats, b: Stats, values: number[], t: Task): void {
   expect(a.count).toBe(b.count);

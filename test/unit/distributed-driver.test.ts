@@ -1,7 +1,7 @@
 // The shard driver (coordinator/distributed/driver.ts) with a real TaskManager: how a split task's record follows its
 // shard tasks — progress, retries, failure, cancellation, the remote merge of custom handlers, listing.
 import { describe, expect, it } from "vitest";
-import type { Handler } from "../../agent/handlers/types.js";
+import type { Handler } from "../../lib/analytics/types.js";
 import { checkSplittable } from "../../coordinator/distributed/validate.js";
 import { InvalidArgumentError } from "../../coordinator/errors.js";
 import { ShardSim, simNode, simSpec } from "../helpers/shard-sim.js";

@@ -3,7 +3,7 @@
 // HYBRID results equal LOCAL's (handler.run on the whole input) — exactly up to float rounding for counts, means,
 // extremes, stddev, windows, alerts and zscore anomalies; percentiles within the documented rank bound.
 import { describe, expect, it } from "vitest";
-import { anomalyHandler, plainContext, quantileSorted, runAggregate, runStats, runThreshold, buildHandlerInput, SUMMARY_INTERVALS } from "../../agent/handlers/index.js";
+import { anomalyHandler, plainContext, quantileSorted, runAggregate, runStats, runThreshold, buildHandlerInput, SUMMARY_INTERVALS } from "../../lib/analytics/index.js";
 import type { TaskSpec } from "../../coordinator/tasks/types.js";
 import { ShardSim, simNode, simSpec } from "../helpers/shard-sim.js";
 

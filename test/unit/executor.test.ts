@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createExecutor, type ExecRequest, type ExecResult, type Executor, type ExecutorOptions } from "../../agent/executor/executor.js";
-import { HandlerLoadError, plainContext, runAggregate, runAnomaly, runStats, runThreshold } from "../../agent/handlers/index.js";
+import { HandlerLoadError, plainContext, runAggregate, runAnomaly, runStats, runThreshold } from "../../lib/analytics/index.js";
 
 const WORKER_URL = new URL("../../dist/agent/executor/worker.js", import.meta.url);
 const FIXTURES = fileURLToPath(new URL("../fixtures/handlers/", import.meta.url));

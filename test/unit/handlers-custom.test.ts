@@ -3,13 +3,13 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { loadCustomHandlers } from "../../agent/handlers/custom-loader.js";
 import {
   createRegistry,
   HandlerLoadError,
-  loadCustomHandlers,
   plainContext,
   runScatterGather,
-} from "../../agent/handlers/index.js";
+} from "../../lib/analytics/index.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/handlers/", import.meta.url));
 

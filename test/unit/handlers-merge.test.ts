@@ -23,7 +23,7 @@ import {
   type HandlerInput,
   type StatsResult,
   type ThresholdResult,
-} from "../../agent/handlers/index.js";
+} from "../../lib/analytics/index.js";
 
 const ctx = plainContext();
 const TRIALS = 40;

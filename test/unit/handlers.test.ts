@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import {
   buildHandlerInput,
+  builtinHandlerNames,
   builtinHandlers,
   HandlerInputError,
   plainContext,
@@ -13,7 +14,7 @@ import {
   runStats,
   runThreshold,
   type HandlerInput,
-} from "../../agent/handlers/index.js";
+} from "../../lib/analytics/index.js";
 
 const ctx = plainContext();
 
@@ -75,6 +76,10 @@ describe("builtinHandlers", () => {
   it("registers stats, anomaly, aggregate and threshold, each with a merge for sharded runs", () => {
     expect([...builtinHandlers.keys()].sort()).toEqual(["aggregate", "anomaly", "stats", "threshold"]);
     for (const h of builtinHandlers.values()) expect(typeof h.merge).toBe("function");
+  });
+
+  it("gives the coordinator the same names it registers (what a submission may name before any agent registered)", () => {
+    expect(builtinHandlerNames).toEqual([...builtinHandlers.keys()]);
   });
 });
 

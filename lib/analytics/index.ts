@@ -1,5 +1,5 @@
-// Public surface of the handlers package: the contract, the built-ins, the custom loader, and the
-// scatter-gather helpers. Re-exports only: no logic here.
+// Public surface of the shared analytics module (imported by the coordinator and the agent): the handler contract,
+// the built-ins with their pure merge functions, and the scatter-gather helpers. Re-exports only: no logic, no I/O.
 
 export type {
   BuiltinHandler,
@@ -12,8 +12,7 @@ export type {
 export { HandlerInputError, HandlerLoadError, isHandlerInputError } from "./errors.js";
 export { CHECKPOINT_EVERY, plainContext } from "./context.js";
 export { buildHandlerInput, readPoints, readValues, type PackedSeries, type Points } from "./input.js";
-export { builtinHandlers, createRegistry } from "./registry.js";
-export { loadCustomHandlers, type CustomHandler } from "./custom-loader.js";
+export { builtinHandlerNames, builtinHandlers, createRegistry } from "./registry.js";
 export { runScatterGather, runShards } from "./scatter-gather.js";
 export { seriesLength, sliceShard, splitInput } from "./split.js";
 export { mergeStats, runStats, statsHandler, statsPartial, type StatsPartial, type StatsResult } from "./stats.js";

@@ -1,4 +1,5 @@
-// The built-in handlers and the name → handler table an executor worker dispatches on. No I/O.
+// The built-in handlers and the name → handler table an executor worker dispatches on; the coordinator reads the
+// same table for the names a submission may use before any agent registered. Pure: no I/O.
 
 import { aggregateHandler } from "./aggregate.js";
 import { anomalyHandler } from "./anomaly.js";
@@ -11,6 +12,9 @@ import type { BuiltinHandler, Handler } from "./types.js";
 export const builtinHandlers: ReadonlyMap<string, BuiltinHandler> = new Map(
   [statsHandler, anomalyHandler, aggregateHandler, thresholdHandler].map((h) => [h.name, h]),
 );
+
+/** The built-ins' names, in registry order: every agent ships these handlers. */
+export const builtinHandlerNames: readonly string[] = [...builtinHandlers.keys()];
 
 /**
  * Built-ins plus custom handlers. A custom handler may not shadow a built-in or another custom handler:
