@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { SqliteTaskStore } from "../coordinator/tasks/sqlite-store.js";
+import { SqliteTaskStore } from "../coordinator/store/sqlite-store.js";
 import type { TaskRecord, TaskSpec } from "../coordinator/tasks/types.js";
 
 interface Row {

@@ -15,9 +15,9 @@ import { clusterServiceImpl } from "./rpc/cluster-service.js";
 import { grpcServiceDefinition, grpcServiceImpl } from "./rpc/grpc-adapter.js";
 import { addHealth, addReflection } from "./rpc/reflection.js";
 import { taskServiceImpl } from "./rpc/task-service.js";
-import { MemoryTaskStore } from "./tasks/memory-store.js";
-import { SqliteTaskStore } from "./tasks/sqlite-store.js";
-import type { TaskStore } from "./tasks/store.js";
+import { MemoryTaskStore } from "./store/memory-store.js";
+import { SqliteTaskStore } from "./store/sqlite-store.js";
+import type { TaskStore } from "./store/store.js";
 import { TaskManager } from "./tasks/task-manager.js";
 
 export interface CoordinatorHandle {
@@ -109,7 +109,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
           server.tryShutdown(() => { clearTimeout(force); resolve(); });
         });
         try {
-          store.close();
+          await store.close();
         } catch (err) {
           log.error({ err }, "the last writes could not be committed at shutdown");
         }

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { backoffDelay } from "../../lib/backoff.js";
 import { FailedPreconditionError, NotFoundError } from "../errors.js";
 import { assertTransition } from "./state-machine.js";
-import type { TaskStore } from "./store.js";
+import type { TaskStore } from "../store/store.js";
 import {
   isTerminal, PRIORITIES,
   type AttemptOutcome, type AttemptRecord, type JsonValue, type ShardAssignment, type TaskRecord, type TaskSpec, type TaskState,
