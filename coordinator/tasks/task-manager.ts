@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { backoffDelay } from "../../lib/backoff.js";
 import { FailedPreconditionError, NotFoundError } from "../errors.js";
 import { assertTransition } from "./state-machine.js";
-import type { TaskStore } from "../store/store.js";
+import type { PutOptions, TaskStore } from "../store/store.js";
 import {
   isTerminal, PRIORITIES,
   type AttemptOutcome, type AttemptRecord, type JsonValue, type ShardAssignment, type TaskRecord, type TaskSpec, type TaskState,
@@ -165,9 +165,10 @@ export class TaskManager {
     if (!t) return { type: "stale", reason: "unknown task" };
     if (t.attempt !== attempt || t.state !== "dispatched") return { type: "stale", reason: `attempt ${attempt} is not the current dispatched attempt (${t.attempt}, ${t.state})` };
     const now = this.opts.now();
+    // Lazy: a restart treats a dispatched attempt like a running one, so this needs no commit of its own.
     return { type: "applied", task: this.update(id, "running", (x) => {
       x.attempts = x.attempts.map((a) => (a.attempt === attempt ? { ...a, startedAt: a.startedAt ?? now } : a));
-    }) };
+    }, { lazy: true }) };
   }
 
   /**
@@ -317,12 +318,12 @@ export class TaskManager {
     return { task, running };
   }
 
-  private update(id: string, to: TaskState, mutate: (t: TaskRecord) => void): TaskRecord {
+  private update(id: string, to: TaskState, mutate: (t: TaskRecord) => void, putOpts?: PutOptions): TaskRecord {
     const prev = this.get(id);
     assertTransition(id, prev.state, to);
     const next: TaskRecord = { ...prev, state: to, updatedAt: this.opts.now() };
     mutate(next);
-    this.store.put(next);
+    this.store.put(next, putOpts);
     this.publish(next, prev.state, prev);
     return next;
   }
