@@ -6,7 +6,9 @@
 //   error, timestamps, output, shard, split: coordinator/store/columns.ts lists them), so a transition updates
 //   only what changed; `record` holds, as JSON, the fields that have no column (any added to TaskRecord later)
 //   and the rare values a column cannot hold. (Up to version 2, `record` was the whole record, rewritten on every
-//   transition.)
+//   transition.) Indexed: seq, idempotency key, priority, device, target cluster, created_at: columns fixed at
+//   insert. Version 3 dropped the indexes on state, assigned cluster and updated_at, which every transition rewrote;
+//   a later SQL-side query (retention) adds the index it needs with its migration.
 // - `attempts` (version 3): one row per attempt of a task, keyed by (task, index in its attempts list): inserted
 //   at dispatch, updated when the agent accepts and reports. Unknown fields go to its `extra` JSON.
 // - `task_specs`: what the client submitted, written once at insert. Kept apart because an input may be up to
@@ -93,6 +95,12 @@ export const MIGRATIONS: readonly Migration[] = [
     // and `record` keeps only what has no column. Task order (seq) and ids do not change.
     name: "a column per mutable task field and a row per attempt, so a transition writes only what changed",
     sql: `
+      -- Indexes on columns that change with every transition cost each one a delete and an insert per index, for
+      -- queries nothing runs (reads are served from memory). Those on columns fixed at insert stay.
+      DROP INDEX tasks_state;
+      DROP INDEX tasks_cluster;
+      DROP INDEX tasks_updated_at;
+
       ALTER TABLE tasks ADD COLUMN attempt INTEGER;
       ALTER TABLE tasks ADD COLUMN assigned_node TEXT;
       ALTER TABLE tasks ADD COLUMN output TEXT;

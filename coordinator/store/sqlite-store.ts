@@ -45,7 +45,8 @@ export interface SqliteTaskStoreOptions {
   lazyFlushMs?: number;
   /**
    * Rows one transaction writes at most (a task write is 1-3 rows), so that a burst is committed in pieces and the
-   * writes behind it wait for one piece, not the whole burst. One insert() batch is never split. Default 16384.
+   * writes behind it wait for one piece (tens of ms), not the whole burst. One insert() batch is never split.
+   * Default 4096.
    */
   maxCommitRows?: number;
   /** Bytes of values one transaction writes at most, likewise (a big series goes alone). Default 16 MiB. */
@@ -133,7 +134,7 @@ export class SqliteTaskStore implements TaskStore {
   private constructor(private readonly db: OpenedDatabase, opts: SqliteTaskStoreOptions, workerUrl: URL) {
     this.path = db.path;
     const log = (this.log = opts.logger);
-    this.queue = new WriteQueue({ maxRows: opts.maxCommitRows ?? 16_384, maxBytes: opts.maxCommitBytes ?? 16 * 1024 * 1024 });
+    this.queue = new WriteQueue({ maxRows: opts.maxCommitRows ?? 4096, maxBytes: opts.maxCommitBytes ?? 16 * 1024 * 1024 });
     this.link = new WorkerLink({
       init: { path: this.path, busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS, schemaVersion: SCHEMA_VERSION },
       url: workerUrl,
@@ -451,6 +452,8 @@ export class SqliteTaskStore implements TaskStore {
       }
       if (failure !== undefined) this.log?.error({ err: failure, pendingWrites: this.queue.pendingWrites }, "task store closed with writes it could not commit");
       this.reader?.close();
+      // A worker still opening is let finish, so that its connection, the last one, checkpoints the WAL on close.
+      if (this.link.state === "starting") await this.link.whenReady().catch(() => undefined);
       await this.link.stop();
       this.db.close();
       if (failure !== undefined) throw failure;
