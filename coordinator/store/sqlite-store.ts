@@ -21,7 +21,7 @@ import { classify, openDatabase, type OpenedDatabase } from "./open-database.js"
 import type { PutOptions, TaskFilter, TaskPage, TaskStore } from "./store.js";
 import { StoreConflictError, StoreCorruptError, StoreWriteError } from "./store-errors.js";
 import {
-  decodeAttemptRow, decodeSpec, decodeTaskRow, diffTask, encodeAttempts, encodeSpecRow, encodeTaskInsert, specColumns, type SeriesRef,
+  decodeAttemptRow, decodeSpec, decodeTaskRow, diffTask, encodeAttempts, encodeSpecRow, encodeTaskInsert, specColumns, type SeriesRef, type TaskDelta,
 } from "./task-row.js";
 import { assertWorkerScript, defaultWorkerUrl, WorkerLink, type WorkerState } from "./worker-link.js";
 import type { WorkerFault } from "./worker-protocol.js";
@@ -75,6 +75,13 @@ const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 interface Reads {
   selectSpec: Database.Statement<[string]>;
+}
+
+/** Every column and attempt row of a task, and none past its last attempt: for a record changed in place. */
+function wholeTask(t: TaskRecord): TaskDelta {
+  const d = diffTask({ attempts: [] } as unknown as TaskRecord, t)!;
+  d.truncateFrom = t.attempts.length;
+  return d;
 }
 
 export class SqliteTaskStore implements TaskStore {
@@ -365,7 +372,7 @@ export class SqliteTaskStore implements TaskStore {
       throw new StoreConflictError(`cannot put task ${task.id}: its seq and idempotency key are fixed at insert (stored ${prev.seq}, ${JSON.stringify(prev.idempotencyKey)}; given ${task.seq}, ${JSON.stringify(task.idempotencyKey)})`);
     }
     // The same object again may have been changed in place: nothing to compare it with, so write every field.
-    const delta = task === prev ? diffTask({ attempts: [] } as unknown as TaskRecord, task) : diffTask(prev, task);
+    const delta = task === prev ? wholeTask(task) : diffTask(prev, task);
     // A spec without its payload (see withPayload) is never written: the file already has the whole one.
     const specChanged = task.spec !== prev.spec && !this.released.has(task.spec);
     const spec = specChanged ? encodeSpecRow(task) : undefined;
