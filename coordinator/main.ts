@@ -19,9 +19,9 @@ import { clusterServiceImpl } from "./rpc/cluster-service.js";
 import { grpcServiceDefinition, grpcServiceImpl } from "./rpc/grpc-adapter.js";
 import { addHealth, addReflection } from "./rpc/reflection.js";
 import { taskServiceImpl } from "./rpc/task-service.js";
-import { MemoryTaskStore } from "./tasks/memory-store.js";
-import { SqliteTaskStore } from "./tasks/sqlite-store.js";
-import type { TaskStore } from "./tasks/store.js";
+import { MemoryTaskStore } from "./store/memory-store.js";
+import { SqliteTaskStore } from "./store/sqlite-store.js";
+import type { TaskStore } from "./store/store.js";
 import { TaskManager } from "./tasks/task-manager.js";
 import { TaskSubmissions } from "./usecases/submit.js";
 
@@ -133,7 +133,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
         });
         await healthListener?.close();
         try {
-          store.close();
+          await store.close();
         } catch (err) {
           log.error({ err }, "the last writes could not be committed at shutdown");
         }

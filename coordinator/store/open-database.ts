@@ -1,11 +1,13 @@
 // Opens the coordinator's SQLite database in its data directory: takes the directory lock, checks the file on a
 // read-only connection, then opens it for writing (WAL, synchronous = FULL) and applies missing migrations.
 // Never deletes, truncates or recreates a database it cannot read, and never writes to one that failed its check.
+// The commit worker then opens its own write connection, and the main thread reads through a read-only one.
 import { randomUUID } from "node:crypto";
 import { mkdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { MIGRATIONS, SCHEMA_VERSION } from "../tasks/migrations.js";
+import { openWriter } from "./connection.js";
+import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.js";
 import { StoreCorruptError, StoreOpenError, StoreVersionError } from "./store-errors.js";
 
 export const DB_FILE = "edgeplane.db";
@@ -19,7 +21,9 @@ export interface OpenedDatabase {
   /** `user_version` found on disk (0 for a new file) and after migrating. */
   fromVersion: number;
   version: number;
-  /** Closes the database (checkpointing the WAL) and releases the directory lock. */
+  /** Closes `db`, the connection that checked and migrated the file (the lock stays). */
+  closeConnection(): void;
+  /** Closes `db` if still open and releases the directory lock. */
   close(): void;
 }
 
@@ -36,17 +40,16 @@ export function openDatabase(dataDir: string, busyTimeoutMs: number): OpenedData
   try {
     // A file with content is checked before anything may write to it (even a WAL checkpoint on close).
     if (fileSize(path) > 0 || fileSize(`${path}-wal`) > 0) inspect(path);
-    db = new Database(path, { timeout: busyTimeoutMs });
-    const mode = db.pragma("journal_mode = WAL", { simple: true });
-    if (mode !== "wal") throw new StoreOpenError(path, `cannot switch ${path} to WAL mode (got "${String(mode)}"); put the data directory on a local file system`);
-    // FULL: every commit fsyncs the WAL, so an acknowledged write survives power loss, not only a process crash.
-    db.pragma("synchronous = FULL");
+    db = openWriter(path, busyTimeoutMs, false);
     const fromVersion = migrate(db, path);
     const opened = db;
     return {
       db: opened, path, fromVersion, version: SCHEMA_VERSION,
+      closeConnection() {
+        if (opened.open) opened.close();
+      },
       close() {
-        opened.close();
+        if (opened.open) opened.close();
         lock.close();
       },
     };
@@ -104,7 +107,10 @@ function migrate(db: Database.Database, path: string): number {
     throw new StoreVersionError(path, `${path} has schema version ${from}, but this edgeplane knows versions up to ${SCHEMA_VERSION}: it was written by a newer edgeplane. Run that version (or newer) on this data directory.`);
   }
   db.transaction(() => {
-    for (let v = from; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v].sql);
+    for (let v = from; v < SCHEMA_VERSION; v++) {
+      db.exec(MIGRATIONS[v].sql);
+      MIGRATIONS[v].run?.(db, path);
+    }
     // user_version lives in the file header, which is part of the transaction: all steps land, or none.
     if (from !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
     const seed = db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)");

@@ -5,7 +5,7 @@ import { backoffDelay } from "../../lib/backoff.js";
 import { systemTimers, type Timers } from "../../lib/clock.js";
 import { FailedPreconditionError, NotFoundError } from "../errors.js";
 import { assertTransition } from "./state-machine.js";
-import type { TaskStore } from "./store.js";
+import type { PutOptions, TaskStore } from "../store/store.js";
 import { TaskWatchHub, type WatchSubscription } from "./task-watch.js";
 import {
   isTerminal, PRIORITIES,
@@ -359,7 +359,7 @@ export class TaskManager {
     return { task, running };
   }
 
-  private update(id: string, to: TaskState, mutate: (t: TaskRecord) => void, opts: { lazy?: boolean } = {}): TaskRecord {
+  private update(id: string, to: TaskState, mutate: (t: TaskRecord) => void, opts: PutOptions = {}): TaskRecord {
     const prev = this.get(id);
     assertTransition(id, prev.state, to);
     const next: TaskRecord = { ...prev, state: to, updatedAt: this.opts.now() };
@@ -390,7 +390,9 @@ export class TaskManager {
     this.count(t, prevRecord);
     for (const l of this.listeners) l(t, previous);
     this.watchHub.publish(t, lazy);
-    this.checkDurabilityAfterTurn();
+    // A lazy change is shown at once (behind what waits before it); asking the store to flush for it would
+    // force the very commit a lazy write is meant to save.
+    if (!lazy) this.checkDurabilityAfterTurn();
   }
 
   /** Once per turn with changes: when the store says they are durable, watching clients may see them. */

@@ -4,7 +4,7 @@
 import { AgentSession, type OutboundMessage } from "../../coordinator/dispatch/session.js";
 import { Dispatcher, type DispatcherOptions } from "../../coordinator/dispatch/dispatcher.js";
 import { NodeRegistry, type NodeRecord, type RegisterInfo } from "../../coordinator/nodes/registry.js";
-import { MemoryTaskStore } from "../../coordinator/tasks/memory-store.js";
+import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
 import { TaskManager, type AttemptReport } from "../../coordinator/tasks/task-manager.js";
 import type { TaskRecord, TaskSpec } from "../../coordinator/tasks/types.js";
 import { silentLogger } from "../../lib/log.js";

@@ -8,7 +8,7 @@ import { runShardStep } from "../../agent/executor/task-runner.js";
 import { ShardDriver } from "../../coordinator/distributed/driver.js";
 import type { SplitPlanOptions } from "../../coordinator/distributed/plan.js";
 import type { ClusterView, NodeView } from "../../coordinator/scheduler/place.js";
-import { MemoryTaskStore } from "../../coordinator/tasks/memory-store.js";
+import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
 import { TaskManager } from "../../coordinator/tasks/task-manager.js";
 import { isTerminal, type JsonValue, type TaskRecord, type TaskSpec } from "../../coordinator/tasks/types.js";
 import { silentLogger } from "../../lib/log.js";

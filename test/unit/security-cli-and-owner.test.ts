@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { buildProgram } from "../../cli/program.js";
 import { agentConfigFromFlags, coordinatorConfigFromFlags, devAgentArgs, renderDevBanner, type AgentFlags } from "../../cli/run.js";
 import { resolveCoordinatorConfig } from "../../coordinator/config.js";
-import { SqliteTaskStore } from "../../coordinator/tasks/sqlite-store.js";
+import { SqliteTaskStore } from "../../coordinator/store/sqlite-store.js";
 import { TaskManager } from "../../coordinator/tasks/task-manager.js";
 import type { TaskSpec } from "../../coordinator/tasks/types.js";
 import { silentLogger } from "../../lib/log.js";
@@ -32,11 +32,11 @@ describe("TaskRecord.owner", () => {
     const [{ task: anonymous }] = tasks.submit([{ spec, idempotencyKey: "" }]);
     expect(task.owner).toBe("token:abc123defg");
     await store.flush();
-    store.close();
+    await store.close();
     const again = SqliteTaskStore.open(dir, { logger: silentLogger() });
     expect(again.get(task.id)?.owner).toBe("token:abc123defg");
     expect(again.get(anonymous.id)?.owner).toBeUndefined();
-    again.close();
+    await again.close();
   });
 });
 

@@ -8,12 +8,12 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../lib/log.js";
 import { InvalidArgumentError } from "../../coordinator/errors.js";
-import { MemoryTaskStore } from "../../coordinator/tasks/memory-store.js";
-import { SCHEMA_VERSION } from "../../coordinator/tasks/migrations.js";
+import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
+import { SCHEMA_VERSION } from "../../coordinator/store/migrations.js";
 import {
   SqliteTaskStore, StoreConflictError, StoreCorruptError, StoreOpenError, StoreVersionError, StoreWriteError, type StoreLogger,
-} from "../../coordinator/tasks/sqlite-store.js";
-import type { TaskStore } from "../../coordinator/tasks/store.js";
+} from "../../coordinator/store/sqlite-store.js";
+import type { TaskStore } from "../../coordinator/store/store.js";
 import type { TaskRecord, TaskSpec, TaskState } from "../../coordinator/tasks/types.js";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -23,11 +23,11 @@ const dirs: string[] = [];
 const stores: SqliteTaskStore[] = [];
 const handles: Database.Database[] = [];
 
-afterEach(() => {
+afterEach(async () => {
   for (const h of handles.splice(0)) if (h.open) h.close();
   for (const s of stores.splice(0)) {
     try {
-      s.close();
+      await s.close();
     } catch {
       // a test that made commits fail may leave writes it could not save
     }
@@ -47,8 +47,8 @@ function open(dir: string, opts: Parameters<typeof SqliteTaskStore.open>[1] = {}
   return s;
 }
 
-function reopen(s: SqliteTaskStore, dir: string): SqliteTaskStore {
-  s.close();
+async function reopen(s: SqliteTaskStore, dir: string): Promise<SqliteTaskStore> {
+  await s.close();
   return open(dir);
 }
 
@@ -263,7 +263,7 @@ describe("SqliteTaskStore answers like MemoryTaskStore", () => {
       }
     };
     compare(sql);
-    sql = reopen(sql, dir);
+    sql = await reopen(sql, dir);
     compare(sql);
   });
 });
@@ -280,7 +280,7 @@ describe("SqliteTaskStore", () => {
     const withOutput: TaskRecord = { ...task({ output: null, finishedAt: 5 }, { input: { a: [1, "x", null, true] }, series: { values: [], timestamps: [] }, disconnectWindowMs: 30_000 }) };
     s.insert([withOutput]);
     await s.flush();
-    const again = reopen(s, dir);
+    const again = await reopen(s, dir);
     expect(again.get(rec.id)).toStrictEqual(rec);
     expect(again.get(withOutput.id)).toStrictEqual(withOutput);
     expect(Object.is(again.get(rec.id)!.spec.series!.values[1], -0)).toBe(true);
@@ -310,7 +310,7 @@ describe("SqliteTaskStore", () => {
     // A later put built from the light record (what task-manager does) must not overwrite the stored payload.
     s.put({ ...light, error: "note added later", updatedAt: 10 });
     await s.flush();
-    const again = reopen(s, dir);
+    const again = await reopen(s, dir);
     const loaded = again.get(done.id)!;
     expect(loaded.spec.series).toBeUndefined();
     expect(loaded.error).toBe("note added later");
@@ -342,9 +342,9 @@ describe("SqliteTaskStore", () => {
     expect([a, b, odd, parent].map((t) => byId.get(t.id)!.ref)).toEqual([1, 1, 0, 0]);
     expect(JSON.parse(byId.get(a.id)!.spec).seriesRef).toEqual({ parentId: parent.id, start: 0, end: 4000, timestamps: true });
 
-    s = reopen(s, dir);
-    // toEqual: the record keeps no key for shard.global when it is undefined (as before this change).
-    for (const t of [parent, a, b, odd]) expect(s.get(t.id)).toEqual(t);
+    s = await reopen(s, dir);
+    // Since schema version 3 even shard.global: undefined is kept (version 2 dropped the key).
+    for (const t of [parent, a, b, odd]) expect(s.get(t.id)).toStrictEqual(t);
     for (const t of [parent, a, b, odd]) expect(s.get(t.id)!.spec.series).toStrictEqual(t.spec.series);
     expect(Object.is(s.get(a.id)!.spec.series!.values[8], -0)).toBe(true);
 
@@ -353,7 +353,7 @@ describe("SqliteTaskStore", () => {
     await s.flush();
     expect(s.get(b.id)!.spec.series).toBeUndefined();
     expect(s.withPayload(s.get(b.id)!).spec.series).toStrictEqual(b.spec.series);
-    s = reopen(s, dir);
+    s = await reopen(s, dir);
     expect(s.withPayload(s.get(a.id)!).spec.series).toStrictEqual(a.spec.series);
     expect(s.withPayload(s.get(odd.id)!).spec.series).toStrictEqual(odd.spec.series);
   });
@@ -367,14 +367,15 @@ describe("SqliteTaskStore", () => {
     s.put({ ...t, state: "dispatched", attempt: 1 });
     await s.flush();
     s.put({ ...t, state: "running", attempt: 1, spec: { ...t.spec, input: { v: 2 } } });
-    const again = reopen(s, dir);
+    const again = await reopen(s, dir);
     expect(again.get(t.id)?.state).toBe("running");
     expect(again.get(t.id)?.spec.input).toEqual({ v: 2 });
   });
 
   it("stores 10,000 tasks inserted in one batch, and their puts, in one commit each, and loads them all back", async () => {
     const dir = tempDir();
-    const s = open(dir);
+    // A budget above the puts' 10,000 rows (the default is smaller: see the commit budget test in store-commit).
+    const s = open(dir, { maxCommitRows: 20_000 });
     const ts = Array.from({ length: 10_000 }, (_, i) => task({ idempotencyKey: i % 2 ? `key-${i}` : "" }, { series: { values: [i, i + 0.5], timestamps: [] } }));
     s.insert(ts);
     await s.flush();
@@ -382,7 +383,7 @@ describe("SqliteTaskStore", () => {
     for (const t of ts) s.put({ ...t, state: "dispatched", attempt: 1, assignedNode: "n1", assignedCluster: "c1" });
     await s.flush();
     expect(s.stats().commits).toBe(2);
-    const again = reopen(s, dir);
+    const again = await reopen(s, dir);
     expect(again.list({}, 20_000, "").tasks).toHaveLength(10_000);
     expect(again.active().map((t) => t.id)).toEqual(ts.map((t) => t.id));
     expect(again.get(ts[4321].id)).toStrictEqual({ ...ts[4321], state: "dispatched", attempt: 1, assignedNode: "n1", assignedCluster: "c1" });
@@ -449,7 +450,7 @@ describe("SqliteTaskStore", () => {
     s.put({ ...t, state: "dispatched" });
     await s.flush();
     expect(s.stats()).toMatchObject({ commits: 1, pendingWrites: 0 });
-    const again = reopen(s, dir);
+    const again = await reopen(s, dir);
     expect(again.get(t.id)?.state).toBe("dispatched");
   });
 
@@ -473,12 +474,12 @@ describe("SqliteTaskStore", () => {
     const s = open(dir);
     s.insert([task({ seq: 3, id: "a" }), task({ seq: 9, id: "b", state: "succeeded" })]);
     expect(s.maxSeq()).toBe(9);
-    const again = reopen(s, dir);
+    const again = await reopen(s, dir);
     expect(again.active().map((t) => t.seq)).toEqual([3]);
     expect(again.maxSeq()).toBe(9);
   });
 
-  it("persists clusters and meta with the same group commit; coordinator_id is chosen once", () => {
+  it("persists clusters and meta with the same group commit; coordinator_id is chosen once", async () => {
     const dir = tempDir();
     const s = open(dir);
     const id = s.getMeta("coordinator_id");
@@ -488,7 +489,7 @@ describe("SqliteTaskStore", () => {
     s.saveCluster({ id: "site-a", tier: "edge", labels: {}, declared: false, createdAt: 6 });
     s.saveCluster({ id: "site-b", tier: "cloud", labels: { region: "eu" }, declared: true, createdAt: 5 });
     s.setMeta("note", "hello");
-    const again = reopen(s, dir);
+    const again = await reopen(s, dir);
     expect(again.loadClusters()).toEqual([
       { id: "site-a", tier: "edge", labels: {}, declared: false, createdAt: 6 },
       { id: "site-b", tier: "cloud", labels: { region: "eu" }, declared: true, createdAt: 5 },
@@ -509,18 +510,18 @@ describe("SqliteTaskStore", () => {
     expect(s.path).toBe(resolve(dir, "edgeplane.db"));
   });
 
-  it("refuses a second store on a data directory that is in use, and allows it once the first is closed", () => {
+  it("refuses a second store on a data directory that is in use, and allows it once the first is closed", async () => {
     const dir = tempDir();
     const s = open(dir);
     expect(() => open(dir)).toThrow(StoreOpenError);
     expect(() => open(dir)).toThrow(/in use by another edgeplane coordinator/);
-    s.close();
+    await s.close();
     expect(open(dir).active()).toEqual([]);
   });
 
-  it("refuses writes after close()", () => {
+  it("refuses writes after close()", async () => {
     const s = open(tempDir());
-    s.close();
+    await s.close();
     expect(() => s.insert([task()])).toThrow(/closed/);
   });
 });
@@ -530,7 +531,7 @@ describe("SqliteTaskStore", () => {
 
 // The child runs the built module (node cannot load the TypeScript sources): `npm test` builds first; after
 // `npx vitest run` alone, run `npm run build` when these sources changed.
-const DIST_MODULE = resolve("dist/coordinator/tasks/sqlite-store.js");
+const DIST_MODULE = resolve("dist/coordinator/store/sqlite-store.js");
 
 function assertBuilt(): void {
   if (!existsSync(DIST_MODULE)) throw new Error(`${DIST_MODULE} is missing: run \`npm run build\` (npm test does it first)`);
@@ -592,7 +593,7 @@ describe("SqliteTaskStore refuses a database it cannot trust", () => {
     const s = open(dir);
     s.insert(Array.from({ length: n }, () => task({}, { input: { text: "x".repeat(200) } })));
     await s.flush();
-    s.close(); // checkpoints the WAL into edgeplane.db and removes it
+    await s.close(); // checkpoints the WAL into edgeplane.db and removes it
     return { dir, db: join(dir, "edgeplane.db") };
   }
 

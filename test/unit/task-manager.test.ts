@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { FailedPreconditionError } from "../../coordinator/errors.js";
-import { MemoryTaskStore } from "../../coordinator/tasks/memory-store.js";
+import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
 import { IllegalTransitionError } from "../../coordinator/tasks/state-machine.js";
 import { TaskManager, type AttemptReport } from "../../coordinator/tasks/task-manager.js";
 import type { TaskSpec, TaskState } from "../../coordinator/tasks/types.js";

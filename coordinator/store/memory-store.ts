@@ -1,7 +1,7 @@
 // In-memory task store (`--store memory`): for tests and throwaway runs; loses everything on exit.
 import { InvalidArgumentError } from "../errors.js";
-import type { TaskFilter, TaskPage, TaskStore } from "./store.js";
-import { isTerminal, type TaskRecord } from "./types.js";
+import { isTerminal, type TaskRecord } from "../tasks/types.js";
+import type { PutOptions, TaskFilter, TaskPage, TaskStore } from "./store.js";
 
 export class MemoryTaskStore implements TaskStore {
   private readonly byId = new Map<string, TaskRecord>();
@@ -31,7 +31,8 @@ export class MemoryTaskStore implements TaskStore {
     }
   }
 
-  put(task: TaskRecord): void {
+  /** Nothing is written anywhere, so a lazy put is like any other. */
+  put(task: TaskRecord, _opts?: PutOptions): void {
     this.byId.set(task.id, task);
   }
 
@@ -71,7 +72,9 @@ export class MemoryTaskStore implements TaskStore {
     return last === undefined ? 0 : this.byId.get(last)!.seq;
   }
 
-  close(): void {}
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 export function matches(t: TaskRecord, f: TaskFilter): boolean {
