@@ -67,6 +67,11 @@ export interface Child {
 // and (5) enrol stand-in agents (the idle-agent scenario) through the enrolment RPC before they connect.
 // ---------------------------------------------------------------------------------------------------------------
 
+/** Throws, saying what is missing, when this build of the benchmark cannot start fleets in that mode (checked at start). */
+export function checkFleetSecurity(security: FleetSecurity): void {
+  if (security === "secure") throw new Error("--secure: the benchmark cannot start a secured fleet yet (wire it in bench/fleet.ts, SECURITY)");
+}
+
 /** Extra coordinator flags for the fleet's security mode. */
 function coordinatorSecurityArgs(plan: FleetPlan): string[] {
   switch (plan.security) {

@@ -77,7 +77,7 @@ export function renderMarkdown(r: RunReport): string {
 
   const checks: TargetCheck[] = r.scenarios.flatMap((s) => s.result.checks);
   lines.push("", "Against the targets (issue 8's done-when figures, and the original design targets with their aim):", "");
-  lines.push("| Target | Source | Limit | Measurement | Value | Verdict |", "|---|---|---|---|---|---|");
+  if (checks.length > 0) lines.push("| Target | Source | Limit | Measurement | Value | Verdict |", "|---|---|---|---|---|---|");
   const unmeasured: string[] = [];
   for (const t of TARGETS) {
     const mine = checks.filter((c) => c.target === t.id);

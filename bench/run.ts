@@ -9,6 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { ProcessingMode } from "../gen/edgeplane/v1/types_pb.js";
 import { FleetPool } from "./fleet-pool.js";
+import { checkFleetSecurity } from "./fleet.js";
 import { fmtInt } from "./measure.js";
 import { parseBenchOptions, selectScenarios, USAGE, type BenchOptions } from "./options.js";
 import { machineBusySeconds } from "./proc.js";
@@ -30,7 +31,7 @@ function scenarioList(o: BenchOptions): Scenario[] {
   const agents = o.agents, slots = o.workers;
   const throughput = (s: number, target: "throughput-4x1" | "throughput-4x8") => throughputScenario({
     agents, slots: s, tasks: { full: 20_000, quick: 2_000 }, submitters: 50, batchSize: 100,
-    budgetMs: { full: 300_000, quick: 120_000 }, stallMs: 30_000, callTimeoutMs: 60_000,
+    budgetMs: { full: 180_000, quick: 120_000 }, stallMs: 30_000, callTimeoutMs: 60_000,
     // issue 8's figures are for four agents
     target: agents === 4 ? target : undefined,
   });
@@ -103,6 +104,7 @@ async function main(): Promise<number> {
       return 0;
     }
     selected = selectScenarios(all, opts.only);
+    checkFleetSecurity(opts.security);
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
     return 2;

@@ -49,15 +49,16 @@ export function criticalBacklogScenario(o: CriticalBacklogOptions): Scenario {
         // CRITICAL tasks on a fixed schedule, each its own submit call, not waiting for earlier ones.
         const crit: { sendEpoch: number; sendAt: number; backlog: number; id?: string; rtt?: number }[] = [];
         const calls: Promise<void>[] = [];
+        const epochOffset = wallClockOffset();
         const start = performance.now();
         for (let j = 0; j < critTotal && !ctx.signal.aborted; j++) {
           const due = start + j * o.spacingMs;
           const wait = due - performance.now();
           if (wait > 0) await sleep(wait);
           const critBack = crit.filter((c) => c.id !== undefined && log.byId.has(c.id)).length;
-          // Both clocks are this machine's wall clock: the system's dispatch timestamp and performance.timeOrigin + now.
+          // The send time on this machine's wall clock (what the systems stamp dispatches with), to the microsecond.
           const sendAt = performance.now();
-          const entry: (typeof crit)[number] = { sendEpoch: performance.timeOrigin + sendAt, sendAt, backlog: low.accepted.size - (log.size - critBack) };
+          const entry: (typeof crit)[number] = { sendEpoch: epochOffset + sendAt, sendAt, backlog: low.accepted.size - (log.size - critBack) };
           crit.push(entry);
           calls.push(sys.submitOne({ input: j, priority: "critical", device: j }, j % o.submitters, ctx.signal).then(
             (tid) => {
@@ -106,8 +107,21 @@ export function criticalBacklogScenario(o: CriticalBacklogOptions): Scenario {
         };
       });
       return combineRuns(runs, { what: "CRITICAL submit → dispatched p99", better: "lower" }, [
-        `${fmtInt(lowTotal)} LOW tasks per run queued from ${o.submitters} submitters in batches of ${o.batchSize}; then ${critTotal} CRITICAL tasks, one submit call each, every ${o.spacingMs} ms on a fixed schedule, while the backlog drains (the run ends when the CRITICAL tasks are done; the rest of the backlog goes with the processes). "Dispatched" is the system's own timestamp: edgeplane's first attempt dispatchedAt (coordinator clock), BullMQ's processedOn (worker clock); the send time is performance.timeOrigin + performance.now() in the client. All are this machine's wall clock; the systems' timestamps are whole milliseconds (truncated), so a wait can read up to 1 ms short. BullMQ priorities: CRITICAL 1, LOW 10.`,
+        `${fmtInt(lowTotal)} LOW tasks per run queued from ${o.submitters} submitters in batches of ${o.batchSize}; then ${critTotal} CRITICAL tasks, one submit call each, every ${o.spacingMs} ms on a fixed schedule, while the backlog drains (the run ends when the CRITICAL tasks are done; the rest of the backlog goes with the processes). "Dispatched" is the system's own timestamp: edgeplane's first attempt dispatchedAt (coordinator clock), BullMQ's processedOn (worker clock); the send time is performance.now() in the client mapped onto the wall clock (calibrated at the start of the CRITICAL phase on a Date.now() tick). All are this machine's wall clock; the systems' timestamps are whole milliseconds (truncated), so a wait can read up to 1 ms short. BullMQ priorities: CRITICAL 1, LOW 10.`,
       ]);
     },
   };
+}
+
+/**
+ * Date.now() − performance.now(), read just after Date.now() ticks to a new millisecond, so that offset +
+ * performance.now() is the wall clock to well under a millisecond for the next seconds (performance.timeOrigin
+ * drifts from the wall clock over a long run as NTP adjusts it).
+ */
+function wallClockOffset(): number {
+  const first = Date.now();
+  let now = first;
+  const give = performance.now() + 5;
+  while (now === first && performance.now() < give) now = Date.now();
+  return now - performance.now();
 }

@@ -28,7 +28,9 @@ function probeClient(host: string, port: number): Redis {
 /** Connects, PINGs and describes the server; throws with a message saying what to do when it is not reachable. */
 export async function describeRedis(host: string, port: number, what = "Redis"): Promise<RedisTarget> {
   const r = probeClient(host, port);
-  r.on("error", () => {}); // reported through the rejected commands below
+  // The cause behind ioredis's own "Connection is closed." (e.g. ECONNREFUSED).
+  let connectError: Error | undefined;
+  r.on("error", (err: Error) => (connectError ??= err));
   try {
     await r.connect();
     const pong = await r.ping();
@@ -43,7 +45,8 @@ export async function describeRedis(host: string, port: number, what = "Redis"):
       description: `Redis ${field("redis_version") ?? "?"} at ${host}:${port} (appendonly ${await conf("appendonly")}, appendfsync ${await conf("appendfsync")}, save "${await conf("save")}"; dir ${dir} on ${fileSystemOf(dir)})`,
     };
   } catch (err) {
-    throw new Error(`${what} at ${host}:${port} is not usable (${errorText(err)}): start it, point --redis elsewhere, or pass --no-compare-bullmq`);
+    const cause = connectError ? errorText(connectError) : errorText(err);
+    throw new Error(`${what} at ${host}:${port} is not usable (${cause}): start it, point --redis elsewhere, or pass --no-compare-bullmq`);
   } finally {
     r.disconnect();
   }
