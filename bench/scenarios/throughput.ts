@@ -114,7 +114,7 @@ export function throughputScenario(o: ThroughputOptions): Scenario {
           headline: completionRate,
         };
       });
-      return combineRuns(runs, { what: "completion rate", better: "higher", target: o.target ? "vs-bullmq" : undefined }, [
+      return combineRuns(runs, { what: `completion rate, ${o.agents} × ${o.slots}`, better: "higher", target: o.target ? "vs-bullmq" : undefined }, [
         `${fmtInt(total)} tasks per run, each \`stats\` over 100 numbers (16 distinct inputs), in ${Math.ceil(total / o.batchSize)} batches of ${o.batchSize} from ${o.submitters} concurrent submitters (each its own connection, next batch when the last is acknowledged); edgeplane acknowledges a batch once it is durable. Every run starts on fresh processes; the completion rate counts from the first submission to the arrival of the last task's terminal state on the run's completion stream.`,
       ]);
     },

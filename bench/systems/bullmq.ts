@@ -87,6 +87,8 @@ class BullmqRun implements SystemRun {
   private lanes: Queue[] = [];
   private workers: WorkerChild[] = [];
   private readonly probes = new Set<string>();
+  /** While probing nothing else of the run exists: every event is a probe's (even one ahead of its add's reply). */
+  private probing = true;
   private probeBack = false;
   private wakeProbe: (() => void) | undefined;
   private problem: string | undefined;
@@ -125,7 +127,7 @@ class BullmqRun implements SystemRun {
 
   private onEvent(jobId: string, completed: boolean, payload: unknown): void {
     const at = performance.now();
-    if (this.probes.has(jobId)) {
+    if (this.probing || this.probes.has(jobId)) {
       if (!completed) this.problem ??= `the probe job failed: ${String(payload)}`;
       this.probeBack = true;
       this.wakeProbe?.();
@@ -191,6 +193,7 @@ class BullmqRun implements SystemRun {
       });
       this.wakeProbe = undefined;
     }
+    this.probing = false;
     if (this.problem) throw new Error(this.problem);
     if (!this.probeBack) throw new Error(`no probe job came back on QueueEvents within ${PROBE_TIMEOUT_MS} ms (${this.probes.size} sent)`);
   }

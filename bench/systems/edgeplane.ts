@@ -81,7 +81,9 @@ class EdgeplaneRun implements SystemRun {
   private async startWatch(): Promise<void> {
     const signal = AbortSignal.any([this.ctx.signal, this.stop.signal]);
     const probes = new Set<string>();
-    let probeBack = false;
+    // While probing nothing else of the run exists: every completion is a probe's, even one that arrives before
+    // its SubmitTask response (and so before its id is in `probes`).
+    let probing = true, probeBack = false;
     let wake: (() => void) | undefined;
     this.watching = (async () => {
       try {
@@ -89,7 +91,7 @@ class EdgeplaneRun implements SystemRun {
         for await (const res of stream) {
           const at = performance.now(), seenAt = Date.now();
           for (const t of res.tasks) {
-            if (probes.has(t.id)) {
+            if (probing || probes.has(t.id)) {
               if (t.state !== TaskState.SUCCEEDED) this.problem ??= `a probe task did not succeed: ${describeFailure(t)}`;
               probeBack = true;
               wake?.();
@@ -113,6 +115,7 @@ class EdgeplaneRun implements SystemRun {
       });
       wake = undefined;
     }
+    probing = false;
     if (this.problem) throw new Error(this.problem);
     if (!probeBack) throw new Error(`no probe task came back on WatchTasks within ${PROBE_TIMEOUT_MS} ms (${probes.size} sent)`);
     this.base = await this.fleet.clients.clusters.getStatus({}, { signal, timeoutMs: this.o.callTimeoutMs });
