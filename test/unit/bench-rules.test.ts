@@ -8,7 +8,7 @@ import { intendedAt, judgeOpenLoop, type OpenLoopFigures } from "../../bench/ope
 import { parseBenchOptions, selectScenarios } from "../../bench/options.js";
 import type { Scenario } from "../../bench/scenario.js";
 import { targetById, verdict } from "../../bench/targets.js";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -173,8 +173,12 @@ describe("child log problems", () => {
       "TypeError: x is not a function",
       "",
     ].join("\n"));
-    const p = logProblems({ name: "coordinator", logFile: file } as Child);
-    expect(p.warnings).toBe(3);
-    expect(p.errors).toBe(2);
+    try {
+      const p = logProblems({ name: "coordinator", logFile: file } as Child);
+      expect(p.warnings).toBe(3);
+      expect(p.errors).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
