@@ -25,6 +25,11 @@ export interface AgentConfig {
    * memory stays for other software). Default: all the node has, as measured.
    */
   maxMemoryBytes: number | undefined;
+  /**
+   * Built-in handlers whose input is at most this many bytes run inline on the agent's main thread instead of a
+   * worker thread (the hop costs more than such a task); 0 = every task in a worker. Default 64 KiB.
+   */
+  inlineMaxBytes: number;
   /** Directory of the result journal (segment files of results awaiting the coordinator's ack, docs/agent.md). Default `./data/agent-<node id>`. */
   dataDir: string;
   /** On SIGTERM, how long running tasks may take to finish before the agent exits, in ms. Default 30000. */
@@ -64,6 +69,7 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
     devicesFile: undefined,
     workers: undefined,
     maxMemoryBytes: undefined,
+    inlineMaxBytes: 64 * 1024,
     dataDir: "",
     drainGraceMs: 30_000,
     reconnectBaseMs: 250,
@@ -78,5 +84,6 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
   if (c.tier !== "edge" && c.tier !== "cloud") throw new Error(`agent: --tier must be edge or cloud, got ${String(c.tier)}`);
   if (c.workers !== undefined && (!Number.isInteger(c.workers) || c.workers < 1)) throw new Error(`agent: --workers must be a positive integer`);
   if (c.maxMemoryBytes !== undefined && !(c.maxMemoryBytes > 0)) throw new Error(`agent: --max-memory must be a positive size`);
+  if (!(c.inlineMaxBytes >= 0)) throw new Error(`agent: --inline-max must be a size >= 0`);
   return c;
 }

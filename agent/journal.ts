@@ -424,14 +424,24 @@ export class ResultJournal {
    * in the background. Throws when the write fails (disk full): the result is then not journaled.
    */
   append(r: TaskResult): void {
+    this.appendAll([r]);
+  }
+
+  /** Journals several results with one write() (the results of one turn). */
+  appendAll(rs: readonly TaskResult[]): void {
     this.assertOpen();
-    const k = resultKey(r.taskId, r.attempt);
-    const rec = resultRecord(r);
-    const e = this.write(rec);
-    const prev = this.entries.get(k);
-    if (prev) this.dropLive(prev);
-    this.addLive(k, e, rec.length);
-    this.awaiting.push({ lsn: e.lsn, ref: { taskId: r.taskId, attempt: r.attempt } });
+    if (rs.length === 0) return;
+    const recs = rs.map(resultRecord);
+    const e = this.write(recs.length === 1 ? recs[0] : Buffer.concat(recs));
+    let offset = e.offset;
+    rs.forEach((r, i) => {
+      const k = resultKey(r.taskId, r.attempt);
+      const prev = this.entries.get(k);
+      if (prev) this.dropLive(prev);
+      this.addLive(k, { segment: e.segment, offset }, recs[i].length);
+      offset += recs[i].length;
+      this.awaiting.push({ lsn: e.lsn, ref: { taskId: r.taskId, attempt: r.attempt } });
+    });
     this.scheduleSync();
   }
 

@@ -39,7 +39,7 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   });
   let executor;
   try {
-    executor = await createExecutor({ size: config.workers, handlersDir: config.handlersDir, logger: log });
+    executor = await createExecutor({ size: config.workers, handlersDir: config.handlersDir, logger: log, inlineMaxBytes: config.inlineMaxBytes });
   } catch (err) {
     await journal.close();
     throw err;

@@ -26,7 +26,7 @@ export interface AgentLink {
 
 /** The result journal, as the agent uses it (journal.ts). */
 export interface AgentJournal {
-  append(r: TaskResult): void;
+  appendAll(rs: readonly TaskResult[]): void;
   ack(taskId: string, attempt: number): boolean;
   close(): Promise<void>;
 }
@@ -84,7 +84,19 @@ export class NodeAgent implements ConnectionHandlers {
     this.log = d.log;
     this.now = d.now ?? Date.now;
     for (const r of d.recovered) this.pending.set(resultKey(r.taskId, r.attempt), r);
-    this.outbox = new Outbox({ send: (m) => d.link.send(m), defer: d.defer });
+    this.outbox = new Outbox({
+      send: (m) => d.link.send(m),
+      defer: d.defer,
+      // The turn's results reach the journal in one write, just before they are sent.
+      journal: (results) => {
+        try {
+          d.journal.appendAll(results);
+        } catch (err) {
+          // Still deliverable while this process lives; only a restart would lose them.
+          this.log.error({ err: (err as Error).message, results: results.length }, "could not journal results");
+        }
+      },
+    });
     this.heartbeats = new Heartbeats({
       clock: d.heartbeatClock ?? systemHeartbeatClock,
       sample: () => d.sampler.sample(),
@@ -235,16 +247,10 @@ export class NodeAgent implements ConnectionHandlers {
     this.d.journal.ack(a.taskId, a.attempt);
   }
 
-  /** Journals a result (one write; flushed in the background), then sends it with this turn's batch. */
+  /** Sends a result with this turn's batch, journaled with the turn's others just before (one write; flushed in the background). */
   private deliver(r: TaskResult): void {
-    try {
-      this.d.journal.append(r);
-    } catch (err) {
-      // Still deliverable while this process lives; only a restart would lose it.
-      this.log.error({ err: (err as Error).message, task: r.taskId }, "could not journal a result");
-    }
     this.pending.set(resultKey(r.taskId, r.attempt), r);
-    this.outbox.result(r);
+    this.outbox.result(r, { journal: true });
   }
 
   private runningList(): AttemptRef[] {

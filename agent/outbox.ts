@@ -7,6 +7,8 @@ import { batchMessage, type AttemptRef } from "./convert.js";
 export interface OutboxDeps {
   /** Puts a message on the stream; false when there is none (the batch is then dropped, see the top). */
   send(m: ConnectRequest): boolean;
+  /** Journals the turn's results (one write) just before they are sent. Default: nothing. */
+  journal?: (results: readonly TaskResult[]) => void;
   /** Runs `fn` once the current turn is over. Default setImmediate. */
   defer?: (fn: () => void) => void;
 }
@@ -14,6 +16,8 @@ export interface OutboxDeps {
 export class Outbox {
   private accepted: AttemptRef[] = [];
   private results: TaskResult[] = [];
+  /** Of `results`, the new ones (the rest are sent again, and already journaled). */
+  private fresh: TaskResult[] = [];
   private scheduled = false;
   private readonly defer: (fn: () => void) => void;
 
@@ -31,8 +35,10 @@ export class Outbox {
     this.schedule();
   }
 
-  result(r: TaskResult): void {
+  /** A result for this turn's batch; `journal`: a new result, journaled (with the turn's others) before it is sent. */
+  result(r: TaskResult, o: { journal?: boolean } = {}): void {
     this.results.push(r);
+    if (o.journal) this.fresh.push(r);
     this.schedule();
   }
 
@@ -42,9 +48,11 @@ export class Outbox {
    */
   flush(): void {
     if (this.size === 0) return;
+    if (this.fresh.length > 0) this.d.journal?.(this.fresh);
     const m = batchMessage(this.accepted, this.results);
     this.accepted = [];
     this.results = [];
+    this.fresh = [];
     this.d.send(m);
   }
 

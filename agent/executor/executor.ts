@@ -16,7 +16,8 @@ import {
   MIB,
   normalizeMemoryLimit,
 } from "./memory.js";
-import type { AbortKind, ResultMessage } from "./protocol.js";
+import type { AbortKind, ResultMessage, RunMessage } from "./protocol.js";
+import { isolateMemoryInUse, startTask } from "./task-runner.js";
 import type { ExecRequest, ExecResult, Executor, ExecutorLogger, ExecutorOptions } from "./types.js";
 import { type SlotExit, WorkerSlot } from "./worker-slot.js";
 
@@ -47,6 +48,8 @@ interface Job {
   postedEpoch?: number;
   timers: NodeJS.Timeout[];
   unlisten?: () => void;
+  /** Set when it runs inline (ExecutorOptions.inlineMaxBytes): the built-in, and its input's estimated bytes. */
+  inline?: { handler: Handler; inputBytes: number };
 }
 
 const NOOP_LOGGER: ExecutorLogger = { info() {}, warn() {}, error() {} };
@@ -74,6 +77,8 @@ export async function createExecutor(opts: ExecutorOptions = {}): Promise<Execut
     distributable: [...registry.values()].filter(isDistributable).map((h) => h.name).sort(),
     logger: opts.logger ?? NOOP_LOGGER,
     abortGraceMs: opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS,
+    inlineMaxBytes: opts.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES,
+    inline: builtinHandlers,
   });
   try {
     await executor.prewarm(Math.min(size, opts.prewarm ?? size), opts.prewarmMemoryBytes ?? DEFAULT_MEMORY_LIMIT_BYTES);
@@ -111,7 +116,16 @@ interface PoolConfig {
   distributable: string[];
   logger: ExecutorLogger;
   abortGraceMs: number;
+  /** See ExecutorOptions.inlineMaxBytes. */
+  inlineMaxBytes: number;
+  /** Handlers that may run inline: the built-ins (a custom handler cannot take a built-in's name). */
+  inline: ReadonlyMap<string, Handler>;
 }
+
+/** Inline runs never see an abort flag from the agent: their seq never matches the flag's. */
+const NO_ABORT_FLAG = new Int32Array(new SharedArrayBuffer(8));
+/** Default ExecutorOptions.inlineMaxBytes. */
+export const DEFAULT_INLINE_MAX_BYTES = 64 * 1024;
 
 class PoolExecutor implements Executor {
   readonly size: number;
@@ -141,6 +155,8 @@ class PoolExecutor implements Executor {
   running(): number {
     return this.active.size;
   }
+
+  inlineRuns = 0;
 
   async prewarm(count: number, memoryBytes: number): Promise<void> {
     const classMb = memoryClassMb(memoryBytes);
@@ -184,7 +200,9 @@ class PoolExecutor implements Executor {
 
     let resolve!: (r: ExecResult) => void;
     const promise = new Promise<ExecResult>((r) => (resolve = r));
-    const job: Job = { req, limitBytes, classMb: memoryClassMb(limitBytes), state: "queued", resolve, timers: [] };
+    const builtin = this.cfg.inline.get(req.handler);
+    const inline = builtin && estimate <= this.cfg.inlineMaxBytes ? { handler: builtin, inputBytes: estimate } : undefined;
+    const job: Job = { req, limitBytes, classMb: memoryClassMb(limitBytes), state: "queued", resolve, timers: [], inline };
     const onAbort = () => this.abortJob(job, "cancelled", reasonOf(signal));
     signal.addEventListener("abort", onAbort, { once: true });
     job.unlisten = () => signal.removeEventListener("abort", onAbort);
@@ -192,6 +210,26 @@ class PoolExecutor implements Executor {
     this.queue.push(job);
     this.pump();
     return promise;
+  }
+
+  /**
+   * A small built-in attempt, run here rather than in a worker (ExecutorOptions.inlineMaxBytes). The same runner as
+   * a worker's, so outcomes are identical; peak memory is what the run added to this heap plus its input estimate.
+   */
+  private async runInline(job: Job, handler: Handler, inputBytes: number): Promise<void> {
+    const req = job.req;
+    const msg: RunMessage = {
+      type: "run", seq: 1, handler: req.handler, input: req.input, shard: req.shard,
+      values: req.series && req.series.values.length > 0 ? Float64Array.from(req.series.values) : undefined,
+      timestamps: req.series && req.series.timestamps.length > 0 ? Float64Array.from(req.series.timestamps) : undefined,
+    };
+    const before = isolateMemoryInUse();
+    const m = await startTask(new Map([[req.handler, handler]]), msg, NO_ABORT_FLAG).result;
+    const measured = { processingMs: m.processingMs, peakMemoryBytes: Math.max(0, m.peakMemoryBytes - before) + inputBytes, startedAt: m.startedAt, finishedAt: m.finishedAt };
+    // A cancel or deadline that came first already finished the job (finish ignores this then).
+    if (m.ok) return this.finish(job, { type: "completed", output: m.output, ...measured });
+    if (m.kind === "handler") this.cfg.logger.warn({ task: req.taskId, attempt: req.attempt, handler: req.handler, error: m.error, stack: m.stack }, "handler threw");
+    this.finish(job, { type: "failed", error: m.error, permanent: m.kind === "input", ...measured });
   }
 
   private armDeadline(job: Job, deadline: number): void {
@@ -211,6 +249,14 @@ class PoolExecutor implements Executor {
     try {
       while (this.state === "running" && this.queue.length > 0 && this.active.size < this.size) {
         const job = this.queue.shift() as Job;
+        if (job.inline) {
+          // Holds one of the `size` places while it runs, like a worker's job, but on this thread.
+          job.state = "running";
+          this.active.add(job);
+          this.inlineRuns++;
+          void this.runInline(job, job.inline.handler, job.inline.inputBytes);
+          continue;
+        }
         const slot = this.acquire(job.classMb);
         job.state = "assigned";
         job.slot = slot;
@@ -365,6 +411,11 @@ class PoolExecutor implements Executor {
         return;
       }
       case "running": {
+        if (job.inline) {
+          // It ends within this turn anyway; the outcome is decided now.
+          this.finish(job, aborted(job.abort, nothingRan));
+          return;
+        }
         const slot = job.slot as WorkerSlot<Job>;
         job.state = "aborting";
         slot.abort(kind, reason);

@@ -87,6 +87,14 @@ export interface ExecutorOptions {
   prewarm?: number;
   /** Memory limit whose class the prewarmed workers get. Default 64 MiB (the task default). */
   prewarmMemoryBytes?: number;
+  /**
+   * A built-in handler whose input is at most this many bytes (estimated) runs inline on the agent's main thread
+   * instead of a worker: for a 100-value `stats` the handler takes microseconds and the hop to a worker and back
+   * costs far more. Built-ins are the project's own code, bounded in time and memory by their input, so nothing a
+   * worker isolates them from can happen at this size. Custom handlers always run in workers. 0 = never inline.
+   * Default 64 KiB (about 8,000 numbers).
+   */
+  inlineMaxBytes?: number;
 }
 
 export interface Executor {
@@ -98,6 +106,8 @@ export interface Executor {
   distributable(): string[];
   /** Attempts holding a worker now (queued ones excluded). */
   running(): number;
+  /** Attempts run inline on the agent's main thread so far (ExecutorOptions.inlineMaxBytes). */
+  readonly inlineRuns: number;
   /** Runs one attempt; aborting `signal` cancels it. Never throws. */
   run(req: ExecRequest, signal: AbortSignal): Promise<ExecResult>;
   /** Cancels queued and running attempts (their results resolve as cancelled), then stops every worker. */

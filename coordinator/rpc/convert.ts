@@ -115,6 +115,33 @@ export function inputSize(spec: PbTaskSpec): number {
   return n;
 }
 
+/**
+ * The Value each small JSON input came in as, kept while the input lives in memory, so the dispatch sends it without
+ * converting it back (the JSON is what the store and the scheduler use; equal to the Value by construction).
+ */
+const submitted = new WeakMap<object, Value>();
+/** Values of more nodes are not kept (a big input's Value tree would double what memory holds of it). */
+const REMEMBER_VALUE_NODES = 8192;
+
+function remembered(json: JsonValue | undefined, pb: Value | undefined): JsonValue | undefined {
+  if (pb && typeof json === "object" && json !== null && valueNodes(pb, REMEMBER_VALUE_NODES) <= REMEMBER_VALUE_NODES) submitted.set(json, pb);
+  return json;
+}
+
+/** Nodes in a Value tree, counting stopped once past `cap`. */
+function valueNodes(v: Value, cap: number): number {
+  let n = 0;
+  const stack: Value[] = [v];
+  while (stack.length > 0 && n <= cap) {
+    const x = stack.pop()!;
+    n++;
+    const children = x.kind.case === "listValue" ? x.kind.value.values : x.kind.case === "structValue" ? Object.values(x.kind.value.fields) : [];
+    if (n + stack.length + children.length > cap) return cap + 1;
+    for (const c of children) stack.push(c);
+  }
+  return n;
+}
+
 export function draftFromPb(spec: PbTaskSpec | undefined, inputBytes: number, field = "task"): SpecDraft {
   if (!spec) throw new InvalidArgumentError(`${field} is required: give the task to run, e.g. {"task": {"handler": "stats", "priority": "PRIORITY_NORMAL", "processingMode": "PROCESSING_MODE_LOCAL", "input": {"values": [1, 2, 3]}}}`);
   return {
@@ -123,7 +150,7 @@ export function draftFromPb(spec: PbTaskSpec | undefined, inputBytes: number, fi
     deviceId: spec.deviceId,
     priority: priorityFromPb(spec.priority, `${field}.priority`),
     mode: modeFromPb(spec.processingMode, `${field}.processingMode`),
-    input: valueToJson(spec.input),
+    input: remembered(valueToJson(spec.input), spec.input),
     series: seriesFromPb(spec.series),
     memoryBytes: spec.requiredMemoryBytes === undefined ? undefined : Number(spec.requiredMemoryBytes),
     cpuMillis: spec.requiredCpuMillis,
@@ -320,7 +347,7 @@ export function agentMessageFromPb(m: PbConnectRequest): AgentMessage {
 function dispatchToPb(task: TaskRecord, attempt: number): PbDispatch {
   const s = task.spec;
   return create(DispatchSchema, {
-    taskId: task.id, attempt, handler: s.handler, input: jsonToValue(s.input), series: seriesToPb(s.series),
+    taskId: task.id, attempt, handler: s.handler, input: (typeof s.input === "object" && s.input !== null ? submitted.get(s.input) : undefined) ?? jsonToValue(s.input), series: seriesToPb(s.series),
     memoryLimitBytes: BigInt(s.memoryBytes), cpuMillis: s.cpuMillis,
     deadline: s.deadline === undefined ? undefined : timestampFromMs(s.deadline), priority: priorityToPb(s.priority),
     shard: shardToPb(task.shard),

@@ -198,6 +198,40 @@ export class TaskQueue {
     return ahead;
   }
 
+  /**
+   * position() of each of `ids`, tasks just pushed together (one submission, so consecutive seqs): O(k) for those
+   * without a deadline that are the newest of their level (the common case), position() for the rest. Ids not
+   * queued are left out.
+   */
+  positionsOfNewest(ids: readonly string[]): Map<string, number> {
+    const out = new Map<string, number>();
+    const byRank = new Map<number, QueuedTask[]>();
+    for (const id of ids) {
+      const t = this.live.get(id)?.task;
+      if (!t) continue;
+      if (t.deadline !== undefined) {
+        out.set(id, this.position(id));
+        continue;
+      }
+      let list = byRank.get(t.rank);
+      if (!list) byRank.set(t.rank, (list = []));
+      list.push(t);
+    }
+    for (const [rank, list] of byRank) {
+      list.sort((x, y) => y.seq - x.seq);
+      if (list[0].seq !== this.newestNoDeadline[rank]) {
+        for (const t of list) out.set(t.id, this.position(t.id));
+        continue;
+      }
+      // The newest of the level and consecutive seqs: every live task of the level newer than one of them is one
+      // of them, so each is behind all but the ones after it in the list.
+      let ahead = this.liveByRank[rank] - 1;
+      for (let r = 0; r < rank; r++) ahead += this.liveByRank[r];
+      list.forEach((t, i) => out.set(t.id, ahead - i));
+    }
+    return out;
+  }
+
   /** Earliest notBefore strictly after `now`, so the caller can arm one backoff timer. O(log n) amortized. */
   nextNotBefore(now: number): number | undefined {
     for (let top = this.backoff.peek(); top !== undefined; top = this.backoff.peek()) {

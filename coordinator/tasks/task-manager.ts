@@ -70,9 +70,20 @@ export interface TaskCounters {
   preemptions: number;
 }
 
+/** Random bytes drawn a pool at a time: one system call per 512 ids instead of one each. */
+const ID_POOL_BYTES = 4096;
+let idPool = Buffer.alloc(0);
+let idPoolAt = 0;
+
 export function newTaskId(): string {
   // 64 random bits, url-safe: short enough for tables, collision-free at fleet scale.
-  return "t-" + randomBytes(8).toString("base64url");
+  if (idPoolAt + 8 > idPool.length) {
+    idPool = randomBytes(ID_POOL_BYTES);
+    idPoolAt = 0;
+  }
+  const id = "t-" + idPool.toString("base64url", idPoolAt, idPoolAt + 8);
+  idPoolAt += 8;
+  return id;
 }
 
 export class TaskManager {

@@ -54,6 +54,8 @@ export class TaskSubmissions {
       }
     });
     const accepted = this.d.tasks.submit(checked.flatMap((c) => ("spec" in c ? [{ spec: c.spec, idempotencyKey: c.key, owner: policy.owner }] : [])));
+    // Where each new task stands as it is queued (O(1) each for a batch); one the pass places at once reports 0.
+    const positions = this.d.dispatcher.queue.positionsOfNewest(accepted.map((a) => a.task.id));
     // Placed in this turn, the first dispatches join the submissions' own commit.
     this.d.dispatcher.pass();
     // Acknowledge only what is durable: concurrent submissions share one commit.
@@ -62,7 +64,7 @@ export class TaskSubmissions {
     return checked.map((c): SubmitOutcome => {
       if ("error" in c) return { type: "refused", error: c.error };
       const t = this.d.tasks.get(accepted[i++].task.id);
-      const position = Math.max(0, this.d.dispatcher.queue.position(t.id));
+      const position = t.state === "queued" ? (positions.get(t.id) ?? Math.max(0, this.d.dispatcher.queue.position(t.id))) : 0;
       return { type: "accepted", task: t, queuePosition: position, estimatedCompletion: this.estimateCompletion(t, position) };
     });
   }

@@ -403,3 +403,21 @@ describe("journal checksum without zlib.crc32 (Node 20 before 20.15)", () => {
     }
   });
 });
+
+describe("appendAll", () => {
+  it("journals several results with one write; each is live, acked and reloaded on its own", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgeplane-journal-all-"));
+    try {
+      const { journal } = ResultJournal.open(dir);
+      const rs = [0, 1, 2].map((i) => create(TaskResultSchema, { taskId: `t-${i}`, attempt: 1, outcome: AttemptOutcome.SUCCEEDED }));
+      journal.appendAll(rs);
+      expect(journal.ack("t-1", 1)).toBe(true);
+      expect(journal.ack("t-1", 1)).toBe(false);
+      await journal.close();
+      const again = readJournal(dir);
+      expect(again.results.map((r) => r.taskId).sort()).toEqual(["t-0", "t-2"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -83,7 +83,7 @@ function harness(opts: { recovered?: TaskResult[] } = {}) {
       close: async () => void events.push("executor closed"),
     },
     journal: {
-      append: (r) => void events.push(`journal ${r.taskId}`),
+      appendAll: (rs) => { for (const r of rs) events.push(`journal ${r.taskId}`); },
       ack: (taskId) => (events.push(`journal ack ${taskId}`), true),
       close: async () => void events.push("journal closed"),
     },
@@ -148,7 +148,7 @@ describe("node agent: what goes on the stream", () => {
     expect(h.take()).toEqual(["journal ack t-old1", "send batch accepted=[] results=[t-old2:SUCCEEDED]"]);
   });
 
-  it("accepts a turn's dispatches in one batch; journals each result before sending it; results of one turn share a batch", async () => {
+  it("accepts a turn's dispatches in one batch; journals each turn's results (one write) before sending them; results of one turn share a batch", async () => {
     const h = harness();
     h.register();
     h.endTurn();
@@ -160,9 +160,10 @@ describe("node agent: what goes on the stream", () => {
     h.runs.get("t-1")!.finish({ type: "completed", output: { ok: true }, ...ZERO });
     h.runs.get("t-3")!.finish({ type: "failed", error: "boom", ...ZERO });
     await settle();
-    expect(h.take()).toEqual(["journal t-1", "journal t-3"]);
+    // Journaled at the end of the turn, in one write with the turn's other results, right before they are sent.
+    expect(h.take()).toEqual([]);
     h.endTurn();
-    expect(h.take()).toEqual(["send batch accepted=[] results=[t-1:SUCCEEDED,t-3:FAILED]"]);
+    expect(h.take()).toEqual(["journal t-1", "journal t-3", "send batch accepted=[] results=[t-1:SUCCEEDED,t-3:FAILED]"]);
   });
 
   it("applies a CoordinatorBatch in order: result acks, then dispatches, then cancels (a cancel right after its dispatch stops it)", async () => {

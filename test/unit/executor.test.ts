@@ -278,6 +278,42 @@ describe("executor: pool", () => {
   });
 });
 
+describe("executor: small built-in attempts run inline", () => {
+  const values = Array.from({ length: 500 }, (_, i) => Math.sin(i) * 100);
+
+  it("gives the same outcome inline as in a worker, and takes no worker for it", async () => {
+    const inline = await executor({ size: 1 });
+    const workers = await executor({ size: 1, inlineMaxBytes: 0 });
+    for (const [handler, input] of [["stats", { values }], ["anomaly", { values, threshold: 2 }], ["stats", { values: "not numbers" }]] as const) {
+      const a = await inline.run(req(handler, input), noSignal);
+      const b = await workers.run(req(handler, input), noSignal);
+      expect(a.type).toBe(b.type);
+      if (a.type === "completed" && b.type === "completed") expect(a.output).toEqual(b.output);
+      if (a.type === "failed" && b.type === "failed") expect([a.error, a.permanent]).toEqual([b.error, b.permanent]);
+    }
+    expect(inline.inlineRuns).toBe(3);
+    expect(workers.inlineRuns).toBe(0);
+  });
+
+  it("respects the pool size: an inline attempt waits while every place is taken, and a big input goes to a worker", async () => {
+    const ex = await executor({ size: 1, inlineMaxBytes: 4096 });
+    const g = gates(1);
+    const blocker = ex.run(req("gate", g.input(0)), noSignal);
+    await waitUntil(() => g.isStarted(0));
+    let done = false;
+    const small = ex.run(req("stats", { values: [1, 2, 3] }), noSignal).then((r) => ((done = true), r));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toBe(false);
+    g.release(0);
+    expect(expectCompleted(await small)).toMatchObject({ count: 3 });
+    await blocker;
+    const many = Array.from({ length: 2000 }, (_, i) => i);
+    const big = await ex.run(req("stats", { values: many }), noSignal);
+    expect(expectCompleted(big)).toMatchObject({ count: 2000 });
+    expect(ex.inlineRuns).toBe(1);
+  });
+});
+
 describe("createExecutor", () => {
   it("fails with a clear error when the worker script is missing", async () => {
     await expect(createExecutor({ size: 1, workerUrl: new URL("file:///nonexistent/worker.js") })).rejects.toThrow(
