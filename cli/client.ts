@@ -102,18 +102,24 @@ export function createClients(address: string = DEFAULT_COORDINATOR_ADDRESS, opt
   };
 }
 
+/** Memory one client connection may buffer, in MB (Node's http2 maxSessionMemory; its default is 10). */
+export const CLIENT_SESSION_MEMORY_MB = 256;
+
 /** The transport createClients uses: TLS with the given or pinned CA, the bearer token on every call. */
 export function createTransport(address: string, options: ClientOptions = {}): Transport {
   const { token, caPem, certPem, keyPem, insecure, ...grpcOptions } = options;
   const baseUrl = coordinatorBaseUrl(address, insecure);
   const interceptors = [...(grpcOptions.interceptors ?? []), ...(token ? [bearerInterceptor(token)] : [])];
+  // Node's default of 10 MB buffered per HTTP/2 session makes a client with thousands of calls open end its own
+  // connection (ENHANCE_YOUR_CALM); the coordinator answers such a flood with RESOURCE_EXHAUSTED instead.
+  const session = { maxSessionMemory: CLIENT_SESSION_MEMORY_MB };
   const make = (ca: string | undefined) => createGrpcTransport({
     ...grpcOptions,
     interceptors,
     baseUrl,
     nodeOptions: baseUrl.startsWith("https:")
-      ? { ...(ca ? { ca } : {}), ...(certPem && keyPem ? { cert: certPem, key: keyPem } : {}), minVersion: "TLSv1.2", ...grpcOptions.nodeOptions }
-      : grpcOptions.nodeOptions,
+      ? { ...session, ...(ca ? { ca } : {}), ...(certPem && keyPem ? { cert: certPem, key: keyPem } : {}), minVersion: "TLSv1.2", ...grpcOptions.nodeOptions }
+      : { ...session, ...grpcOptions.nodeOptions },
   });
   const pin = /^EP1([0-9a-f]{64})::/.exec(token?.trim() ?? "")?.[1];
   if (!baseUrl.startsWith("https:") || caPem || !pin) return make(caPem);

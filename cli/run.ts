@@ -55,7 +55,7 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
   maxShards: { flags: "--max-shards <n>", help: "most shards a DISTRIBUTED or HYBRID task is split into", parse: (t) => parseInteger(t, 1), show: String },
   splitPointsPerCoreMs: { flags: "--split-points-per-core-ms <n>", help: "HYBRID sizing: points a free core processes per ms (with --split-shard-overhead, decides what the device's node keeps)", parse: (t) => parseInteger(t, 1), show: String },
   splitShardOverheadMs: { flags: "--split-shard-overhead <duration>", help: "HYBRID sizing: cost of shipping a shard to another node and hearing back", parse: parseDuration, show: formatMs },
-  maxConcurrentStreams: { flags: "--max-concurrent-streams <n>", help: "calls one client connection may have open at once; more wait in the client", parse: (t) => parseInteger(t, 1), show: String },
+  maxCallsPerConnection: { flags: "--max-calls-per-connection <n>", help: "unary calls one client connection may have in flight; more get RESOURCE_EXHAUSTED at once", parse: (t) => parseInteger(t, 1), show: String },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
   // Security (coordinator/security/; docs/security.md).
   insecure: { flags: "--insecure", help: "plaintext, no authentication: anything reaching the port may do everything; only on a loopback --listen address", parse: () => true, show: String, boolean: true },

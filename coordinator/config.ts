@@ -51,10 +51,11 @@ export interface CoordinatorConfig {
   /** HYBRID sizing: fixed cost of sending a shard to another node and hearing back, in ms. Default 15. */
   splitShardOverheadMs: number;
   /**
-   * Calls one client connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); more wait in the
-   * client until one ends. Agent streams count against their own connection only. Default 1000.
+   * Unary calls one client connection may have in flight; more are answered at once with RESOURCE_EXHAUSTED (nothing
+   * done, safe to retry), so a flood on one connection costs bounded memory and never gets the connection killed.
+   * Not an HTTP/2 stream limit: Node ends a session that has more than 100 streams refused. Default 1000.
    */
-  maxConcurrentStreams: number;
+  maxCallsPerConnection: number;
   /** pino log level. Default `info`. */
   logLevel: string;
   // --- security (coordinator/security/) ---
@@ -109,7 +110,7 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   maxShards: 64,
   splitPointsPerCoreMs: 10_000,
   splitShardOverheadMs: 15,
-  maxConcurrentStreams: 1000,
+  maxCallsPerConnection: 1000,
   logLevel: "info",
   insecure: false,
   caCert: "",
@@ -132,7 +133,7 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   const positive: (keyof CoordinatorConfig)[] = [
     "heartbeatIntervalMs", "heartbeatMissLimit", "maxInputBytes", "defaultMemoryBytes",
-    "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs", "maxShards", "splitPointsPerCoreMs", "maxConcurrentStreams",
+    "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs", "maxShards", "splitPointsPerCoreMs", "maxCallsPerConnection",
   ];
   for (const k of positive) {
     const v = c[k];

@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "../lib/log.js";
 import { resolveCoordinatorConfig, type CoordinatorConfig } from "./config.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { NodeRegistry } from "./nodes/registry.js";
+import { Admission } from "./rpc/admission.js";
 import { agentServiceImpl } from "./rpc/agent-service.js";
 import { enrolmentServiceImpl, nodeIdentityServiceImpl, tokenServiceImpl } from "./rpc/auth-service.js";
 import { serveHealthOnly, type HealthListener } from "./rpc/health-listener.js";
@@ -77,26 +78,24 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
     // Inputs up to the configured limit must reach validation, which answers with a message that says what to fix.
     "grpc.max_receive_message_length": config.maxInputBytes + 4 * 1024 * 1024,
     "grpc.max_send_message_length": -1,
-    // HTTP/2 flow control for a flood: a client may have this many calls open on one connection; the rest wait in
-    // the client (SETTINGS_MAX_CONCURRENT_STREAMS), so one connection can neither exhaust the coordinator's memory
-    // nor get itself killed for opening too many streams.
-    "grpc.max_concurrent_streams": config.maxConcurrentStreams,
   });
+  // One limit shared by every service: calls in flight per client connection.
+  const calls = new Admission(config.maxCallsPerConnection);
   const submissions = new TaskSubmissions({ tasks, dispatcher, registry, config, builtinHandlers: builtinHandlerNames, now: clock.wall });
   server.addService(grpcServiceDefinition(TaskService), grpcServiceImpl(TaskService, taskServiceImpl({
     tasks, dispatcher, submissions, maxInputBytes: config.maxInputBytes, quotas: security.quotas,
-  }), log, shutdown.signal, security.guard));
+  }), log, shutdown.signal, security.guard, calls));
   server.addService(grpcServiceDefinition(ClusterService), grpcServiceImpl(ClusterService, clusterServiceImpl({
     registry, dispatcher, tasks, config, startedAt,
-  }), log, shutdown.signal, security.guard));
+  }), log, shutdown.signal, security.guard, calls));
   server.addService(grpcServiceDefinition(AgentService), grpcServiceImpl(AgentService, agentServiceImpl({
     registry, dispatcher, timers, heartbeatIntervalMs: config.heartbeatIntervalMs, log: log.child({ component: "agents" }), identity: security.identities,
-  }), log, shutdown.signal, security.guard));
+  }), log, shutdown.signal, security.guard, calls));
   if (security.ca && security.tokens && security.identities) {
     const auth = { ca: security.ca, tokens: security.tokens, identities: security.identities };
-    server.addService(grpcServiceDefinition(EnrolmentService), grpcServiceImpl(EnrolmentService, enrolmentServiceImpl(auth), log, shutdown.signal, security.guard));
-    server.addService(grpcServiceDefinition(TokenService), grpcServiceImpl(TokenService, tokenServiceImpl(auth), log, shutdown.signal, security.guard));
-    server.addService(grpcServiceDefinition(NodeIdentityService), grpcServiceImpl(NodeIdentityService, nodeIdentityServiceImpl(auth), log, shutdown.signal, security.guard));
+    server.addService(grpcServiceDefinition(EnrolmentService), grpcServiceImpl(EnrolmentService, enrolmentServiceImpl(auth), log, shutdown.signal, security.guard, calls));
+    server.addService(grpcServiceDefinition(TokenService), grpcServiceImpl(TokenService, tokenServiceImpl(auth), log, shutdown.signal, security.guard, calls));
+    server.addService(grpcServiceDefinition(NodeIdentityService), grpcServiceImpl(NodeIdentityService, nodeIdentityServiceImpl(auth), log, shutdown.signal, security.guard, calls));
   }
   const health = addHealth(server);
   if (config.reflection) addReflection(server);

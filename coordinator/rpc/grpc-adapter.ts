@@ -1,6 +1,8 @@
 // Serves protobuf-es GenServices on @grpc/grpc-js: builds the grpc-js service definition from the descriptor
 // and adapts connect-style handlers (async functions, async generators, AbortSignal). Transport only.
 import * as grpc from "@grpc/grpc-js";
+import { setMaxListeners } from "node:events";
+import type { Admission } from "./admission.js";
 import { fromBinary, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
 import { fromBinaryFast } from "../../lib/fast-doubles.js";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
@@ -76,9 +78,12 @@ type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStrea
  * The call's context, once the guard has admitted it (authenticated and authorised: a refusal throws). `done` ends
  * the call's bookkeeping and tells the guard how it ended, for the audit log.
  */
-function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard: CallGuard): { ctx: CallContext; done: (err?: unknown, res?: unknown) => void } {
+function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard: CallGuard, calls: Admission | undefined): { ctx: CallContext; done: (err?: unknown, res?: unknown) => void } {
   const request = "request" in call ? call.request : undefined;
   const admission = guard.admit({ method, metadata: call.metadata, peer: call.getPeer(), auth: call.getAuthContext(), request });
+  // After the guard (an unauthenticated flood is refused as such): a connection with too many calls open gets
+  // RESOURCE_EXHAUSTED at once, before any work.
+  const release = calls?.admit(call.getPeer());
   const ac = new AbortController();
   const onCancel = () => ac.abort(new Error("call cancelled by client"));
   const ee = call as unknown as NodeJS.EventEmitter;
@@ -88,6 +93,7 @@ function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard:
   const done = (err?: unknown, res?: unknown) => {
     shutdown.removeEventListener("abort", onShutdown);
     ee.removeListener("cancelled", onCancel);
+    release?.();
     admission.finish(err, request, res);
   };
   return { ctx: { signal: ac.signal, peer: call.getPeer(), metadata: call.metadata, principal: admission.principal }, done };
@@ -114,7 +120,11 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
   log: Logger,
   shutdown: AbortSignal,
   guard: CallGuard = OPEN_GUARD,
+  /** Limits unary calls in flight per client connection (rpc/admission.ts). Default: no limit. */
+  calls?: Admission,
 ): grpc.UntypedServiceImplementation {
+  // One abort listener per open call: thousands at once are expected, not a leak.
+  setMaxListeners(0, shutdown);
   const out: grpc.UntypedServiceImplementation = {};
   const logFailure = (method: string, err: unknown) => {
     const s = toGrpcStatus(err);
@@ -127,7 +137,7 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
     // Admits the call through the guard; a refusal is answered at once and the handler never runs.
     const admit = (call: AnyCall, refuse: (err: unknown) => void) => {
       try {
-        return contextFor(call, shutdown, name, guard);
+        return contextFor(call, shutdown, name, guard, m.methodKind === "unary" ? calls : undefined);
       } catch (err) {
         logFailure(name, err);
         refuse(toServiceError(err));
