@@ -30,6 +30,12 @@ export interface AgentConfig {
    * worker thread (the hop costs more than such a task); 0 = every task in a worker. Default 64 KiB.
    */
   inlineMaxBytes: number;
+  /**
+   * Encrypt the result journal (AES-256-GCM) with the key in this file, created (mode 0600) if it does not exist, so
+   * a stolen edge box's disk does not give away task results. Default none: the journal is plaintext in its 0700
+   * directory.
+   */
+  journalKeyFile: string | undefined;
   /** Directory of the result journal (segment files of results awaiting the coordinator's ack, docs/agent.md). Default `./data/agent-<node id>`. */
   dataDir: string;
   /** On SIGTERM, how long running tasks may take to finish before the agent exits, in ms. Default 30000. */
@@ -70,6 +76,7 @@ export function resolveAgentConfig(partial: Partial<AgentConfig> & { clusterId: 
     workers: undefined,
     maxMemoryBytes: undefined,
     inlineMaxBytes: 64 * 1024,
+    journalKeyFile: undefined,
     dataDir: "",
     drainGraceMs: 30_000,
     reconnectBaseMs: 250,

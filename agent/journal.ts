@@ -53,6 +53,8 @@ export interface JournalOptions {
   syncer?: Syncer;
   /** Runs `fn` once the current event-loop turn is over (to group one turn's work). Default setImmediate. */
   defer?: (fn: () => void) => void;
+  /** How record payloads are kept on disk (RecordSealer). Default: as encoded, not encrypted. */
+  sealer?: RecordSealer;
 }
 
 /** Asynchronous flushes; injectable so tests can hold one in flight. */
@@ -138,9 +140,21 @@ export function encodeRecord(type: number, payload: Uint8Array): Buffer {
   return rec;
 }
 
-const resultRecord = (r: TaskResult): Buffer => encodeRecord(TYPE_RESULT, toBinary(TaskResultSchema, r));
-const ackRecord = (ref: ResultRef): Buffer =>
-  encodeRecord(TYPE_ACK, toBinary(ResultAckSchema, create(ResultAckSchema, { taskId: ref.taskId, attempt: ref.attempt })));
+/**
+ * What a record's payload is on disk: as encoded (the default), or sealed (--encrypt-journal, agent/identity/
+ * journal-cipher.ts; the record type is authenticated with it). `open` throws on a payload it cannot trust, which
+ * the reader then treats as a corrupt record (kept aside, reported).
+ */
+export interface RecordSealer {
+  seal(payload: Uint8Array, type: number): Uint8Array;
+  open(payload: Uint8Array, type: number): Uint8Array;
+}
+
+const PLAIN: RecordSealer = { seal: (p) => p, open: (p) => p };
+
+const resultRecord = (r: TaskResult, sealer: RecordSealer): Buffer => encodeRecord(TYPE_RESULT, sealer.seal(toBinary(TaskResultSchema, r), TYPE_RESULT));
+const ackRecord = (ref: ResultRef, sealer: RecordSealer): Buffer =>
+  encodeRecord(TYPE_ACK, sealer.seal(toBinary(ResultAckSchema, create(ResultAckSchema, { taskId: ref.taskId, attempt: ref.attempt })), TYPE_ACK));
 
 /** Length of the valid record at `p`, or -1. */
 function recordAt(buf: Buffer, p: number): number {
@@ -154,9 +168,9 @@ function recordAt(buf: Buffer, p: number): number {
 
 type Parsed = { type: "result"; result: TaskResult } | { type: "ack"; ref: ResultRef };
 
-function parseRecord(buf: Buffer, p: number, len: number): Parsed | undefined {
-  const payload = buf.subarray(p + HEADER_BYTES, p + len);
+function parseRecord(buf: Buffer, p: number, len: number, sealer: RecordSealer): Parsed | undefined {
   try {
+    const payload = sealer.open(buf.subarray(p + HEADER_BYTES, p + len), buf[p + 8]);
     if (buf[p + 8] === TYPE_RESULT) {
       const result = fromBinary(TaskResultSchema, payload);
       return result.taskId ? { type: "result", result } : undefined;
@@ -177,7 +191,7 @@ interface SegmentScan {
 }
 
 /** Reads one segment's records; damage is reported, never thrown. */
-function scanSegment(buf: Buffer): SegmentScan {
+function scanSegment(buf: Buffer, sealer: RecordSealer): SegmentScan {
   const out: SegmentScan = { records: [], corrupt: [], torn: undefined, foreign: false };
   if (buf.length < MAGIC.length) {
     // Created, then cut off before its header was written: a torn (empty) segment, unless it is something else.
@@ -192,7 +206,7 @@ function scanSegment(buf: Buffer): SegmentScan {
   let p = MAGIC.length;
   while (p < buf.length) {
     const len = recordAt(buf, p);
-    const parsed = len > 0 ? parseRecord(buf, p, len) : undefined;
+    const parsed = len > 0 ? parseRecord(buf, p, len, sealer) : undefined;
     if (parsed) {
       out.records.push(parsed);
       p += len;
@@ -221,7 +235,7 @@ interface Loaded {
   foreignFiles: string[];
 }
 
-function loadDir(dir: string): Loaded {
+function loadDir(dir: string, sealer: RecordSealer): Loaded {
   const names = readdirSync(dir);
   const live = new Map<string, { result: TaskResult; record: Buffer }>();
   const contents: JournalContents = { results: [], tornTails: [], corrupt: [], legacyFiles: 0, unreadableFiles: [] };
@@ -234,7 +248,7 @@ function loadDir(dir: string): Loaded {
       const m = fromBinary(ConnectRequestSchema, bytes);
       if (m.msg.case !== "result" || !m.msg.value.taskId) throw new Error("not a result");
       const r = m.msg.value;
-      live.set(resultKey(r.taskId, r.attempt), { result: r, record: resultRecord(r) });
+      live.set(resultKey(r.taskId, r.attempt), { result: r, record: resultRecord(r, sealer) });
       loaded.legacyFiles.push(n);
     } catch {
       contents.unreadableFiles.push(n);
@@ -249,7 +263,7 @@ function loadDir(dir: string): Loaded {
     // A file may be deleted under a reader that is not the journal's owner (readJournal beside a running agent).
     const buf = readIfThere(join(dir, s.name));
     if (!buf) continue;
-    const scan = scanSegment(buf);
+    const scan = scanSegment(buf, sealer);
     if (scan.foreign) {
       contents.unreadableFiles.push(s.name);
       loaded.foreignFiles.push(s.name);
@@ -260,7 +274,7 @@ function loadDir(dir: string): Loaded {
       if (rec.type === "result") {
         const k = resultKey(rec.result.taskId, rec.result.attempt);
         // A second copy (written by compaction) keeps the first one's place in the order.
-        if (!live.has(k)) live.set(k, { result: rec.result, record: resultRecord(rec.result) });
+        if (!live.has(k)) live.set(k, { result: rec.result, record: resultRecord(rec.result, sealer) });
       } else live.delete(resultKey(rec.ref.taskId, rec.ref.attempt));
     }
     for (const c of scan.corrupt) {
@@ -283,8 +297,8 @@ function readIfThere(path: string): Buffer | undefined {
 }
 
 /** Reads a journal directory without changing anything (for inspection and tests; the agent uses open). */
-export function readJournal(dir: string): JournalContents {
-  return loadDir(dir).contents;
+export function readJournal(dir: string, opts: { sealer?: RecordSealer } = {}): JournalContents {
+  return loadDir(dir, opts.sealer ?? PLAIN).contents;
 }
 
 interface Segment {
@@ -326,6 +340,7 @@ export type JournalState = "open" | "closing" | "closed";
 export class ResultJournal {
   private readonly segmentBytes: number;
   private readonly compactLiveShare: number;
+  private readonly sealer: RecordSealer;
   private readonly syncer: Syncer;
   private readonly defer: (fn: () => void) => void;
   private readonly dirFd: number;
@@ -356,6 +371,7 @@ export class ResultJournal {
     this.compactLiveShare = opts.compactLiveShare ?? DEFAULT_COMPACT_LIVE_SHARE;
     this.syncer = opts.syncer ?? defaultSyncer;
     this.defer = opts.defer ?? ((fn) => setImmediate(fn));
+    this.sealer = opts.sealer ?? PLAIN;
     if (!(this.segmentBytes > 0)) throw new Error(`journal: segmentBytes must be positive, got ${this.segmentBytes}`);
     if (!(this.compactLiveShare >= 0 && this.compactLiveShare < 1)) throw new Error(`journal: compactLiveShare must be in [0, 1), got ${this.compactLiveShare}`);
     this.dirFd = openSync(dir, "r");
@@ -367,7 +383,7 @@ export class ResultJournal {
    */
   static open(dir: string, opts: JournalOptions = {}): { journal: ResultJournal; recovered: JournalContents } {
     mkdirSync(dir, { recursive: true });
-    const loaded = loadDir(dir);
+    const loaded = loadDir(dir, opts.sealer ?? PLAIN);
     const j = new ResultJournal(dir, opts);
     const { contents } = loaded;
     // Damaged bytes are kept aside (flushed) before the segment holding them can be deleted.
@@ -431,7 +447,7 @@ export class ResultJournal {
   appendAll(rs: readonly TaskResult[]): void {
     this.assertOpen();
     if (rs.length === 0) return;
-    const recs = rs.map(resultRecord);
+    const recs = rs.map((r) => resultRecord(r, this.sealer));
     const e = this.write(recs.length === 1 ? recs[0] : Buffer.concat(recs));
     let offset = e.offset;
     rs.forEach((r, i) => {
@@ -457,7 +473,7 @@ export class ResultJournal {
     if (!e) return false;
     this.entries.delete(k);
     this.dropLive(e);
-    this.pendingAcks.push(ackRecord({ taskId, attempt }));
+    this.pendingAcks.push(ackRecord({ taskId, attempt }, this.sealer));
     if (!this.tidyScheduled) {
       this.tidyScheduled = true;
       this.defer(() => {

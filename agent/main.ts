@@ -9,6 +9,7 @@ import { Connection, createCoordinatorTransport } from "./connection.js";
 import { DevicesSource } from "./devices.js";
 import { createExecutor } from "./executor/executor.js";
 import { AgentIdentity, type TransportCredentials } from "./identity/agent-identity.js";
+import { JournalCipher, journalSealer } from "./identity/journal-cipher.js";
 import { ResultJournal, type JournalContents } from "./journal.js";
 import { NodeAgent } from "./node-agent.js";
 
@@ -32,7 +33,10 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   const identity = await AgentIdentity.prepare(config, log.child({ component: "identity" }));
   // What can fail on bad input (the devices file, the journal directory) fails before any worker starts.
   const devices = new DevicesSource(config.deviceIds, config.devicesFile, () => agent.devicesUpdated(), log);
-  const { journal, recovered } = ResultJournal.open(config.dataDir);
+  // --encrypt-journal: records sealed with the node's own key (agent/identity/journal-cipher.ts).
+  const key = config.journalKeyFile ? JournalCipher.fromKeyFile(config.journalKeyFile) : undefined;
+  if (key?.created) log.info({ file: config.journalKeyFile }, "created the result journal's encryption key; keep it: without it journaled results cannot be read");
+  const { journal, recovered } = ResultJournal.open(config.dataDir, { sealer: key ? journalSealer(key.cipher) : undefined });
   reportRecovery(recovered, config.dataDir, log);
   journal.onDiskError((err, notDurable) => {
     log.error({ err: err.message, results: notDurable.length, dir: config.dataDir }, "the result journal could not write or flush to disk; results are still delivered, but a power cut now could lose them");

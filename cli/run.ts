@@ -114,6 +114,7 @@ export interface AgentFlags {
   workers?: number;
   maxMemory?: number;
   inlineMax?: number;
+  encryptJournal?: string;
   drainGrace?: number;
   dataDir?: string;
   devicesFile?: string;
@@ -153,6 +154,7 @@ export function agentConfigFromFlags(f: AgentFlags): Partial<AgentConfig> & { cl
     workers: f.workers,
     maxMemoryBytes: f.maxMemory,
     inlineMaxBytes: f.inlineMax,
+    journalKeyFile: f.encryptJournal,
     dataDir: f.dataDir,
     devicesFile: f.devicesFile,
     drainGraceMs: f.drainGrace,
@@ -343,6 +345,7 @@ function registerAgent(program: Command): void {
     .option("--handlers <dir>", "directory of custom handler modules (.js/.mjs) (default: none)")
     .option("--workers <n>", "worker threads, i.e. tasks run at once (default: available parallelism)", arg((t) => parseInteger(t, 1)))
     .option("--max-memory <size>", "memory offered to tasks; reported capacity is capped at it (default: all the node has)", arg(parseBytes))
+    .option("--encrypt-journal <key-file>", "encrypt the result journal (AES-256-GCM) with the key in this file; created, mode 0600, if missing")
     .option("--inline-max <size>", "built-in tasks with inputs up to this size run on the agent's main thread, not a worker (0 = always a worker; default 64KiB)", arg(parseBytes))
     .option("--devices-file <path>", "file of device ids this node serves (comma/space/newline separated); re-read on SIGHUP and when it changes")
     .option("--data-dir <dir>", "directory of the result journal (results awaiting the coordinator's ack) (default: ./data/agent-<node id>)")

@@ -74,3 +74,16 @@ export class JournalCipher {
     }
   }
 }
+
+/**
+ * The journal's RecordSealer for this cipher: records are sealed with their type as context. A plaintext record (the
+ * journal held results before --encrypt-journal was turned on) is read as it is, so turning encryption on loses
+ * nothing; with encryption off, a sealed record cannot be read and is kept aside as corrupt.
+ */
+export function journalSealer(cipher: JournalCipher): { seal(p: Uint8Array, type: number): Uint8Array; open(p: Uint8Array, type: number): Uint8Array } {
+  return {
+    seal: (p, type) => cipher.seal(p, `record-${type}`),
+    open: (p, type) => (JournalCipher.isSealed(p) ? cipher.open(p, `record-${type}`) : p),
+  };
+}
+

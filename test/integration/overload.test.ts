@@ -23,7 +23,7 @@ describe("a flood on one connection", () => {
       r.task!.labels = label;
       return create(SubmitTaskRequestSchema, r);
     };
-    const outcomes = await Promise.all(Array.from({ length: 3000 }, async () => {
+    const outcomes = await Promise.all(Array.from({ length: 3000 }, async (): Promise<{ id: string } | { err: ConnectError }> => {
       try {
         return { id: (await fleet.clients.tasks.submitTask(req())).taskId };
       } catch (err) {

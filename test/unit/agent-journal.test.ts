@@ -421,3 +421,50 @@ describe("appendAll", () => {
     }
   });
 });
+
+describe("encrypted journal (--encrypt-journal)", () => {
+  it("keeps no result bytes in clear on disk, reads back with the key, and treats a record under another key as corrupt", async () => {
+    const { JournalCipher, journalSealer } = await import("../../agent/identity/journal-cipher.js");
+    const dir = mkdtempSync(join(tmpdir(), "edgeplane-journal-enc-"));
+    try {
+      const { cipher } = JournalCipher.fromKeyFile(join(dir, "keys", "journal.key"));
+      const sealer = journalSealer(cipher);
+      const { journal } = ResultJournal.open(join(dir, "j"), { sealer });
+      const secret = "result-secret-0123456789";
+      journal.appendAll([create(TaskResultSchema, { taskId: "t-enc", attempt: 1, outcome: AttemptOutcome.SUCCEEDED, error: secret })]);
+      await journal.close();
+      const raw = readdirSync(join(dir, "j")).map((f) => readFileSync(join(dir, "j", f), "latin1")).join("");
+      expect(raw).not.toContain(secret);
+      expect(raw).not.toContain("t-enc");
+      expect(readJournal(join(dir, "j"), { sealer }).results.map((r) => r.error)).toEqual([secret]);
+      const other = journalSealer(JournalCipher.fromKeyFile(join(dir, "keys", "other.key")).cipher);
+      const wrong = readJournal(join(dir, "j"), { sealer: other });
+      expect(wrong.results).toEqual([]);
+      expect(wrong.corrupt.length + wrong.tornTails.length).toBeGreaterThan(0);
+      // Without the key (encryption off) the sealed record cannot be read either.
+      expect(readJournal(join(dir, "j")).results).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("turning encryption on keeps the plaintext results journaled before", async () => {
+    const { JournalCipher, journalSealer } = await import("../../agent/identity/journal-cipher.js");
+    const dir = mkdtempSync(join(tmpdir(), "edgeplane-journal-enc2-"));
+    try {
+      const first = ResultJournal.open(dir).journal;
+      first.appendAll([create(TaskResultSchema, { taskId: "t-plain", attempt: 2, outcome: AttemptOutcome.SUCCEEDED })]);
+      await first.close();
+      const sealer = journalSealer(JournalCipher.fromKeyFile(`${dir}.key`).cipher);
+      const { journal, recovered } = ResultJournal.open(dir, { sealer });
+      expect(recovered.results.map((r) => r.taskId)).toEqual(["t-plain"]);
+      await journal.close();
+      // Rewritten sealed at open: now readable only with the key.
+      expect(readJournal(dir, { sealer }).results.map((r) => r.taskId)).toEqual(["t-plain"]);
+      expect(readJournal(dir).results).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(`${dir}.key`, { force: true });
+    }
+  });
+});
