@@ -31,9 +31,10 @@ const NO_IO = [
 const PURE_GLOBALS = {
   "no-restricted-globals": [
     "error",
-    ...["setTimeout", "setInterval", "setImmediate", "clearTimeout", "clearInterval", "clearImmediate", "performance", "process", "fetch"].map(
-      (name) => ({ name, message: "pure module: no timers, no clock, no process; take `now` (or a callback) as a parameter" }),
-    ),
+    ...["setTimeout", "setInterval", "setImmediate", "clearTimeout", "clearInterval", "clearImmediate", "performance", "process", "fetch"].map((name) => ({
+      name,
+      message: "pure module: no timers, no clock, no process; take `now` (or a callback) as a parameter",
+    })),
   ],
   "no-restricted-properties": [
     "error",
@@ -55,7 +56,12 @@ const restrictImports = (...patterns) => ({ "no-restricted-imports": ["error", {
 export default defineConfig(
   {
     ignores: [
-      "dist/**", "gen/**", "node_modules/**", "bench/out/**", "coverage/**", "data/**",
+      "dist/**",
+      "gen/**",
+      "node_modules/**",
+      "bench/out/**",
+      "coverage/**",
+      "data/**",
       // Deliberately unparseable: the custom-loader test checks the agent names it in its error.
       "test/fixtures/handlers/broken-syntax/**",
     ],

@@ -36,7 +36,8 @@ function memAvailable(): number {
 }
 
 function cpuTimes(): { idle: number; total: number } {
-  let idle = 0, total = 0;
+  let idle = 0,
+    total = 0;
   for (const c of os.cpus()) {
     idle += c.times.idle;
     total += c.times.idle + c.times.user + c.times.nice + c.times.sys + c.times.irq;

@@ -57,7 +57,11 @@ export class Connection {
   /** Consecutive failed connects; reset when a stream registers. */
   failures = 0;
 
-  constructor(private readonly opts: ConnectionOptions, private readonly h: ConnectionHandlers, private readonly log: Logger) {}
+  constructor(
+    private readonly opts: ConnectionOptions,
+    private readonly h: ConnectionHandlers,
+    private readonly log: Logger,
+  ) {}
 
   /** The stream's client, rebuilt when the credentials change (a renewed certificate takes effect at the next connect). */
   private async streamClient(): Promise<Client<typeof AgentService>> {

@@ -4,8 +4,14 @@
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import {
-  ConnectRequestSchema, ShardPhase, TaskResultSchema,
-  type ConnectRequest, type Dispatch, type RunningTask, type TaskAccepted, type TaskResult,
+  ConnectRequestSchema,
+  ShardPhase,
+  TaskResultSchema,
+  type ConnectRequest,
+  type Dispatch,
+  type RunningTask,
+  type TaskAccepted,
+  type TaskResult,
 } from "../gen/edgeplane/v1/agent_pb.js";
 import { AttemptOutcome, Tier } from "../gen/edgeplane/v1/types_pb.js";
 import { durationFromMillis } from "../lib/duration.js";
@@ -79,9 +85,15 @@ export function taskResultFromExec(taskId: string, attempt: number, res: ExecRes
     }
   }
   return create(TaskResultSchema, {
-    taskId, attempt, outcome, output, error,
-    processingTime: durationFromMillis(res.processingMs), peakMemoryBytes: BigInt(Math.round(res.peakMemoryBytes)),
-    startedAt: timestampFromMs(res.startedAt), finishedAt: timestampFromMs(res.finishedAt),
+    taskId,
+    attempt,
+    outcome,
+    output,
+    error,
+    processingTime: durationFromMillis(res.processingMs),
+    peakMemoryBytes: BigInt(Math.round(res.peakMemoryBytes)),
+    startedAt: timestampFromMs(res.startedAt),
+    finishedAt: timestampFromMs(res.finishedAt),
     permanent: res.type === "failed" && res.permanent === true,
   });
 }
@@ -112,11 +124,21 @@ export function registerMessage(f: RegisterFacts, cap: Capacity): ConnectRequest
     msg: {
       case: "register",
       value: {
-        nodeId: f.nodeId, clusterId: f.clusterId, tier: f.tier === "cloud" ? Tier.CLOUD : Tier.EDGE,
-        labels: f.labels, deviceIds: [...f.deviceIds], totalCpuMillis: cap.totalCpuMillis, totalMemoryBytes: BigInt(cap.totalMemoryBytes),
-        freeCpuMillis: cap.freeCpuMillis, freeMemoryBytes: BigInt(cap.freeMemoryBytes), handlers: f.handlers,
-        distributableHandlers: f.distributable, running: f.running.map(runningTask), maxConcurrentTasks: f.maxConcurrentTasks,
-        agentVersion: f.agentVersion, draining: f.draining,
+        nodeId: f.nodeId,
+        clusterId: f.clusterId,
+        tier: f.tier === "cloud" ? Tier.CLOUD : Tier.EDGE,
+        labels: f.labels,
+        deviceIds: [...f.deviceIds],
+        totalCpuMillis: cap.totalCpuMillis,
+        totalMemoryBytes: BigInt(cap.totalMemoryBytes),
+        freeCpuMillis: cap.freeCpuMillis,
+        freeMemoryBytes: BigInt(cap.freeMemoryBytes),
+        handlers: f.handlers,
+        distributableHandlers: f.distributable,
+        running: f.running.map(runningTask),
+        maxConcurrentTasks: f.maxConcurrentTasks,
+        agentVersion: f.agentVersion,
+        draining: f.draining,
       },
     },
   });
@@ -133,9 +155,14 @@ export function heartbeatMessage(
     msg: {
       case: "heartbeat",
       value: {
-        sequence: beat.sequence, freeCpuMillis: cap.freeCpuMillis, freeMemoryBytes: BigInt(cap.freeMemoryBytes), load: cap.load,
-        running: running.map(runningTask), lastRtt: beat.lastRttMs === undefined ? undefined : durationFromMillis(beat.lastRttMs),
-        deviceIds: changedDevices ? [...changedDevices] : [], deviceIdsChanged: changedDevices !== undefined,
+        sequence: beat.sequence,
+        freeCpuMillis: cap.freeCpuMillis,
+        freeMemoryBytes: BigInt(cap.freeMemoryBytes),
+        load: cap.load,
+        running: running.map(runningTask),
+        lastRtt: beat.lastRttMs === undefined ? undefined : durationFromMillis(beat.lastRttMs),
+        deviceIds: changedDevices ? [...changedDevices] : [],
+        deviceIdsChanged: changedDevices !== undefined,
       },
     },
   });

@@ -33,8 +33,20 @@
 // (`*.result`) are read the same way, once.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
-  closeSync, fdatasync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync,
-  unlinkSync, writeFileSync, writeSync,
+  closeSync,
+  fdatasync,
+  fsync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
 } from "node:fs";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
@@ -255,10 +267,12 @@ function loadDir(dir: string, sealer: RecordSealer): Loaded {
     }
   }
   contents.legacyFiles = loaded.legacyFiles.length;
-  const segments = names.flatMap((n) => {
-    const m = SEGMENT_NAME.exec(n);
-    return m ? [{ seq: Number(m[1]), name: n }] : [];
-  }).sort((a, b) => a.seq - b.seq);
+  const segments = names
+    .flatMap((n) => {
+      const m = SEGMENT_NAME.exec(n);
+      return m ? [{ seq: Number(m[1]), name: n }] : [];
+    })
+    .sort((a, b) => a.seq - b.seq);
   for (const s of segments) {
     // A file may be deleted under a reader that is not the journal's owner (readJournal beside a running agent).
     const buf = readIfThere(join(dir, s.name));
@@ -366,14 +380,18 @@ export class ResultJournal {
   private stateValue: JournalState = "open";
   private closing: Promise<void> | undefined;
 
-  private constructor(readonly dir: string, opts: JournalOptions) {
+  private constructor(
+    readonly dir: string,
+    opts: JournalOptions,
+  ) {
     this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.compactLiveShare = opts.compactLiveShare ?? DEFAULT_COMPACT_LIVE_SHARE;
     this.syncer = opts.syncer ?? defaultSyncer;
     this.defer = opts.defer ?? ((fn) => setImmediate(fn));
     this.sealer = opts.sealer ?? PLAIN;
     if (!(this.segmentBytes > 0)) throw new Error(`journal: segmentBytes must be positive, got ${this.segmentBytes}`);
-    if (!(this.compactLiveShare >= 0 && this.compactLiveShare < 1)) throw new Error(`journal: compactLiveShare must be in [0, 1), got ${this.compactLiveShare}`);
+    if (!(this.compactLiveShare >= 0 && this.compactLiveShare < 1))
+      throw new Error(`journal: compactLiveShare must be in [0, 1), got ${this.compactLiveShare}`);
     this.dirFd = openSync(dir, "r");
   }
 
@@ -396,8 +414,17 @@ export class ResultJournal {
     for (const n of loaded.foreignFiles) renameSync(join(dir, n), join(dir, `${n}.unreadable`));
     for (const n of contents.unreadableFiles.filter((x) => x.endsWith(LEGACY_SUFFIX))) renameSync(join(dir, n), join(dir, `${n}.unreadable`));
     const old: Segment[] = loaded.segmentFiles.map((s) => ({
-      seq: s.seq, path: join(dir, s.name), fd: undefined, bytes: s.bytes, live: 0, liveBytes: 0,
-      dirty: false, syncing: false, sealed: true, retiring: true, deleted: false,
+      seq: s.seq,
+      path: join(dir, s.name),
+      fd: undefined,
+      bytes: s.bytes,
+      live: 0,
+      liveBytes: 0,
+      dirty: false,
+      syncing: false,
+      sealed: true,
+      retiring: true,
+      deleted: false,
     }));
     j.segments = [...old];
     j.active = j.createSegment((old.at(-1)?.seq ?? 0) + 1);

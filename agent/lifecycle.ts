@@ -23,7 +23,10 @@ const LEGAL: { readonly [S in AgentState]: readonly AgentState[] } = {
 
 export class IllegalTransitionError extends Error {
   override readonly name = "IllegalTransitionError";
-  constructor(readonly from: AgentState, readonly to: AgentState) {
+  constructor(
+    readonly from: AgentState,
+    readonly to: AgentState,
+  ) {
     super(`agent lifecycle: cannot go from ${from} to ${to} (legal from ${from}: ${LEGAL[from].join(", ") || "none"})`);
   }
 }

@@ -35,11 +35,15 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
   const devices = new DevicesSource(config.deviceIds, config.devicesFile, () => agent.devicesUpdated(), log);
   // --encrypt-journal: records sealed with the node's own key (agent/identity/journal-cipher.ts).
   const key = config.journalKeyFile ? JournalCipher.fromKeyFile(config.journalKeyFile) : undefined;
-  if (key?.created) log.info({ file: config.journalKeyFile }, "created the result journal's encryption key; keep it: without it journaled results cannot be read");
+  if (key?.created)
+    log.info({ file: config.journalKeyFile }, "created the result journal's encryption key; keep it: without it journaled results cannot be read");
   const { journal, recovered } = ResultJournal.open(config.dataDir, { sealer: key ? journalSealer(key.cipher) : undefined });
   reportRecovery(recovered, config.dataDir, log);
   journal.onDiskError((err, notDurable) => {
-    log.error({ err: err.message, results: notDurable.length, dir: config.dataDir }, "the result journal could not write or flush to disk; results are still delivered, but a power cut now could lose them");
+    log.error(
+      { err: err.message, results: notDurable.length, dir: config.dataDir },
+      "the result journal could not write or flush to disk; results are still delivered, but a power cut now could lose them",
+    );
   });
   let executor;
   try {
@@ -52,24 +56,40 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
 
   // The agent and its stream need each other; the closures below run only once both exist.
   const agent: NodeAgent = new NodeAgent({
-    nodeId: config.nodeId, clusterId: config.clusterId, tier: config.tier, labels: config.labels, agentVersion: AGENT_VERSION,
-    executor, journal, sampler, devices: () => devices.current, recovered: recovered.results, log,
+    nodeId: config.nodeId,
+    clusterId: config.clusterId,
+    tier: config.tier,
+    labels: config.labels,
+    agentVersion: AGENT_VERSION,
+    executor,
+    journal,
+    sampler,
+    devices: () => devices.current,
+    recovered: recovered.results,
+    log,
     link: { send: (m) => conn.send(m), stop: () => conn.stop() },
     announceDrain: () => drainSelf(config, log, identity.currentCredentials),
   });
   const conn: Connection = new Connection(
     { address: config.coordinator, reconnectBaseMs: config.reconnectBaseMs, reconnectMaxMs: config.reconnectMaxMs, credentials: () => identity.transport() },
-    { register: () => agent.register(), onRegistered: (r) => agent.onRegistered(r), onMessage: (m) => agent.onMessage(m), onClosed: (r) => agent.onClosed(r), onCertificate: (c) => identity.onCertificate(c) },
+    {
+      register: () => agent.register(),
+      onRegistered: (r) => agent.onRegistered(r),
+      onMessage: (m) => agent.onMessage(m),
+      onClosed: (r) => agent.onClosed(r),
+      onCertificate: (c) => identity.onCertificate(c),
+    },
     log,
   );
   devices.start();
   conn.start();
   identity.startRenewal((m) => conn.send(m));
 
-  const after = (p: Promise<void>) => p.finally(() => {
-    devices.stop();
-    identity.stop();
-  });
+  const after = (p: Promise<void>) =>
+    p.finally(() => {
+      devices.stop();
+      identity.stop();
+    });
   return {
     nodeId: config.nodeId,
     drain: (graceMs = config.drainGraceMs) => after(agent.drain(graceMs)),
@@ -80,9 +100,18 @@ export async function startAgent(partial: Partial<AgentConfig> & { clusterId: st
 function reportRecovery(r: JournalContents, dir: string, log: Logger): void {
   if (r.results.length > 0) log.info({ results: r.results.length, dir }, "results from before the restart will be delivered");
   if (r.legacyFiles > 0) log.info({ files: r.legacyFiles, dir }, "read results journaled in the old one-file-per-result format; they now live in the journal");
-  for (const t of r.tornTails) log.warn({ file: t.file, offset: t.offset, bytes: t.bytes, dir }, "ignored an incomplete last record in the result journal (a write cut short by a crash; that attempt runs again)");
-  for (const c of r.corrupt) log.error({ file: c.file, offset: c.offset, bytes: c.bytes, keptAs: c.keptAs, dir }, "skipped a corrupt record in the result journal; its bytes are kept aside");
-  if (r.unreadableFiles.length > 0) log.error({ files: r.unreadableFiles, dir }, "files in the result journal directory that are not journal files were renamed to *.unreadable");
+  for (const t of r.tornTails)
+    log.warn(
+      { file: t.file, offset: t.offset, bytes: t.bytes, dir },
+      "ignored an incomplete last record in the result journal (a write cut short by a crash; that attempt runs again)",
+    );
+  for (const c of r.corrupt)
+    log.error(
+      { file: c.file, offset: c.offset, bytes: c.bytes, keptAs: c.keptAs, dir },
+      "skipped a corrupt record in the result journal; its bytes are kept aside",
+    );
+  if (r.unreadableFiles.length > 0)
+    log.error({ files: r.unreadableFiles, dir }, "files in the result journal directory that are not journal files were renamed to *.unreadable");
 }
 
 /** Asks the coordinator to stop placing work here (best effort: the stream's cancelled results cover a miss). */

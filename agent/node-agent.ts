@@ -132,11 +132,22 @@ export class NodeAgent implements ConnectionHandlers {
     this.registerCapacity = cap;
     // The register message carries the current list.
     this.devicesChanged = false;
-    return registerMessage({
-      nodeId: this.d.nodeId, clusterId: this.d.clusterId, tier: this.d.tier, labels: this.d.labels, deviceIds: this.d.devices(),
-      handlers: this.d.executor.handlers(), distributable: this.d.executor.distributable(), maxConcurrentTasks: this.d.executor.size,
-      agentVersion: this.d.agentVersion, running: this.runningList(), draining: this.lifecycle.state === "draining",
-    }, cap);
+    return registerMessage(
+      {
+        nodeId: this.d.nodeId,
+        clusterId: this.d.clusterId,
+        tier: this.d.tier,
+        labels: this.d.labels,
+        deviceIds: this.d.devices(),
+        handlers: this.d.executor.handlers(),
+        distributable: this.d.executor.distributable(),
+        maxConcurrentTasks: this.d.executor.size,
+        agentVersion: this.d.agentVersion,
+        running: this.runningList(),
+        draining: this.lifecycle.state === "draining",
+      },
+      cap,
+    );
   }
 
   onRegistered(r: Registered): void {
@@ -217,7 +228,9 @@ export class NodeAgent implements ConnectionHandlers {
     const entry: Running = { taskId: d.taskId, attempt: d.attempt, controller, done: Promise.resolve() };
     this.running.set(k, entry);
     if (this.log.isLevelEnabled("debug")) {
-      const shard = d.shard ? { parent: d.shard.parentId, shard: `${d.shard.shardIndex + 1}/${d.shard.shardCount}`, phase: shardStep(d)?.phase, round: d.shard.round } : {};
+      const shard = d.shard
+        ? { parent: d.shard.parentId, shard: `${d.shard.shardIndex + 1}/${d.shard.shardCount}`, phase: shardStep(d)?.phase, round: d.shard.round }
+        : {};
       this.log.debug({ task: d.taskId, attempt: d.attempt, handler: d.handler, ...shard }, d.shard ? "running shard" : "running task");
     }
     entry.done = this.d.executor.run(execRequestFromDispatch(d), controller.signal).then((res) => this.finished(d, k, res));
@@ -226,10 +239,18 @@ export class NodeAgent implements ConnectionHandlers {
   private finished(d: Dispatch, k: string, res: ExecResult): void {
     this.running.delete(k);
     if (this.log.isLevelEnabled("debug")) {
-      this.log.debug({
-        task: d.taskId, attempt: d.attempt, handler: d.handler, outcome: res.type, processingMs: res.processingMs, peakMemoryBytes: res.peakMemoryBytes,
-        ...(res.type === "failed" ? { error: res.error } : {}),
-      }, "task finished");
+      this.log.debug(
+        {
+          task: d.taskId,
+          attempt: d.attempt,
+          handler: d.handler,
+          outcome: res.type,
+          processingMs: res.processingMs,
+          peakMemoryBytes: res.peakMemoryBytes,
+          ...(res.type === "failed" ? { error: res.error } : {}),
+        },
+        "task finished",
+      );
     }
     // No early heartbeat: the result itself tells the coordinator the slot is free.
     this.deliver(taskResultFromExec(d.taskId, d.attempt, res));
@@ -297,7 +318,11 @@ export class NodeAgent implements ConnectionHandlers {
       await this.d.executor.close();
       await this.d.journal.close();
       this.lifecycle.to("stopped");
-      if (this.pending.size > 0) this.log.warn({ results: this.pending.size }, "stopped with results the coordinator has not acknowledged; they are journaled and go out at the next start");
+      if (this.pending.size > 0)
+        this.log.warn(
+          { results: this.pending.size },
+          "stopped with results the coordinator has not acknowledged; they are journaled and go out at the next start",
+        );
       this.log.info("agent stopped");
     })();
     return this.stopping;

@@ -44,7 +44,8 @@ function bytesValuesService(): typeof AgentService {
   add(file_edgeplane_v1_agent);
   const series = protos.find((p) => p.name === "edgeplane/v1/types.proto")?.messageType.find((m) => m.name === "NumericSeries");
   const values = series?.field.find((f) => f.name === "values");
-  if (!values || values.type !== FieldDescriptorProto_Type.DOUBLE) throw new Error("edgeplane/v1/types.proto has no NumericSeries.values of type double: update agent/wire.ts");
+  if (!values || values.type !== FieldDescriptorProto_Type.DOUBLE)
+    throw new Error("edgeplane/v1/types.proto has no NumericSeries.values of type double: update agent/wire.ts");
   values.type = FieldDescriptorProto_Type.BYTES;
   values.options = undefined;
   const service: DescService | undefined = createFileRegistry(create(FileDescriptorSetSchema, { file: protos })).getService(AgentService.typeName);

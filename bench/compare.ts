@@ -87,15 +87,28 @@ export interface AlternateOptions {
   bullmq?: boolean;
 }
 
-const SYSTEM_SHORT: Record<SystemId, string> = { edgeplane: "edgeplane", "edgeplane-insecure": "edgeplane --insecure", bullmq: "BullMQ", "bullmq-fsync": "BullMQ fsync" };
+const SYSTEM_SHORT: Record<SystemId, string> = {
+  edgeplane: "edgeplane",
+  "edgeplane-insecure": "edgeplane --insecure",
+  bullmq: "BullMQ",
+  "bullmq-fsync": "BullMQ fsync",
+};
 
 /**
  * For each round, for each system: opens a fresh run of it (its completions into a new CompletionLog), calls
  * `measure`, then cross-checks the system's own counters, reads where the time went and the CPU used, and closes
  * it. An error in one run becomes that run's failure; the other runs go on.
  */
-export async function alternateRuns(ctx: ScenarioContext, o: AlternateOptions, measure: (sys: SystemRun, log: CompletionLog, round: number) => Promise<Measured>): Promise<ComparedRun[]> {
-  const systems: SystemId[] = ["edgeplane", ...(ctx.securityCost ? ["edgeplane-insecure" as const] : []), ...(o.bullmq === false ? [] : bullmqSystems(ctx.bullmq))];
+export async function alternateRuns(
+  ctx: ScenarioContext,
+  o: AlternateOptions,
+  measure: (sys: SystemRun, log: CompletionLog, round: number) => Promise<Measured>,
+): Promise<ComparedRun[]> {
+  const systems: SystemId[] = [
+    "edgeplane",
+    ...(ctx.securityCost ? ["edgeplane-insecure" as const] : []),
+    ...(o.bullmq === false ? [] : bullmqSystems(ctx.bullmq)),
+  ];
   const out: ComparedRun[] = [];
   for (let round = 1; round <= ctx.rounds; round++) {
     for (const system of systems) {
@@ -103,13 +116,25 @@ export async function alternateRuns(ctx: ScenarioContext, o: AlternateOptions, m
       const tag = `r${round} · ${SYSTEM_SHORT[system]}`;
       ctx.progress(`${o.id}: ${tag}`);
       const log = new CompletionLog();
-      const opts: SystemRunOptions = { label: `${o.id} r${round}`, agents: o.agents, slots: o.slots, lanes: o.lanes, onCompletion: log.add, callTimeoutMs: o.callTimeoutMs };
-      const busy0 = machineBusySeconds(), client0 = process.cpuUsage(), t0 = performance.now();
+      const opts: SystemRunOptions = {
+        label: `${o.id} r${round}`,
+        agents: o.agents,
+        slots: o.slots,
+        lanes: o.lanes,
+        onCompletion: log.add,
+        callTimeoutMs: o.callTimeoutMs,
+      };
+      const busy0 = machineBusySeconds(),
+        client0 = process.cpuUsage(),
+        t0 = performance.now();
       let sys: SystemRun | undefined;
       let m: Measured = { rows: [], checks: [], failures: [], notes: [], headline: Number.NaN };
       let title: string = SYSTEM_SHORT[system];
       try {
-        sys = system === "edgeplane" || system === "edgeplane-insecure" ? await openEdgeplane(ctx, opts, system === "edgeplane-insecure") : await openBullmq(ctx, system, opts);
+        sys =
+          system === "edgeplane" || system === "edgeplane-insecure"
+            ? await openEdgeplane(ctx, opts, system === "edgeplane-insecure")
+            : await openBullmq(ctx, system, opts);
         title = sys.title;
         const cpu0 = sys.cpuSeconds();
         m = await measure(sys, log, round);
@@ -129,7 +154,10 @@ export async function alternateRuns(ctx: ScenarioContext, o: AlternateOptions, m
         }
       }
       out.push({
-        ...m, round, system, title,
+        ...m,
+        round,
+        system,
+        title,
         rows: m.rows.map((r) => ({ metric: `${tag}: ${r.metric}`, value: r.value })),
         failures: m.failures.map((f) => `${o.id} ${tag}: ${f}`),
         checks: m.checks.map((c) => ({ ...c, measure: `${c.measure}, ${tag}` })),
@@ -180,9 +208,13 @@ export function combineRuns(runs: readonly ComparedRun[], ratio: RatioSpec, extr
       const value = ep ? ep.headline / other.headline : Number.NaN;
       const edgeplaneBetter = ratio.better === "higher" ? value > 1 : value < 1;
       const reading = value === 1 ? "equal" : `${edgeplaneBetter ? "edgeplane" : SYSTEM_SHORT[other.system]} better`;
-      rows.push({ metric: `r${round}: edgeplane ÷ ${SYSTEM_SHORT[other.system]}, ${ratio.what} (${ratio.better} is better)`, value: Number.isFinite(value) ? `${value.toFixed(2)}× (${reading})` : "n/a" });
+      rows.push({
+        metric: `r${round}: edgeplane ÷ ${SYSTEM_SHORT[other.system]}, ${ratio.what} (${ratio.better} is better)`,
+        value: Number.isFinite(value) ? `${value.toFixed(2)}× (${reading})` : "n/a",
+      });
       // edgeplane ÷ its own plaintext run is what TLS + auth cost, not a comparison with BullMQ.
-      if (ratio.target && other.system !== "edgeplane-insecure") checks.push({ target: ratio.target, measure: `edgeplane ÷ ${other.title}, ${ratio.what}, r${round}`, value });
+      if (ratio.target && other.system !== "edgeplane-insecure")
+        checks.push({ target: ratio.target, measure: `edgeplane ÷ ${other.title}, ${ratio.what}, r${round}`, value });
     }
   }
   return { rows, checks, failures, notes };

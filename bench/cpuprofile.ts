@@ -41,7 +41,8 @@ export interface ProfileSummary {
 }
 
 /** Special nodes V8 puts in every profile. */
-const IDLE = "(idle)", ROOT = "(root)";
+const IDLE = "(idle)",
+  ROOT = "(root)";
 
 /** A script URL made short: a path inside node_modules is `package/rest`, one inside the repository repo-relative. */
 export function shortUrl(url: string, repoRoot?: string): string {
@@ -78,8 +79,10 @@ function selfTimes(p: CpuProfile): Map<number, number> {
 export function summarizeProfile(p: CpuProfile, opts: { label: string; file: string; top?: number; modules?: number; repoRoot?: string }): ProfileSummary {
   const byNode = selfTimes(p);
   const nodes = new Map(p.nodes.map((n) => [n.id, n]));
-  const fn = new Map<string, number>(), mod = new Map<string, number>();
-  let idle = 0, total = 0;
+  const fn = new Map<string, number>(),
+    mod = new Map<string, number>();
+  let idle = 0,
+    total = 0;
   for (const [id, us] of byNode) {
     total += us;
     const cf = nodes.get(id)?.callFrame;
@@ -99,10 +102,18 @@ export function summarizeProfile(p: CpuProfile, opts: { label: string; file: str
   }
   const busy = Math.max(0, total - idle);
   const rank = (m: Map<string, number>, n: number): SelfTime[] =>
-    [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, us]) => ({ name, selfMs: us / 1000, share: busy > 0 ? us / busy : 0 }));
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([name, us]) => ({ name, selfMs: us / 1000, share: busy > 0 ? us / busy : 0 }));
   return {
-    label: opts.label, file: opts.file, wallMs: total / 1000, idleMs: idle / 1000, busyMs: busy / 1000,
-    top: rank(fn, opts.top ?? 15), modules: rank(mod, opts.modules ?? 8),
+    label: opts.label,
+    file: opts.file,
+    wallMs: total / 1000,
+    idleMs: idle / 1000,
+    busyMs: busy / 1000,
+    top: rank(fn, opts.top ?? 15),
+    modules: rank(mod, opts.modules ?? 8),
   };
 }
 
@@ -138,7 +149,12 @@ async function main(): Promise<void> {
   }
   const top = Number(values.top);
   for (const f of positionals) {
-    const s = summarizeProfile(readProfile(f), { label: basename(f), file: resolve(f), top: Number.isInteger(top) && top > 0 ? top : 15, repoRoot: process.cwd() });
+    const s = summarizeProfile(readProfile(f), {
+      label: basename(f),
+      file: resolve(f),
+      top: Number.isInteger(top) && top > 0 ? top : 15,
+      repoRoot: process.cwd(),
+    });
     process.stdout.write(`${renderProfile(s).join("\n")}\n`);
   }
 }

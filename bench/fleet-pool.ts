@@ -52,12 +52,24 @@ export class FleetPool {
     return f;
   }
 
-  async start(shape: FleetShape, label: string, signal: AbortSignal, progress: (line: string) => void, security: FleetSecurity = this.o.security): Promise<BenchFleet> {
+  async start(
+    shape: FleetShape,
+    label: string,
+    signal: AbortSignal,
+    progress: (line: string) => void,
+    security: FleetSecurity = this.o.security,
+  ): Promise<BenchFleet> {
     if (this.current) await this.stop(this.current);
     const profile = this.o.profile && !this.profiled;
     if (profile) this.profiled = true;
     const fleet = new BenchFleet({
-      ...shape, label, parentDir: this.o.runDir, logLevel: this.o.logLevel, clusterId: "bench", security, profile,
+      ...shape,
+      label,
+      parentDir: this.o.runDir,
+      logLevel: this.o.logLevel,
+      clusterId: "bench",
+      security,
+      profile,
     });
     this.all.push(fleet);
     this.current = fleet;
@@ -80,7 +92,10 @@ export class FleetPool {
     // Read the logs before stopping: shutdown itself logs warnings (agents leaving) that are not findings.
     for (const c of fleet.children) {
       const p = logProblems(c);
-      if (p.errors > 0) this.findings.failures.push(`${fleet.label}: ${c.name} logged ${p.errors} error(s) and ${p.warnings} warning(s) (${c.logFile}); first:\n${p.samples.join("\n")}`);
+      if (p.errors > 0)
+        this.findings.failures.push(
+          `${fleet.label}: ${c.name} logged ${p.errors} error(s) and ${p.warnings} warning(s) (${c.logFile}); first:\n${p.samples.join("\n")}`,
+        );
       else if (p.warnings > 0) this.findings.notes.push(`${fleet.label}: ${c.name} logged ${p.warnings} warning(s); first: \`${p.samples[0]}\``);
     }
     await fleet.stop();
@@ -99,7 +114,8 @@ export class FleetPool {
 
   /** CPU seconds used so far by every fleet's coordinators and agents (stopped fleets: their last reading). */
   cpuSeconds(): { coordinator: number; agents: number } {
-    let coordinator = 0, agents = 0;
+    let coordinator = 0,
+      agents = 0;
     for (const f of this.all) {
       for (const [name, s] of f.cpuSeconds()) {
         if (!Number.isFinite(s)) continue;
@@ -115,11 +131,15 @@ export class FleetPool {
     for (const name of names) {
       const file = fleet.profileOf(name);
       if (!file) {
-        this.findings.failures.push(`${fleet.label}: --profile: ${name} wrote no main-thread .cpuprofile in ${join(fleet.dir, "profiles", name)} (killed before it could exit?)`);
+        this.findings.failures.push(
+          `${fleet.label}: --profile: ${name} wrote no main-thread .cpuprofile in ${join(fleet.dir, "profiles", name)} (killed before it could exit?)`,
+        );
         continue;
       }
       try {
-        this.findings.profiles.push(summarizeProfile(readProfile(file), { label: `${name} — ${fleet.label} (${this.scenario})`, file, repoRoot: this.o.repoRoot }));
+        this.findings.profiles.push(
+          summarizeProfile(readProfile(file), { label: `${name} — ${fleet.label} (${this.scenario})`, file, repoRoot: this.o.repoRoot }),
+        );
       } catch (err) {
         this.findings.failures.push(`${fleet.label}: --profile: could not summarise ${file}: ${errorText(err)}`);
       }

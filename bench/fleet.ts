@@ -138,7 +138,13 @@ export class BenchFleet {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm run bench does it)`);
     const ready = join(this.dir, "coordinator.ready");
     const coordinator = this.spawn("coordinator", "coordinator", [
-      "coordinator", "--listen", "127.0.0.1:0", "--ready-file", ready, "--log-level", this.plan.logLevel,
+      "coordinator",
+      "--listen",
+      "127.0.0.1:0",
+      "--ready-file",
+      ready,
+      "--log-level",
+      this.plan.logLevel,
       ...coordinatorSecurityArgs(this.plan),
     ]);
     this.address = await this.waitUntil("the coordinator's ready file", coordinator, signal, () =>
@@ -160,11 +166,27 @@ export class BenchFleet {
     for (let i = 1; i <= this.plan.agents; i++) {
       const agent: BenchAgent = { nodeId: `bench-a${i}`, clusterId: this.plan.clusterId, deviceIds: [`sensor-${i}`] };
       this.agents.push(agent);
-      this.spawn(agent.nodeId, "agent", [
-        "agent", "--coordinator", this.address, "--cluster", agent.clusterId, "--node-id", agent.nodeId,
-        "--devices", agent.deviceIds.join(","), "--workers", String(this.plan.workers), "--log-level", this.plan.logLevel,
-        ...agentSecurityArgs(this.plan, this.creds, agent.clusterId),
-      ], true);
+      this.spawn(
+        agent.nodeId,
+        "agent",
+        [
+          "agent",
+          "--coordinator",
+          this.address,
+          "--cluster",
+          agent.clusterId,
+          "--node-id",
+          agent.nodeId,
+          "--devices",
+          agent.deviceIds.join(","),
+          "--workers",
+          String(this.plan.workers),
+          "--log-level",
+          this.plan.logLevel,
+          ...agentSecurityArgs(this.plan, this.creds, agent.clusterId),
+        ],
+        true,
+      );
     }
     const want = new Set(this.agents.map((a) => a.nodeId));
     await this.waitUntil(`all ${want.size} agents READY in ListNodes`, undefined, signal, async () => {
@@ -197,9 +219,13 @@ export class BenchFleet {
   async agentServiceClient(nodeId: string, clusterId: string): Promise<Client<typeof AgentService>> {
     if (!this.creds) return createClient(AgentService, createGrpcTransport({ baseUrl: coordinatorBaseUrl(this.address, true) }));
     const id = await enrol({ coordinator: this.address, joinToken: await this.joinToken(clusterId), nodeId, clusterId, caPem: this.creds.caPem });
-    return createClient(AgentService, createGrpcTransport({
-      baseUrl: coordinatorBaseUrl(this.address), nodeOptions: { ca: id.caPem, cert: id.certPem, key: id.keyPem, minVersion: "TLSv1.2" },
-    }));
+    return createClient(
+      AgentService,
+      createGrpcTransport({
+        baseUrl: coordinatorBaseUrl(this.address),
+        nodeOptions: { ca: id.caPem, cert: id.certPem, key: id.keyPem, minVersion: "TLSv1.2" },
+      }),
+    );
   }
 
   /** The child process named `name` (`coordinator`, `bench-a1`, …). */
@@ -216,7 +242,7 @@ export class BenchFleet {
     const logFile = join(this.dir, `${name}.log`);
     const fd = openSync(logFile, "a");
     // An IPC channel lets an agent notice that the benchmark died without cleaning up (the agent CLI watches it).
-    const stdio = watchParent ? ["ignore", fd, fd, "ipc"] as const : ["ignore", fd, fd] as const;
+    const stdio = watchParent ? (["ignore", fd, fd, "ipc"] as const) : (["ignore", fd, fd] as const);
     const profileDir = this.plan.profile ? join(this.dir, "profiles", name) : undefined;
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     const nodeArgs = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
@@ -266,7 +292,11 @@ export class BenchFleet {
   /** The coordinator's task store, as its start-up log tells (builds without a store option log none). */
   storeDescription(): string {
     const c = this.child("coordinator");
-    const line = c ? readLog(c.logFile).split("\n").find((l) => l.includes('"restored state from the store"')) : undefined;
+    const line = c
+      ? readLog(c.logFile)
+          .split("\n")
+          .find((l) => l.includes('"restored state from the store"'))
+      : undefined;
     if (!line) return "in-memory task store (the coordinator logged no store)";
     const path = /"path":"([^"]*)"/.exec(line)?.[1];
     return `SQLite task store${path ? ` (${path}, in the fleet's directory)` : ""}`;
@@ -339,7 +369,8 @@ export function tail(file: string, lines = 15): string {
 
 /** Counts of pino warn (40) and error/fatal (≥ 50) lines in a child's log, with the first few of them. */
 export function logProblems(c: Child, keep = 5): { warnings: number; errors: number; samples: string[] } {
-  let warnings = 0, errors = 0;
+  let warnings = 0,
+    errors = 0;
   const samples: string[] = [];
   for (const line of readLog(c.logFile).split("\n")) {
     const m = /"level":(\d+)/.exec(line);

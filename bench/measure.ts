@@ -25,8 +25,14 @@ export function summarize(samples: readonly number[]): Summary {
   const s = [...samples].sort((a, b) => a - b);
   const mean = s.length === 0 ? Number.NaN : s.reduce((a, b) => a + b, 0) / s.length;
   return {
-    n: s.length, min: s[0] ?? Number.NaN, p50: percentile(s, 0.5), p90: percentile(s, 0.9), p99: percentile(s, 0.99),
-    p999: percentile(s, 0.999), max: s.at(-1) ?? Number.NaN, mean,
+    n: s.length,
+    min: s[0] ?? Number.NaN,
+    p50: percentile(s, 0.5),
+    p90: percentile(s, 0.9),
+    p99: percentile(s, 0.99),
+    p999: percentile(s, 0.999),
+    max: s.at(-1) ?? Number.NaN,
+    mean,
   };
 }
 
@@ -60,7 +66,10 @@ export class Failures {
   private readonly kept: string[] = [];
   count = 0;
 
-  constructor(private readonly scenario: string, private readonly keep = 10) {}
+  constructor(
+    private readonly scenario: string,
+    private readonly keep = 10,
+  ) {}
 
   add(message: string): void {
     this.count++;

@@ -55,8 +55,11 @@ export function judgeOpenLoop(f: OpenLoopFigures, rule: KeptUpRule = DEFAULT_KEP
   if (f.completed < f.accepted) reasons.push(`${f.accepted - f.completed} accepted tasks never came back terminal`);
   if (f.succeeded < f.completed) reasons.push(`${f.completed - f.succeeded} tasks did not succeed`);
   if (!(completionRate >= rule.rateShare * f.offeredPerS)) {
-    reasons.push(`completion rate ${Number.isFinite(completionRate) ? completionRate.toFixed(0) : "n/a"}/s is below ${(rule.rateShare * 100).toFixed(0)}% of the ${f.offeredPerS}/s offered`);
+    reasons.push(
+      `completion rate ${Number.isFinite(completionRate) ? completionRate.toFixed(0) : "n/a"}/s is below ${(rule.rateShare * 100).toFixed(0)}% of the ${f.offeredPerS}/s offered`,
+    );
   }
-  if (allBack && !(drainMs <= rule.drainMs)) reasons.push(`the backlog took ${drainMs.toFixed(0)} ms after the last arrival to clear (limit ${rule.drainMs} ms)`);
+  if (allBack && !(drainMs <= rule.drainMs))
+    reasons.push(`the backlog took ${drainMs.toFixed(0)} ms after the last arrival to clear (limit ${rule.drainMs} ms)`);
   return { keptUp: reasons.length === 0, completionRate, drainMs, reasons };
 }

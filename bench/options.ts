@@ -97,7 +97,13 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | "help
   const levels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
   if (!levels.includes(values["log-level"])) throw new Error(`--log-level must be one of ${levels.join(", ")}`);
   if (values["compare-bullmq"] && values["no-compare-bullmq"]) throw new Error("give --compare-bullmq or --no-compare-bullmq, not both");
-  const only = values.only === undefined ? [] : values.only.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const only =
+    values.only === undefined
+      ? []
+      : values.only
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== "");
   if (values.only !== undefined && only.length === 0) throw new Error("--only needs at least one scenario id (--list shows them)");
   return {
     quick: values.quick,

@@ -27,29 +27,55 @@ import { errorText } from "./tasks.js";
 
 /** The scenarios, run in this order. Sizes are { full, quick }; every one starts its own processes. */
 function scenarioList(o: BenchOptions): Scenario[] {
-  const agents = o.agents, slots = o.workers;
-  const throughput = (s: number, target: "throughput-4x1" | "throughput-4x8") => throughputScenario({
-    agents, slots: s, tasks: { full: 20_000, quick: 2_000 }, submitters: 50, batchSize: 100,
-    budgetMs: { full: 180_000, quick: 120_000 }, stallMs: 30_000, callTimeoutMs: 60_000,
-    // issue 8's figures are for four agents
-    target: agents === 4 ? target : undefined,
-  });
+  const agents = o.agents,
+    slots = o.workers;
+  const throughput = (s: number, target: "throughput-4x1" | "throughput-4x8") =>
+    throughputScenario({
+      agents,
+      slots: s,
+      tasks: { full: 20_000, quick: 2_000 },
+      submitters: 50,
+      batchSize: 100,
+      budgetMs: { full: 180_000, quick: 120_000 },
+      stallMs: 30_000,
+      callTimeoutMs: 60_000,
+      // issue 8's figures are for four agents
+      target: agents === 4 ? target : undefined,
+    });
   return [
     lightLoadScenario({ agents, slots, n: { full: 500, quick: 50 }, warmup: { full: 100, quick: 20 }, budgetMs: 120_000, callTimeoutMs: 10_000 }),
     throughput(1, "throughput-4x1"),
     throughput(8, "throughput-4x8"),
     openLoopScenario({
-      agents, slots, ratePerS: 2_000, durationS: { full: 20, quick: 5 }, lanes: 16, drainTimeoutMs: { full: 30_000, quick: 15_000 },
-      maxBehindS: 5, stallMs: 15_000, callTimeoutMs: 60_000,
+      agents,
+      slots,
+      ratePerS: 2_000,
+      durationS: { full: 20, quick: 5 },
+      lanes: 16,
+      drainTimeoutMs: { full: 30_000, quick: 15_000 },
+      maxBehindS: 5,
+      stallMs: 15_000,
+      callTimeoutMs: 60_000,
     }),
     criticalBacklogScenario({
-      agents, slots, low: { full: 20_000, quick: 3_000 }, critical: { full: 50, quick: 10 }, spacingMs: 20, submitters: 50, batchSize: 100,
-      waitMs: 30_000, callTimeoutMs: 60_000,
+      agents,
+      slots,
+      low: { full: 20_000, quick: 3_000 },
+      critical: { full: 50, quick: 10 },
+      spacingMs: 20,
+      submitters: 50,
+      batchSize: 100,
+      waitMs: 30_000,
+      callTimeoutMs: 60_000,
     }),
     idleAgentRssScenario({ agents: { full: 500, quick: 100 }, settleMs: 3_000, samples: 7, sampleEveryMs: 300, connectBatch: 50, registerTimeoutMs: 30_000 }),
     largeSeriesScenario({
-      mode: ProcessingMode.LOCAL, values: 1_000_000, runs: { full: 5, quick: 1 }, warmup: { full: 1, quick: 1 },
-      target: "local-processing", callTimeoutMs: 60_000,
+      mode: ProcessingMode.LOCAL,
+      values: 1_000_000,
+      runs: { full: 5, quick: 1 },
+      warmup: { full: 1, quick: 1 },
+      target: "local-processing",
+      callTimeoutMs: 60_000,
     }),
     distributedSeriesScenario({ values: 1_000_000, shards: [2, 4], runs: { full: 5, quick: 1 }, warmup: { full: 1, quick: 1 }, callTimeoutMs: 60_000 }),
   ];
@@ -99,7 +125,8 @@ async function main(): Promise<number> {
     opts = parsed;
     const all = scenarioList(opts);
     if (opts.list) {
-      for (const s of all) process.stdout.write(`${s.id.padEnd(22)} ${s.group ? `(group ${s.group}) ` : ""}${s.title}${s.comparesBullmq ? " — with BullMQ" : ""}\n`);
+      for (const s of all)
+        process.stdout.write(`${s.id.padEnd(22)} ${s.group ? `(group ${s.group}) ` : ""}${s.title}${s.comparesBullmq ? " — with BullMQ" : ""}\n`);
       return 0;
     }
     selected = selectScenarios(all, opts.only);
@@ -154,24 +181,34 @@ async function main(): Promise<number> {
         await fsyncRedis.start();
       }
       bullmq = { version: bullmqVersion(), shared, fsync: fsyncRedis };
-      report.config.push(`BullMQ ${bullmq.version} side by side, alternating with edgeplane for ${opts.rounds} round(s); on ${shared.description}${fsyncRedis?.target ? `, and on the benchmark's own ${fsyncRedis.target.description}` : ""}.`);
+      report.config.push(
+        `BullMQ ${bullmq.version} side by side, alternating with edgeplane for ${opts.rounds} round(s); on ${shared.description}${fsyncRedis?.target ? `, and on the benchmark's own ${fsyncRedis.target.description}` : ""}.`,
+      );
     } else {
       report.config.push(opts.compareBullmq ? "No selected scenario compares with BullMQ." : "BullMQ comparison off (--no-compare-bullmq).");
     }
 
     const ctx: ScenarioContext = {
-      quick: opts.quick, signal: interrupt.signal, progress, defaultShape: { agents: opts.agents, workers: opts.workers },
+      quick: opts.quick,
+      signal: interrupt.signal,
+      progress,
+      defaultShape: { agents: opts.agents, workers: opts.workers },
       startFleet: (shape, label, security) => pool.start(shape, label, interrupt.signal, progress, security),
       securityCost: opts.securityCost,
       stopFleet: (fleet) => pool.stop(fleet),
-      bullmq, rounds: opts.rounds, runDir,
+      bullmq,
+      rounds: opts.rounds,
+      runDir,
     };
 
     for (const s of selected) {
       if (interrupt.signal.aborted) break;
       progress(`scenario ${s.id}: ${s.title}`);
       pool.beginScenario(s.id);
-      const t0 = performance.now(), busy0 = machineBusySeconds(), fleetCpu0 = pool.cpuSeconds(), client0 = process.cpuUsage();
+      const t0 = performance.now(),
+        busy0 = machineBusySeconds(),
+        fleetCpu0 = pool.cpuSeconds(),
+        client0 = process.cpuUsage();
       let result: ScenarioResult;
       try {
         result = await s.run(ctx);
@@ -184,11 +221,14 @@ async function main(): Promise<number> {
       result.notes.push(...found.notes);
       if (found.profiles.length > 0) result.profiles = [...(result.profiles ?? []), ...found.profiles];
       if (!s.comparesBullmq) {
-        const fleetCpu = pool.cpuSeconds(), client = process.cpuUsage(client0);
+        const fleetCpu = pool.cpuSeconds(),
+          client = process.cpuUsage(client0);
         const wall = (performance.now() - t0) / 1000;
         const ours = fleetCpu.coordinator - fleetCpu0.coordinator + fleetCpu.agents - fleetCpu0.agents + (client.user + client.system) / 1e6;
         const others = machineBusySeconds() - busy0 - ours;
-        result.notes.push(`CPU used: coordinator ${(fleetCpu.coordinator - fleetCpu0.coordinator).toFixed(1)} s, agents ${(fleetCpu.agents - fleetCpu0.agents).toFixed(1)} s, benchmark client ${((client.user + client.system) / 1e6).toFixed(1)} s; other processes on the machine ${Number.isFinite(others) ? `${Math.max(0, others).toFixed(1)} s` : "n/a"}; of ${(wall * availableParallelism()).toFixed(1)} s available.`);
+        result.notes.push(
+          `CPU used: coordinator ${(fleetCpu.coordinator - fleetCpu0.coordinator).toFixed(1)} s, agents ${(fleetCpu.agents - fleetCpu0.agents).toFixed(1)} s, benchmark client ${((client.user + client.system) / 1e6).toFixed(1)} s; other processes on the machine ${Number.isFinite(others) ? `${Math.max(0, others).toFixed(1)} s` : "n/a"}; of ${(wall * availableParallelism()).toFixed(1)} s available.`,
+        );
       }
       report.scenarios.push({ id: s.id, title: s.title, result, durationMs: performance.now() - t0 });
       progress(`scenario ${s.id} done in ${fmtInt((performance.now() - t0) / 1000)} s, ${result.failures.length} problem(s)`);

@@ -35,7 +35,10 @@ export class StandInAgent {
   /** Resolves once registered; rejects if the stream fails first. */
   readonly registered: Promise<void>;
 
-  constructor(fleet: BenchFleet, private readonly plan: StandInPlan) {
+  constructor(
+    fleet: BenchFleet,
+    private readonly plan: StandInPlan,
+  ) {
     let fail: (err: Error) => void = () => {};
     this.registered = new Promise<void>((res, rej) => {
       this.onRegistered = res;
@@ -44,17 +47,30 @@ export class StandInAgent {
     this.registered.catch(() => {}); // observed through `state`/`problem` too
     const handlers = [...builtinHandlers.keys()];
     // What agent/main.ts sends at registration, with this machine's figures (no real capacity sampler: it is idle).
-    this.outbox.push(create(ConnectRequestSchema, {
-      msg: {
-        case: "register",
-        value: {
-          nodeId: plan.nodeId, clusterId: plan.clusterId, tier: Tier.EDGE, labels: {}, deviceIds: plan.deviceIds,
-          totalCpuMillis: availableParallelism() * 1000, totalMemoryBytes: BigInt(totalmem()), freeCpuMillis: availableParallelism() * 1000,
-          freeMemoryBytes: BigInt(freemem()), handlers, distributableHandlers: handlers, running: [], maxConcurrentTasks: 1,
-          agentVersion: "bench-stand-in", draining: false,
+    this.outbox.push(
+      create(ConnectRequestSchema, {
+        msg: {
+          case: "register",
+          value: {
+            nodeId: plan.nodeId,
+            clusterId: plan.clusterId,
+            tier: Tier.EDGE,
+            labels: {},
+            deviceIds: plan.deviceIds,
+            totalCpuMillis: availableParallelism() * 1000,
+            totalMemoryBytes: BigInt(totalmem()),
+            freeCpuMillis: availableParallelism() * 1000,
+            freeMemoryBytes: BigInt(freemem()),
+            handlers,
+            distributableHandlers: handlers,
+            running: [],
+            maxConcurrentTasks: 1,
+            agentVersion: "bench-stand-in",
+            draining: false,
+          },
         },
-      },
-    }));
+      }),
+    );
     this.done = (async () => {
       try {
         const client = await fleet.agentServiceClient(plan.nodeId, plan.clusterId);
@@ -108,12 +124,14 @@ export class StandInAgent {
     this.outstanding = true;
     this.sequence += 1n;
     this.heartbeats++;
-    this.outbox.push(create(ConnectRequestSchema, {
-      msg: {
-        case: "heartbeat",
-        value: { sequence: this.sequence, freeCpuMillis: availableParallelism() * 1000, freeMemoryBytes: BigInt(freemem()), load: 0, running: [] },
-      },
-    }));
+    this.outbox.push(
+      create(ConnectRequestSchema, {
+        msg: {
+          case: "heartbeat",
+          value: { sequence: this.sequence, freeCpuMillis: availableParallelism() * 1000, freeMemoryBytes: BigInt(freemem()), load: 0, running: [] },
+        },
+      }),
+    );
   }
 
   /** Half-closes the stream (a clean leave), then cancels it if the coordinator has not ended it within 2 s. */

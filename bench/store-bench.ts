@@ -30,9 +30,22 @@ interface StoreModule {
 }
 
 const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "bench", handler: "stats", deviceId: "sensor-1", priority: "normal", mode: "local", input: { values: [1, 2, 3] },
-  series: undefined, memoryBytes: 1 << 20, cpuMillis: 100, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "",
-  labels: { site: "bench" }, disconnectWindowMs: undefined, ...over,
+  name: "bench",
+  handler: "stats",
+  deviceId: "sensor-1",
+  priority: "normal",
+  mode: "local",
+  input: { values: [1, 2, 3] },
+  series: undefined,
+  memoryBytes: 1 << 20,
+  cpuMillis: 100,
+  estimatedMs: 0,
+  deadline: undefined,
+  maxRetries: 2,
+  clusterId: "",
+  labels: { site: "bench" },
+  disconnectWindowMs: undefined,
+  ...over,
 });
 
 let seq = 0;
@@ -40,9 +53,24 @@ const task = (over: Partial<TaskSpec> = {}): TaskRecord => {
   const s = ++seq;
   const now = Date.now();
   return {
-    id: `t-${s}`, spec: spec(over), state: "queued", attempt: 0, assignedCluster: "", assignedNode: "", output: undefined,
-    error: "", createdAt: now, updatedAt: now, finishedAt: undefined, attempts: [], idempotencyKey: `key-${s}`,
-    queuedAt: now, queuedMs: 0, notBefore: 0, seq: s, preemptions: 0,
+    id: `t-${s}`,
+    spec: spec(over),
+    state: "queued",
+    attempt: 0,
+    assignedCluster: "",
+    assignedNode: "",
+    output: undefined,
+    error: "",
+    createdAt: now,
+    updatedAt: now,
+    finishedAt: undefined,
+    attempts: [],
+    idempotencyKey: `key-${s}`,
+    queuedAt: now,
+    queuedMs: 0,
+    notBefore: 0,
+    seq: s,
+    preemptions: 0,
   };
 };
 
@@ -51,11 +79,29 @@ function toDispatched(t: TaskRecord): TaskRecord {
   const now = Date.now();
   const attempt = t.attempt + 1;
   return {
-    ...t, state: "dispatched", attempt, assignedNode: "node-1", assignedCluster: "site-a", updatedAt: now, queuedMs: now - t.queuedAt,
-    attempts: [...t.attempts, {
-      attempt, nodeId: "node-1", clusterId: "site-a", outcome: undefined, error: "", dispatchedAt: now, startedAt: undefined,
-      finishedAt: undefined, processingMs: 0, peakMemoryBytes: 0, placementReason: "least loaded",
-    }],
+    ...t,
+    state: "dispatched",
+    attempt,
+    assignedNode: "node-1",
+    assignedCluster: "site-a",
+    updatedAt: now,
+    queuedMs: now - t.queuedAt,
+    attempts: [
+      ...t.attempts,
+      {
+        attempt,
+        nodeId: "node-1",
+        clusterId: "site-a",
+        outcome: undefined,
+        error: "",
+        dispatchedAt: now,
+        startedAt: undefined,
+        finishedAt: undefined,
+        processingMs: 0,
+        peakMemoryBytes: 0,
+        placementReason: "least loaded",
+      },
+    ],
   };
 }
 function toRunning(t: TaskRecord): TaskRecord {
@@ -65,7 +111,11 @@ function toRunning(t: TaskRecord): TaskRecord {
 function toSucceeded(t: TaskRecord): TaskRecord {
   const now = Date.now();
   return {
-    ...t, state: "succeeded", updatedAt: now, finishedAt: now, output: { mean: 2, count: 3 },
+    ...t,
+    state: "succeeded",
+    updatedAt: now,
+    finishedAt: now,
+    output: { mean: 2, count: 3 },
     attempts: t.attempts.map((a) => (a.attempt === t.attempt ? { ...a, outcome: "succeeded", finishedAt: now, processingMs: 3, peakMemoryBytes: 65536 } : a)),
   };
 }
@@ -163,7 +213,9 @@ async function stream(store: BenchStore, rate: number, seconds: number): Promise
   const cpu = process.cpuUsage(cpu0);
   const after = store.stats?.();
   return {
-    offered: started, completed, wallMs,
+    offered: started,
+    completed,
+    wallMs,
     commits: after && before ? after.commits - before.commits : Number.NaN,
     rows: after && before ? after.rowsWritten - before.rowsWritten : Number.NaN,
     bytes: after?.bytesWritten !== undefined && before?.bytesWritten !== undefined ? after.bytesWritten - before.bytesWritten : Number.NaN,
@@ -193,11 +245,22 @@ async function micro(mod: StoreModule, dir: string, quick: boolean): Promise<Mic
   for (let i = 0; i < singles; i++) {
     const t = task();
     ids.push(t.id);
-    insertOne.push(await timed(() => { store.insert([t]); return store.flush(); }));
+    insertOne.push(
+      await timed(() => {
+        store.insert([t]);
+        return store.flush();
+      }),
+    );
   }
   rows.push({ what: "insert 1 task + flush (one commit)", samples: insertOne, rowsPerSample: 2 });
   const putOne: number[] = [];
-  for (const id of ids) putOne.push(await timed(() => { store.put(toDispatched(store.get(id)!)); return store.flush(); }));
+  for (const id of ids)
+    putOne.push(
+      await timed(() => {
+        store.put(toDispatched(store.get(id)!));
+        return store.flush();
+      }),
+    );
   rows.push({ what: "put 1 task (dispatched) + flush", samples: putOne });
 
   const batch = quick ? 2_000 : 10_000;
@@ -206,16 +269,23 @@ async function micro(mod: StoreModule, dir: string, quick: boolean): Promise<Mic
   for (let r = 0; r < 3; r++) {
     const ts = Array.from({ length: batch }, () => task());
     batchIds.push(...ts.map((t) => t.id));
-    inserts.push(await timed(() => { store.insert(ts); return store.flush(); }));
+    inserts.push(
+      await timed(() => {
+        store.insert(ts);
+        return store.flush();
+      }),
+    );
   }
   rows.push({ what: `insert ${fmtInt(batch)} tasks in one batch + flush`, samples: inserts, rowsPerSample: 2 * batch });
   const group: number[] = [];
   for (let r = 0; r < 10; r++) {
     const slice = batchIds.slice(r * 1000, (r + 1) * 1000);
-    group.push(await timed(() => {
-      for (const id of slice) store.put(toDispatched(store.get(id)!));
-      return store.flush();
-    }));
+    group.push(
+      await timed(() => {
+        for (const id of slice) store.put(toDispatched(store.get(id)!));
+        return store.flush();
+      }),
+    );
   }
   rows.push({ what: "1,000 puts (dispatched) in one turn + flush", samples: group });
 
@@ -223,8 +293,24 @@ async function micro(mod: StoreModule, dir: string, quick: boolean): Promise<Mic
   const values = Array.from({ length: points }, (_, i) => Math.sin(i));
   const timestamps = Array.from({ length: points }, (_, i) => 1_700_000_000_000 + i);
   const big = task({ series: { values, timestamps } });
-  rows.push({ what: `insert 1 task with a ${fmtInt(points)}-point series + flush`, samples: [await timed(() => { store.insert([big]); return store.flush(); })] });
-  rows.push({ what: "put that task + flush (spec not rewritten)", samples: [await timed(() => { store.put(toDispatched(big)); return store.flush(); })] });
+  rows.push({
+    what: `insert 1 task with a ${fmtInt(points)}-point series + flush`,
+    samples: [
+      await timed(() => {
+        store.insert([big]);
+        return store.flush();
+      }),
+    ],
+  });
+  rows.push({
+    what: "put that task + flush (spec not rewritten)",
+    samples: [
+      await timed(() => {
+        store.put(toDispatched(big));
+        return store.flush();
+      }),
+    ],
+  });
   const reopen = await timed(async () => {
     await store.close();
     store = mod.SqliteTaskStore.open(dir);
@@ -246,8 +332,11 @@ function table(head: string[], body: string[][]): void {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      dir: { type: "string" }, quick: { type: "boolean", default: false }, module: { type: "string" },
-      rates: { type: "string", default: "1000,5000,20000" }, seconds: { type: "string", default: "3" },
+      dir: { type: "string" },
+      quick: { type: "boolean", default: false },
+      module: { type: "string" },
+      rates: { type: "string", default: "1000,5000,20000" },
+      seconds: { type: "string", default: "3" },
     },
   });
   const quick = values.quick ?? false;
@@ -259,10 +348,12 @@ async function main(): Promise<void> {
   const root = mkdtempSync(join(values.dir ?? tmpdir(), "edgeplane-store-bench-"));
   try {
     console.log(`SQLite task store (WAL, synchronous = FULL) from ${typeof modulePath === "string" ? modulePath : modulePath.pathname}, files in ${root}`);
-    console.log("\nTask lifecycles (insert, dispatched, running lazy, succeeded; each but running awaits flush), offered for " +
-      `${seconds} s each. CPU per task: the main thread's, and every other thread's (the commit worker), each minus the same\n` +
-      "run with the memory store (the harness alone). flush: call to resolve. lifecycle: from the task's due time to its durable\n" +
-      "result (3 durable steps; includes time a write waited for a blocked event loop). txn: one transaction in the worker, fsync included.");
+    console.log(
+      "\nTask lifecycles (insert, dispatched, running lazy, succeeded; each but running awaits flush), offered for " +
+        `${seconds} s each. CPU per task: the main thread's, and every other thread's (the commit worker), each minus the same\n` +
+        "run with the memory store (the harness alone). flush: call to resolve. lifecycle: from the task's due time to its durable\n" +
+        "result (3 durable steps; includes time a write waited for a blocked event loop). txn: one transaction in the worker, fsync included.",
+    );
     const body: string[][] = [];
     for (const rate of rates) {
       const base = await stream(new MemoryTaskStore(), rate, seconds);
@@ -276,19 +367,47 @@ async function main(): Promise<void> {
       const l = summarize(r.lifecycleMs);
       const perS = (n: number) => fmtInt((n / r.wallMs) * 1000);
       body.push([
-        fmtInt(rate), perS(r.completed), perS(r.commits), perS(r.rows), Number.isNaN(r.bytes) ? "n/a" : fmtInt(r.bytes / r.completed),
-        fmtMs(r.mainCpuMsPerTask - base.mainCpuMsPerTask), fmtMs(r.otherCpuMsPerTask - base.otherCpuMsPerTask), fmtMs(f.p50), fmtMs(f.p99), fmtMs(l.p50), fmtMs(l.p99),
+        fmtInt(rate),
+        perS(r.completed),
+        perS(r.commits),
+        perS(r.rows),
+        Number.isNaN(r.bytes) ? "n/a" : fmtInt(r.bytes / r.completed),
+        fmtMs(r.mainCpuMsPerTask - base.mainCpuMsPerTask),
+        fmtMs(r.otherCpuMsPerTask - base.otherCpuMsPerTask),
+        fmtMs(f.p50),
+        fmtMs(f.p99),
+        fmtMs(l.p50),
+        fmtMs(l.p99),
         r.meanCommitMs === undefined ? "n/a" : fmtMs(r.meanCommitMs),
       ]);
     }
-    table(["offered/s", "done/s", "commits/s", "rows/s", "bytes/task", "main cpu ms/task", "other cpu ms/task", "flush p50 ms", "flush p99 ms", "lifecycle p50 ms", "lifecycle p99 ms", "txn mean ms"], body);
+    table(
+      [
+        "offered/s",
+        "done/s",
+        "commits/s",
+        "rows/s",
+        "bytes/task",
+        "main cpu ms/task",
+        "other cpu ms/task",
+        "flush p50 ms",
+        "flush p99 ms",
+        "lifecycle p50 ms",
+        "lifecycle p99 ms",
+        "txn mean ms",
+      ],
+      body,
+    );
 
     console.log("\nSingle operations");
     const rows = await micro(mod, join(root, "micro"), quick);
-    table(["", "n", "p50 ms", "p99 ms", "max ms", "rows/s"], rows.map((r) => {
-      const s = summarize(r.samples);
-      return [r.what, String(s.n), fmtMs(s.p50), fmtMs(s.p99), fmtMs(s.max), r.rowsPerSample === undefined ? "" : fmtInt((r.rowsPerSample / s.mean) * 1000)];
-    }));
+    table(
+      ["", "n", "p50 ms", "p99 ms", "max ms", "rows/s"],
+      rows.map((r) => {
+        const s = summarize(r.samples);
+        return [r.what, String(s.n), fmtMs(s.p50), fmtMs(s.p99), fmtMs(s.max), r.rowsPerSample === undefined ? "" : fmtInt((r.rowsPerSample / s.mean) * 1000)];
+      }),
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

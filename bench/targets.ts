@@ -2,12 +2,19 @@
 import { fmtInt, fmtMs } from "./measure.js";
 
 export type TargetId =
-  | "throughput-4x1" | "throughput-4x8" | "vs-bullmq"
-  | "light-load-p50" | "light-load-p99"
-  | "open-loop-p99" | "open-loop-kept-up"
+  | "throughput-4x1"
+  | "throughput-4x8"
+  | "vs-bullmq"
+  | "light-load-p50"
+  | "light-load-p99"
+  | "open-loop-p99"
+  | "open-loop-kept-up"
   | "critical-wait-p99"
   | "idle-agent-rss"
-  | "submission" | "edge-analytics" | "local-processing" | "distributed-coordination";
+  | "submission"
+  | "edge-analytics"
+  | "local-processing"
+  | "distributed-coordination";
 
 export interface Target {
   id: TargetId;

@@ -41,7 +41,12 @@ export const isTerminal = (s: TaskState): boolean =>
  * up over a long loop). Throws when the stream ends without a terminal state or does not end, on `timeoutMs` (sent
  * as the call's deadline) and on abort.
  */
-export async function watchUntilTerminal(clients: EdgeplaneClients, taskId: string, signal: AbortSignal, timeoutMs: number): Promise<{ task: Task; at: number; seenAt: number }> {
+export async function watchUntilTerminal(
+  clients: EdgeplaneClients,
+  taskId: string,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<{ task: Task; at: number; seenAt: number }> {
   let last: Task | undefined;
   let terminal: { task: Task; at: number; seenAt: number } | undefined;
   try {
@@ -51,7 +56,8 @@ export async function watchUntilTerminal(clients: EdgeplaneClients, taskId: stri
       if (!terminal && isTerminal(last.state)) terminal = { task: last, at: performance.now(), seenAt: Date.now() };
     }
   } catch (err) {
-    if (terminal && !signal.aborted) throw new Error(`WatchTask for ${taskId} did not end after the terminal state ${TaskState[terminal.task.state]}: ${errorText(err)}`, { cause: err });
+    if (terminal && !signal.aborted)
+      throw new Error(`WatchTask for ${taskId} did not end after the terminal state ${TaskState[terminal.task.state]}: ${errorText(err)}`, { cause: err });
     throw err;
   }
   if (!terminal) throw new Error(`WatchTask for ${taskId} ended in state ${last ? TaskState[last.state] : "none"} before a terminal state`);

@@ -77,7 +77,8 @@ export function nodeTurnarounds(ts: readonly Timeline[]): number[] {
   for (const list of byNode.values()) {
     list.sort((a, b) => a.dispatchedAt - b.dispatchedAt);
     for (let i = 1; i < list.length; i++) {
-      const prev = list[i - 1], next = list[i];
+      const prev = list[i - 1],
+        next = list[i];
       if (next.createdAt <= prev.agentFinishedAt && next.dispatchedAt >= prev.agentFinishedAt) out.push(next.dispatchedAt - prev.agentFinishedAt);
     }
   }

@@ -113,14 +113,15 @@ export function createTransport(address: string, options: ClientOptions = {}): T
   // Node's default of 10 MB buffered per HTTP/2 session makes a client with thousands of calls open end its own
   // connection (ENHANCE_YOUR_CALM); the coordinator answers such a flood with RESOURCE_EXHAUSTED instead.
   const session = { maxSessionMemory: CLIENT_SESSION_MEMORY_MB };
-  const make = (ca: string | undefined) => createGrpcTransport({
-    ...grpcOptions,
-    interceptors,
-    baseUrl,
-    nodeOptions: baseUrl.startsWith("https:")
-      ? { ...session, ...(ca ? { ca } : {}), ...(certPem && keyPem ? { cert: certPem, key: keyPem } : {}), minVersion: "TLSv1.2", ...grpcOptions.nodeOptions }
-      : { ...session, ...grpcOptions.nodeOptions },
-  });
+  const make = (ca: string | undefined) =>
+    createGrpcTransport({
+      ...grpcOptions,
+      interceptors,
+      baseUrl,
+      nodeOptions: baseUrl.startsWith("https:")
+        ? { ...session, ...(ca ? { ca } : {}), ...(certPem && keyPem ? { cert: certPem, key: keyPem } : {}), minVersion: "TLSv1.2", ...grpcOptions.nodeOptions }
+        : { ...session, ...grpcOptions.nodeOptions },
+    });
   const pin = /^EP1([0-9a-f]{64})::/.exec(token?.trim() ?? "")?.[1];
   if (!baseUrl.startsWith("https:") || caPem || !pin) return make(caPem);
   return pinningTransport(hostPort(baseUrl), pin, make);
@@ -132,10 +133,11 @@ export function createTransport(address: string, options: ClientOptions = {}): T
  */
 function pinningTransport(address: string, sha256: string, make: (caPem: string) => Transport): Transport {
   let real: Promise<Transport> | undefined;
-  const get = () => (real ??= fetchPinnedCa(address, sha256).then(make, (err: unknown) => {
-    real = undefined; // a coordinator that was down may be up at the next call
-    throw err;
-  }));
+  const get = () =>
+    (real ??= fetchPinnedCa(address, sha256).then(make, (err: unknown) => {
+      real = undefined; // a coordinator that was down may be up at the next call
+      throw err;
+    }));
   return {
     unary: async (...a) => (await get()).unary(...a),
     stream: async (...a) => (await get()).stream(...a),

@@ -1,16 +1,12 @@
 // Fleet commands: nodes, clusters, cluster register, drain, status (ClusterService).
 // Must never render output inline: fleet-view.ts renders, this file only calls and chooses text or JSON.
 import { Option, type Command } from "commander";
-import {
-  ClusterSchema, GetStatusResponseSchema, ListClustersResponseSchema, ListNodesResponseSchema, NodeSchema,
-} from "../gen/edgeplane/v1/cluster_pb.js";
+import { ClusterSchema, GetStatusResponseSchema, ListClustersResponseSchema, ListNodesResponseSchema, NodeSchema } from "../gen/edgeplane/v1/cluster_pb.js";
 import { Tier, TierSchema } from "../gen/edgeplane/v1/types_pb.js";
 import { addClientOptions, addJsonOption, arg, callCoordinator, collect, println, printJson, type CliDeps, type ClientFlags } from "./context.js";
 import { CliError } from "./errors.js";
 import { enumLabel } from "./format.js";
-import {
-  renderCluster, renderClusterTable, renderDrained, renderNodeHistory, renderNodeTable, renderStatus,
-} from "./fleet-view.js";
+import { renderCluster, renderClusterTable, renderDrained, renderNodeHistory, renderNodeTable, renderStatus } from "./fleet-view.js";
 import { collectLabel, enumChoices, parseEnum } from "./parse.js";
 
 function registerNodes(program: Command, deps: CliDeps): void {
@@ -36,9 +32,7 @@ function registerNodes(program: Command, deps: CliDeps): void {
 }
 
 function registerClusters(program: Command, deps: CliDeps): void {
-  const cmd = program
-    .command("clusters")
-    .description("List clusters: ID, TIER, NODES ready/total, HEALTH, CPU and MEMORY free/total, UTIL, LATENCY");
+  const cmd = program.command("clusters").description("List clusters: ID, TIER, NODES ready/total, HEALTH, CPU and MEMORY free/total, UTIL, LATENCY");
   addJsonOption(addClientOptions(cmd));
   cmd.action(async (flags: ClientFlags) => {
     const res = await callCoordinator(deps, flags, ({ clusters }, unary) => clusters.listClusters({}, unary));
@@ -72,10 +66,7 @@ function registerCluster(program: Command, deps: CliDeps): void {
 }
 
 function registerDrain(program: Command, deps: CliDeps): void {
-  const cmd = program
-    .command("drain")
-    .description("Stop sending new work to a node; its running tasks finish")
-    .argument("<node>", "node id");
+  const cmd = program.command("drain").description("Stop sending new work to a node; its running tasks finish").argument("<node>", "node id");
   addJsonOption(addClientOptions(cmd));
   cmd.action(async (nodeId: string, flags: ClientFlags) => {
     const res = await callCoordinator(deps, flags, ({ clusters }, unary) => clusters.drainNode({ nodeId }, unary));
@@ -86,9 +77,7 @@ function registerDrain(program: Command, deps: CliDeps): void {
 }
 
 function registerStatus(program: Command, deps: CliDeps): void {
-  const cmd = program
-    .command("status")
-    .description("Fleet summary (nodes, queue, processed tasks, utilization) and per-cluster health");
+  const cmd = program.command("status").description("Fleet summary (nodes, queue, processed tasks, utilization) and per-cluster health");
   addJsonOption(addClientOptions(cmd));
   cmd.action(async (flags: ClientFlags) => {
     const res = await callCoordinator(deps, flags, ({ clusters }, unary) => clusters.getStatus({}, unary));

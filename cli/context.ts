@@ -84,10 +84,7 @@ export function repeatable<T>(parse: (text: string) => T[]): (value: string, pre
 
 /** The coordinator address flag (`--coordinator`, env EDGEPLANE_ADDR, default 127.0.0.1:50051). */
 export function coordinatorOption(): Option {
-  return new Option("--coordinator <host:port>", "coordinator address")
-    .env(COORDINATOR_ENV)
-    .default(DEFAULT_COORDINATOR_ADDRESS)
-    .argParser(arg(parseHostPort));
+  return new Option("--coordinator <host:port>", "coordinator address").env(COORDINATOR_ENV).default(DEFAULT_COORDINATOR_ADDRESS).argParser(arg(parseHostPort));
 }
 
 /** Adds `--coordinator`, `--timeout` and the credential flags to a client command. */
@@ -116,11 +113,7 @@ export function addJsonOption(cmd: Command): Command {
  * Runs one command's calls against the coordinator named by the flags. Errors leave as CliError with
  * `CODE: message`, or a hint about --coordinator when nothing answered there.
  */
-export async function callCoordinator<T>(
-  deps: CliDeps,
-  flags: ClientFlags,
-  fn: (clients: EdgeplaneClients, unary: CallOptions) => Promise<T>,
-): Promise<T> {
+export async function callCoordinator<T>(deps: CliDeps, flags: ClientFlags, fn: (clients: EdgeplaneClients, unary: CallOptions) => Promise<T>): Promise<T> {
   const security = clientSecurity(flags);
   try {
     return await fn(deps.connect(flags.coordinator, security), { timeoutMs: flags.timeout });
@@ -131,8 +124,15 @@ export async function callCoordinator<T>(
 
 /** Node's certificate verification failures: the coordinator's CA is not trusted. */
 const CERT_CODES: ReadonlySet<string> = new Set([
-  "SELF_SIGNED_CERT_IN_CHAIN", "DEPTH_ZERO_SELF_SIGNED_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "UNABLE_TO_GET_ISSUER_CERT", "CERT_SIGNATURE_FAILURE", "CERT_HAS_EXPIRED", "ERR_TLS_CERT_ALTNAME_INVALID", "CERT_UNTRUSTED",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_HAS_EXPIRED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "CERT_UNTRUSTED",
 ]);
 
 function errorCodes(err: unknown): string[] {
@@ -154,14 +154,22 @@ export function explainSecurityError(err: unknown, coordinator: string, security
   const cert = codes.find((c) => CERT_CODES.has(c));
   if (codes.includes("CA_MISMATCH")) return new CliError((err as Error).message, 1, { cause: err });
   if (cert) {
-    return new CliError(`cannot verify the TLS certificate of the coordinator at ${coordinator} (${cert}): give its CA with --ca or EDGEPLANE_CA (<data-dir>/ca.crt), or a full token (EP1…) that pins it`, 1, { cause: err });
+    return new CliError(
+      `cannot verify the TLS certificate of the coordinator at ${coordinator} (${cert}): give its CA with --ca or EDGEPLANE_CA (<data-dir>/ca.crt), or a full token (EP1…) that pins it`,
+      1,
+      { cause: err },
+    );
   }
   if (codes.includes("ERR_SSL_WRONG_VERSION_NUMBER") || codes.includes("EPROTO")) {
     return new CliError(`the coordinator at ${coordinator} does not speak TLS (started with --insecure?); add --insecure`, 1, { cause: err });
   }
   if (err instanceof ConnectError) {
     if (security.insecure && (err.code === Code.Canceled || err.code === Code.Unavailable || err.code === Code.Internal)) {
-      return new CliError(`no plaintext gRPC answer from ${coordinator} (${err.rawMessage}): the coordinator serves TLS unless it was started with --insecure; drop --insecure`, 1, { cause: err });
+      return new CliError(
+        `no plaintext gRPC answer from ${coordinator} (${err.rawMessage}): the coordinator serves TLS unless it was started with --insecure; drop --insecure`,
+        1,
+        { cause: err },
+      );
     }
     if (err.code === Code.Unauthenticated && !security.token) {
       return new CliError(`UNAUTHENTICATED: ${err.rawMessage} (no token given: set --token, EDGEPLANE_TOKEN or EDGEPLANE_TOKEN_FILE)`, 1, { cause: err });
@@ -177,8 +185,11 @@ export function clientSecurity(flags: Pick<ClientFlags, "token" | "tokenFile" | 
   if (!token && flags.tokenFile) token = readText(flags.tokenFile).trim() || undefined;
   if (!token && !flags.cert && !flags.insecure && existsSync(DEFAULT_TOKEN_FILE)) token = readText(DEFAULT_TOKEN_FILE).trim() || undefined;
   return {
-    token, caPem: flags.ca ? readText(flags.ca) : undefined, insecure: flags.insecure === true,
-    certPem: flags.cert ? readText(flags.cert) : undefined, keyPem: flags.key ? readText(flags.key) : undefined,
+    token,
+    caPem: flags.ca ? readText(flags.ca) : undefined,
+    insecure: flags.insecure === true,
+    certPem: flags.cert ? readText(flags.cert) : undefined,
+    keyPem: flags.key ? readText(flags.key) : undefined,
   };
 }
 

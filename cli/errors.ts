@@ -22,9 +22,7 @@ export class CliError extends Error {
 }
 
 /** Node error codes that mean "nothing answered at that address". */
-const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
-  "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT",
-]);
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT"]);
 
 /**
  * The gRPC status code name, e.g. `INVALID_ARGUMENT`, as grpc-go, grpcurl and buf print it.
@@ -57,11 +55,7 @@ export function isUnreachable(err: unknown): boolean {
 export function toCliError(err: unknown, coordinator: string): Error {
   if (err instanceof UsageError || err instanceof CliError) return err;
   if (isUnreachable(err)) {
-    return new CliError(
-      `cannot reach coordinator at ${coordinator} (is it running? set --coordinator or EDGEPLANE_ADDR)`,
-      1,
-      { cause: err },
-    );
+    return new CliError(`cannot reach coordinator at ${coordinator} (is it running? set --coordinator or EDGEPLANE_ADDR)`, 1, { cause: err });
   }
   if (err instanceof ConnectError) {
     return new CliError(`${grpcCodeName(err.code)}: ${err.rawMessage}`, 1, { cause: err });

@@ -4,8 +4,19 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Cluster, GetStatusResponse, Node } from "../gen/edgeplane/v1/cluster_pb.js";
 import { NodeStateSchema, PrioritySchema, TierSchema } from "../gen/edgeplane/v1/types_pb.js";
 import {
-  enumLabel, formatBytes, formatCpu, formatDuration, formatFreeTotal, formatLabels, formatPercent,
-  formatTimestamp, formatTimestampAge, NONE, renderKeyValues, renderTable, truncate,
+  enumLabel,
+  formatBytes,
+  formatCpu,
+  formatDuration,
+  formatFreeTotal,
+  formatLabels,
+  formatPercent,
+  formatTimestamp,
+  formatTimestampAge,
+  NONE,
+  renderKeyValues,
+  renderTable,
+  truncate,
 } from "./format.js";
 
 /** `nodes`: ID, CLUSTER, TIER, STATE, CPU free/total, MEM free/total, RUNNING, DEVICES, LAST HEARTBEAT, RTT. */
@@ -79,12 +90,8 @@ export function renderDrained(n: Node): string {
 
 /** `status`: fleet summary, then one row per cluster. */
 export function renderStatus(s: GetStatusResponse, coordinator: string, now: Date): string {
-  const byState = s.nodesByState
-    .filter((c) => c.count > 0)
-    .map((c) => `${c.count} ${enumLabel(NodeStateSchema, c.state)}`);
-  const byPriority = s.queuedByPriority
-    .filter((c) => c.count > 0n)
-    .map((c) => `${enumLabel(PrioritySchema, c.priority)} ${c.count}`);
+  const byState = s.nodesByState.filter((c) => c.count > 0).map((c) => `${c.count} ${enumLabel(NodeStateSchema, c.state)}`);
+  const byPriority = s.queuedByPriority.filter((c) => c.count > 0n).map((c) => `${enumLabel(PrioritySchema, c.priority)} ${c.count}`);
   const up = s.startedAt ? `up ${formatTimestampAge(s.startedAt, now)}, since ${timestampDate(s.startedAt).toISOString()}` : "";
   const summary = renderKeyValues([
     ["Coordinator", up ? `${coordinator} (${up})` : coordinator],

@@ -112,10 +112,21 @@ export function formatJson(value: JsonValue | undefined): string {
 }
 
 const BORDERLESS = {
-  top: "", "top-mid": "", "top-left": "", "top-right": "",
-  bottom: "", "bottom-mid": "", "bottom-left": "", "bottom-right": "",
-  left: "", "left-mid": "", mid: "", "mid-mid": "",
-  right: "", "right-mid": "", middle: "  ",
+  top: "",
+  "top-mid": "",
+  "top-left": "",
+  "top-right": "",
+  bottom: "",
+  "bottom-mid": "",
+  "bottom-left": "",
+  "bottom-right": "",
+  left: "",
+  "left-mid": "",
+  mid: "",
+  "mid-mid": "",
+  right: "",
+  "right-mid": "",
+  middle: "  ",
 } as const;
 
 /**
@@ -140,13 +151,14 @@ export function renderTable(head: readonly string[], rows: readonly (readonly st
 /** Aligned `key   value` lines; multi-line values are indented under their value column. */
 export function renderKeyValues(pairs: readonly (readonly [string, string])[]): string {
   const width = Math.max(0, ...pairs.map(([k]) => k.length)) + 2;
-  return pairs
-    .map(([k, v]) => `${k.padEnd(width)}${v.split("\n").join(`\n${" ".repeat(width)}`)}`.trimEnd())
-    .join("\n");
+  return pairs.map(([k, v]) => `${k.padEnd(width)}${v.split("\n").join(`\n${" ".repeat(width)}`)}`.trimEnd()).join("\n");
 }
 
 function trimFixed(n: number, digits: number): string {
-  return n.toFixed(digits).replace(/\.0+$/, "").replace(/(\.\d*?)0+$/, "$1");
+  return n
+    .toFixed(digits)
+    .replace(/\.0+$/, "")
+    .replace(/(\.\d*?)0+$/, "$1");
 }
 
 function joinUnits(a: number, ua: string, b: number, ub: string): string {

@@ -4,9 +4,24 @@ import type { DescEnum, JsonValue } from "@bufbuild/protobuf";
 import { UsageError } from "./errors.js";
 
 const SIZE_UNITS: Readonly<Record<string, number>> = {
-  "": 1, b: 1,
-  k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,
-  ki: 2 ** 10, kib: 2 ** 10, mi: 2 ** 20, mib: 2 ** 20, gi: 2 ** 30, gib: 2 ** 30, ti: 2 ** 40, tib: 2 ** 40,
+  "": 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  t: 1e12,
+  tb: 1e12,
+  ki: 2 ** 10,
+  kib: 2 ** 10,
+  mi: 2 ** 20,
+  mib: 2 ** 20,
+  gi: 2 ** 30,
+  gib: 2 ** 30,
+  ti: 2 ** 40,
+  tib: 2 ** 40,
 };
 
 /**
@@ -25,7 +40,14 @@ export function parseBytes(text: string): number {
 }
 
 const DURATION_UNITS: Readonly<Record<string, number>> = {
-  ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000,
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
 };
 
 /** Whether the text is written as a duration with units (`250ms`, `1m30s`), as opposed to a bare number. */
@@ -93,7 +115,10 @@ export function parseLabels(texts: readonly string[] | undefined): Record<string
 
 /** Splits `a,b, c` into trimmed, non-empty items. */
 export function parseList(text: string): string[] {
-  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
 }
 
 /** Collects a flag that may be repeated and may hold a comma list (`--state queued,running --state failed`). */

@@ -11,9 +11,7 @@ import { DEFAULT_COORDINATOR_ADDRESS } from "./client.js";
 import { arg, collect, coordinatorOption, repeatable, type CliDeps } from "./context.js";
 import { CliError, UsageError } from "./errors.js";
 import { formatBytes, formatCpu, formatMs } from "./format.js";
-import {
-  collectLabel, parseBytes, parseDuration, parseFraction, parseHostPort, parseInteger, parseList, parseMillicores,
-} from "./parse.js";
+import { collectLabel, parseBytes, parseDuration, parseFraction, parseHostPort, parseInteger, parseList, parseMillicores } from "./parse.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -37,40 +35,162 @@ const orNone = (v: string) => v || "none";
 /** One flag per coordinator option: adding an option to CoordinatorConfig without a flag fails to compile. */
 const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<CoordinatorConfig[K]> } = {
   listen: { flags: "--listen <host:port>", help: "address to listen on; port 0 picks a free port", parse: parseHostPort, show: String },
-  store: { flags: "--store <kind>", help: "task store: sqlite (durable, in --data-dir) or memory (tests and throwaway runs)", parse: parseStoreKind, show: String },
+  store: {
+    flags: "--store <kind>",
+    help: "task store: sqlite (durable, in --data-dir) or memory (tests and throwaway runs)",
+    parse: parseStoreKind,
+    show: String,
+  },
   dataDir: { flags: "--data-dir <dir>", help: "directory of the SQLite database", parse: (t) => t, show: String },
   heartbeatIntervalMs: { flags: "--heartbeat-interval <duration>", help: "heartbeat interval agents are asked for", parse: parseDuration, show: formatMs },
-  heartbeatMissLimit: { flags: "--heartbeat-miss-limit <n>", help: "heartbeats a node may miss before it is disconnected", parse: (t) => parseInteger(t, 1), show: String },
-  healthThreshold: { flags: "--health-threshold <share>", help: "a cluster with a smaller share of healthy nodes takes no new work (0..1 or %)", parse: parseFraction, show: String },
-  maxInputBytes: { flags: "--max-input-bytes <size>", help: "largest task input accepted (JSON input plus packed series)", parse: parseBytes, show: formatBytes },
+  heartbeatMissLimit: {
+    flags: "--heartbeat-miss-limit <n>",
+    help: "heartbeats a node may miss before it is disconnected",
+    parse: (t) => parseInteger(t, 1),
+    show: String,
+  },
+  healthThreshold: {
+    flags: "--health-threshold <share>",
+    help: "a cluster with a smaller share of healthy nodes takes no new work (0..1 or %)",
+    parse: parseFraction,
+    show: String,
+  },
+  maxInputBytes: {
+    flags: "--max-input-bytes <size>",
+    help: "largest task input accepted (JSON input plus packed series)",
+    parse: parseBytes,
+    show: formatBytes,
+  },
   defaultMemoryBytes: { flags: "--default-memory <size>", help: "memory a task needs when it does not say", parse: parseBytes, show: formatBytes },
-  defaultCpuMillis: { flags: "--default-cpu <millicores>", help: "CPU a task reserves when it does not say (1000 = one core; 0 = just one of its node's slots)", parse: parseMillicores, show: formatCpu },
-  defaultMaxRetries: { flags: "--default-max-retries <n>", help: "retries after a failed attempt when a task does not say", parse: (t) => parseInteger(t, 0), show: String },
+  defaultCpuMillis: {
+    flags: "--default-cpu <millicores>",
+    help: "CPU a task reserves when it does not say (1000 = one core; 0 = just one of its node's slots)",
+    parse: parseMillicores,
+    show: formatCpu,
+  },
+  defaultMaxRetries: {
+    flags: "--default-max-retries <n>",
+    help: "retries after a failed attempt when a task does not say",
+    parse: (t) => parseInteger(t, 0),
+    show: String,
+  },
   retryBaseMs: { flags: "--retry-base <duration>", help: "first retry backoff; doubles each attempt, with jitter", parse: parseDuration, show: formatMs },
   retryMaxMs: { flags: "--retry-max <duration>", help: "longest retry backoff", parse: parseDuration, show: formatMs },
-  dispatchAckTimeoutMs: { flags: "--dispatch-ack-timeout <duration>", help: "a dispatched attempt not accepted by its agent within this is retried", parse: parseDuration, show: formatMs },
-  disconnectWindowMs: { flags: "--disconnect-window <duration>", help: "how long a disconnected node keeps its tasks before they are requeued (0 = at once)", parse: parseDuration, show: formatMs },
-  downNodeMemoryMs: { flags: "--down-node-memory <duration>", help: "a node down for longer than this no longer counts against its cluster's health", parse: parseDuration, show: formatMs },
-  drainGraceMs: { flags: "--drain-grace <duration>", help: "time a draining node's running tasks get before they are moved", parse: parseDuration, show: formatMs },
+  dispatchAckTimeoutMs: {
+    flags: "--dispatch-ack-timeout <duration>",
+    help: "a dispatched attempt not accepted by its agent within this is retried",
+    parse: parseDuration,
+    show: formatMs,
+  },
+  disconnectWindowMs: {
+    flags: "--disconnect-window <duration>",
+    help: "how long a disconnected node keeps its tasks before they are requeued (0 = at once)",
+    parse: parseDuration,
+    show: formatMs,
+  },
+  downNodeMemoryMs: {
+    flags: "--down-node-memory <duration>",
+    help: "a node down for longer than this no longer counts against its cluster's health",
+    parse: parseDuration,
+    show: formatMs,
+  },
+  drainGraceMs: {
+    flags: "--drain-grace <duration>",
+    help: "time a draining node's running tasks get before they are moved",
+    parse: parseDuration,
+    show: formatMs,
+  },
   maxShards: { flags: "--max-shards <n>", help: "most shards a DISTRIBUTED or HYBRID task is split into", parse: (t) => parseInteger(t, 1), show: String },
-  splitPointsPerCoreMs: { flags: "--split-points-per-core-ms <n>", help: "HYBRID sizing: points a free core processes per ms (with --split-shard-overhead, decides what the device's node keeps)", parse: (t) => parseInteger(t, 1), show: String },
-  splitShardOverheadMs: { flags: "--split-shard-overhead <duration>", help: "HYBRID sizing: cost of shipping a shard to another node and hearing back", parse: parseDuration, show: formatMs },
-  maxCallsPerConnection: { flags: "--max-calls-per-connection <n>", help: "unary calls one client connection may have in flight; more get RESOURCE_EXHAUSTED at once", parse: (t) => parseInteger(t, 1), show: String },
+  splitPointsPerCoreMs: {
+    flags: "--split-points-per-core-ms <n>",
+    help: "HYBRID sizing: points a free core processes per ms (with --split-shard-overhead, decides what the device's node keeps)",
+    parse: (t) => parseInteger(t, 1),
+    show: String,
+  },
+  splitShardOverheadMs: {
+    flags: "--split-shard-overhead <duration>",
+    help: "HYBRID sizing: cost of shipping a shard to another node and hearing back",
+    parse: parseDuration,
+    show: formatMs,
+  },
+  maxCallsPerConnection: {
+    flags: "--max-calls-per-connection <n>",
+    help: "unary calls one client connection may have in flight; more get RESOURCE_EXHAUSTED at once",
+    parse: (t) => parseInteger(t, 1),
+    show: String,
+  },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
   // Security (coordinator/security/; docs/security.md).
-  insecure: { flags: "--insecure", help: "plaintext, no authentication: anything reaching the port may do everything; only on a loopback --listen address", parse: () => true, show: String, boolean: true },
-  caCert: { flags: "--ca-cert <file>", help: "CA certificate (PEM) to issue from, instead of the one created in --data-dir (needs --ca-key)", parse: (t) => t, show: (v) => v || "<data-dir>/ca.crt" },
+  insecure: {
+    flags: "--insecure",
+    help: "plaintext, no authentication: anything reaching the port may do everything; only on a loopback --listen address",
+    parse: () => true,
+    show: String,
+    boolean: true,
+  },
+  caCert: {
+    flags: "--ca-cert <file>",
+    help: "CA certificate (PEM) to issue from, instead of the one created in --data-dir (needs --ca-key)",
+    parse: (t) => t,
+    show: (v) => v || "<data-dir>/ca.crt",
+  },
   caKey: { flags: "--ca-key <file>", help: "private key of --ca-cert (PEM, mode 0600)", parse: (t) => t, show: (v) => v || "<data-dir>/ca.key" },
-  tlsSans: { flags: "--tls-san <names>", help: "extra DNS names or IPs for the serving certificate, comma-separated (the --listen host is always in it)", parse: parseList, show: (v) => v.join(",") || "none" },
-  servingCertTtlMs: { flags: "--serving-cert-ttl <duration>", help: "lifetime of the serving certificate; renewed at two thirds of it without a restart", parse: parseDuration, show: formatMs },
-  nodeCertTtlMs: { flags: "--node-cert-ttl <duration>", help: "lifetime of node certificates; agents renew over their stream at two thirds of it", parse: parseDuration, show: formatMs },
-  healthListen: { flags: "--health-listen <host:port>", help: "also serve grpc.health.v1 (only) in plaintext here, for probes", parse: parseHostPort, show: orNone },
-  reflection: { flags: "--no-reflection", help: "do not serve gRPC server reflection (served without a token by default)", parse: () => false, show: String, boolean: true },
-  auditLog: { flags: "--audit-log <file>", help: "audit log of mutating and refused calls (JSON lines, mode 0600); - for the coordinator log", parse: (t) => t, show: (v) => v || "<data-dir>/audit.log" },
-  quotaMaxActiveTasks: { flags: "--quota-max-active <n>", help: "per token: most tasks queued or running at once (0 = unlimited; a token may set its own)", parse: (t) => parseInteger(t, 0), show: String },
-  quotaSubmitRate: { flags: "--quota-submit-rate <per-second>", help: "per token: sustained submissions per second (0 = unlimited)", parse: (t) => parseNonNegative(t), show: String },
+  tlsSans: {
+    flags: "--tls-san <names>",
+    help: "extra DNS names or IPs for the serving certificate, comma-separated (the --listen host is always in it)",
+    parse: parseList,
+    show: (v) => v.join(",") || "none",
+  },
+  servingCertTtlMs: {
+    flags: "--serving-cert-ttl <duration>",
+    help: "lifetime of the serving certificate; renewed at two thirds of it without a restart",
+    parse: parseDuration,
+    show: formatMs,
+  },
+  nodeCertTtlMs: {
+    flags: "--node-cert-ttl <duration>",
+    help: "lifetime of node certificates; agents renew over their stream at two thirds of it",
+    parse: parseDuration,
+    show: formatMs,
+  },
+  healthListen: {
+    flags: "--health-listen <host:port>",
+    help: "also serve grpc.health.v1 (only) in plaintext here, for probes",
+    parse: parseHostPort,
+    show: orNone,
+  },
+  reflection: {
+    flags: "--no-reflection",
+    help: "do not serve gRPC server reflection (served without a token by default)",
+    parse: () => false,
+    show: String,
+    boolean: true,
+  },
+  auditLog: {
+    flags: "--audit-log <file>",
+    help: "audit log of mutating and refused calls (JSON lines, mode 0600); - for the coordinator log",
+    parse: (t) => t,
+    show: (v) => v || "<data-dir>/audit.log",
+  },
+  quotaMaxActiveTasks: {
+    flags: "--quota-max-active <n>",
+    help: "per token: most tasks queued or running at once (0 = unlimited; a token may set its own)",
+    parse: (t) => parseInteger(t, 0),
+    show: String,
+  },
+  quotaSubmitRate: {
+    flags: "--quota-submit-rate <per-second>",
+    help: "per token: sustained submissions per second (0 = unlimited)",
+    parse: (t) => parseNonNegative(t),
+    show: String,
+  },
   quotaSubmitBurst: { flags: "--quota-submit-burst <n>", help: "per token: submissions allowed in a burst", parse: (t) => parseInteger(t, 0), show: String },
-  quotaMaxInputBytes: { flags: "--quota-max-input <size>", help: "per token: largest input of one task (0 = --max-input-bytes)", parse: parseBytes, show: formatBytes },
+  quotaMaxInputBytes: {
+    flags: "--quota-max-input <size>",
+    help: "per token: largest input of one task (0 = --max-input-bytes)",
+    parse: parseBytes,
+    show: formatBytes,
+  },
 };
 
 function parseNonNegative(t: string): number {
@@ -204,8 +324,17 @@ export function devAgentArgs(
   extra: { logLevel: string; handlers?: string; workers?: number; insecure?: boolean },
 ): string[] {
   return [
-    "agent", "--coordinator", coordinator, "--cluster", p.clusterId, "--node-id", p.nodeId, "--tier", p.tier,
-    "--log-level", extra.logLevel,
+    "agent",
+    "--coordinator",
+    coordinator,
+    "--cluster",
+    p.clusterId,
+    "--node-id",
+    p.nodeId,
+    "--tier",
+    p.tier,
+    "--log-level",
+    extra.logLevel,
     ...(extra.insecure ? ["--insecure"] : []),
     ...(p.deviceIds.length > 0 ? ["--devices", p.deviceIds.join(",")] : []),
     ...(extra.handlers ? ["--handlers", extra.handlers] : []),
@@ -226,14 +355,14 @@ export function renderDevBanner(address: string, plans: readonly DevAgentPlan[],
   const target = address === DEFAULT_COORDINATOR_ADDRESS ? "" : ` --coordinator ${address}`;
   const security = credentials
     ? [
-      "TLS and authentication are on. Admin token (keep it secret):",
-      `  ${credentials.token}`,
-      `For the CLI in another shell${credentials.tokenFileIsDefault ? " (from this directory it also finds data/admin.token by itself)" : ""}:`,
-      `  export EDGEPLANE_ADDR=${address}`,
-      `  export EDGEPLANE_TOKEN=${credentials.token}`,
-      `  export EDGEPLANE_CA=${credentials.caFile}`,
-      "",
-    ]
+        "TLS and authentication are on. Admin token (keep it secret):",
+        `  ${credentials.token}`,
+        `For the CLI in another shell${credentials.tokenFileIsDefault ? " (from this directory it also finds data/admin.token by itself)" : ""}:`,
+        `  export EDGEPLANE_ADDR=${address}`,
+        `  export EDGEPLANE_TOKEN=${credentials.token}`,
+        `  export EDGEPLANE_CA=${credentials.caFile}`,
+        "",
+      ]
     : ["--insecure: plaintext, no authentication (client commands need --insecure or EDGEPLANE_INSECURE=1).", ""];
   const agents = plans.map((p) => `    ${p.nodeId.padEnd(12)} ${p.clusterId} (${p.tier})${p.deviceIds.length ? `  devices ${p.deviceIds.join(",")}` : ""}`);
   const device = plans.find((p) => p.deviceIds.length > 0)?.deviceIds[0];
@@ -244,7 +373,9 @@ export function renderDevBanner(address: string, plans: readonly DevAgentPlan[],
     ...security,
     "Try:",
     `  npx edgeplane submit --handler stats --values 1,2,3,4 --wait${target}`,
-    ...(device ? [`  npx edgeplane submit --handler anomaly --device ${device} --input '{"values":[10,11,9,10,12,10,95,11,10,9],"threshold":2.5}' --wait${target}`] : []),
+    ...(device
+      ? [`  npx edgeplane submit --handler anomaly --device ${device} --input '{"values":[10,11,9,10,12,10,95,11,10,9],"threshold":2.5}' --wait${target}`]
+      : []),
     `  npx edgeplane nodes${target}`,
     `  npx edgeplane tasks${target}`,
     `  npx edgeplane status${target}`,
@@ -305,9 +436,7 @@ function checkConfig(resolve: () => unknown): void {
 }
 
 function registerCoordinator(program: Command): void {
-  const cmd = program
-    .command("coordinator")
-    .description("Run the coordinator: the gRPC API, the priority scheduler and the node registry");
+  const cmd = program.command("coordinator").description("Run the coordinator: the gRPC API, the priority scheduler and the node registry");
   addCoordinatorOptions(cmd);
   cmd.option("--ready-file <path>", "once listening, write the bound HOST:PORT to this file (for scripts and tests)");
   cmd.action(async (flags: Record<string, unknown> & { readyFile?: string }) => {
@@ -343,17 +472,27 @@ function registerAgent(program: Command): void {
     .option("--devices <ids>", "device ids this node serves, comma-separated", repeatable(parseList))
     .option("--device <id>", "a device id this node serves, repeatable", repeatable(parseList))
     .option("--handlers <dir>", "directory of custom handler modules (.js/.mjs) (default: none)")
-    .option("--workers <n>", "worker threads, i.e. tasks run at once (default: available parallelism)", arg((t) => parseInteger(t, 1)))
+    .option(
+      "--workers <n>",
+      "worker threads, i.e. tasks run at once (default: available parallelism)",
+      arg((t) => parseInteger(t, 1)),
+    )
     .option("--max-memory <size>", "memory offered to tasks; reported capacity is capped at it (default: all the node has)", arg(parseBytes))
     .option("--encrypt-journal <key-file>", "encrypt the result journal (AES-256-GCM) with the key in this file; created, mode 0600, if missing")
-    .option("--inline-max <size>", "built-in tasks with inputs up to this size run on the agent's main thread, not a worker (0 = always a worker; default 64KiB)", arg(parseBytes))
+    .option(
+      "--inline-max <size>",
+      "built-in tasks with inputs up to this size run on the agent's main thread, not a worker (0 = always a worker; default 64KiB)",
+      arg(parseBytes),
+    )
     .option("--devices-file <path>", "file of device ids this node serves (comma/space/newline separated); re-read on SIGHUP and when it changes")
     .option("--data-dir <dir>", "directory of the result journal (results awaiting the coordinator's ack) (default: ./data/agent-<node id>)")
     .addOption(durationOption("--drain-grace <duration>", "on SIGTERM, how long running tasks may take to finish", AGENT_DEFAULTS.drainGraceMs))
     .addOption(durationOption("--reconnect-base <duration>", "first reconnect delay; doubles per failure, with jitter", AGENT_DEFAULTS.reconnectBaseMs))
     .addOption(durationOption("--reconnect-max <duration>", "longest reconnect delay", AGENT_DEFAULTS.reconnectMaxMs))
     .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default(AGENT_DEFAULTS.logLevel))
-    .addOption(new Option("--join-token <token>", "join token to enrol with (edgeplane token create --cluster ID); not needed once enrolled").env(JOIN_TOKEN_ENV))
+    .addOption(
+      new Option("--join-token <token>", "join token to enrol with (edgeplane token create --cluster ID); not needed once enrolled").env(JOIN_TOKEN_ENV),
+    )
     .option("--join-token-file <path>", "file holding the join token (keeps it out of the process list)")
     .option("--ca-cert <file>", "the coordinator's CA certificate, trusted instead of pinning it by the join token's hash")
     .option("--insecure", "plaintext to a coordinator started with --insecure: no enrolment, no certificate")
@@ -369,7 +508,10 @@ function registerAgent(program: Command): void {
     const signal = await firstShutdownSignal((count) => {
       if (count > 2) process.exit(1);
       log.warn({ node: agent.nodeId }, "signal received again; stopping now, running tasks are cancelled");
-      agent.stop().then(() => process.exit(0), () => process.exit(1));
+      agent.stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
     }, true);
     log.info({ node: agent.nodeId, signal }, "draining: running tasks finish, then the agent exits");
     try {
@@ -433,55 +575,77 @@ function registerDev(program: Command, deps: CliDeps): void {
     .option("--edge-cluster <id>", "cluster of the edge agents", "site-a")
     .option("--cloud-cluster <id>", "cluster of the cloud agents", "cloud")
     .option("--handlers <dir>", "directory of custom handler modules every agent loads (default: none)")
-    .option("--workers <n>", "worker threads per agent (default: available parallelism)", arg((t) => parseInteger(t, 1)))
+    .option(
+      "--workers <n>",
+      "worker threads per agent (default: available parallelism)",
+      arg((t) => parseInteger(t, 1)),
+    )
     .option("--ready-file <path>", "once listening, write the coordinator's HOST:PORT to this file");
-  cmd.action(
-    async (flags: Record<string, unknown> & DevLayout & { handlers?: string; workers?: number; readyFile?: string }) => {
-      privateFilesFromNowOn();
-      const config = coordinatorConfigFromFlags(flags);
-      checkConfig(() => resolveCoordinatorConfig(config));
-      if (!process.argv[1]) throw new CliError("dev: cannot find the path of the running CLI to start agents with");
-      const logLevel = config.logLevel ?? "info";
-      const log = supervisorLogger(logLevel);
-      const { startCoordinator } = await import("../coordinator/main.js");
-      const coordinator = await startCoordinator(config);
+  cmd.action(async (flags: Record<string, unknown> & DevLayout & { handlers?: string; workers?: number; readyFile?: string }) => {
+    privateFilesFromNowOn();
+    const config = coordinatorConfigFromFlags(flags);
+    checkConfig(() => resolveCoordinatorConfig(config));
+    if (!process.argv[1]) throw new CliError("dev: cannot find the path of the running CLI to start agents with");
+    const logLevel = config.logLevel ?? "info";
+    const log = supervisorLogger(logLevel);
+    const { startCoordinator } = await import("../coordinator/main.js");
+    const coordinator = await startCoordinator(config);
 
-      let stopping = false;
-      const plans = planDevAgents(flags);
-      // Security: an admin token for the CLI, and a join token per cluster that enrols its agents (in their env).
-      const { tokens, ca } = coordinator.security;
-      const joinTokens = new Map<string, string>();
-      for (const c of new Set(plans.map((p) => p.clusterId))) {
-        if (tokens) joinTokens.set(c, tokens.create({ kind: "join", clusters: [c], ttlMs: 3_600_000, maxUses: plans.filter((p) => p.clusterId === c).length, description: "edgeplane dev", createdBy: "edgeplane dev" }).text);
-      }
-      const adminToken = tokens?.ensureAdmin(coordinator.security.adminTokenFile, log, true);
-      const children = plans.map((p) =>
-        spawnAgent(p, devAgentArgs(p, coordinator.address, { logLevel, handlers: flags.handlers, workers: flags.workers, insecure: config.insecure }), log, () => stopping,
-          joinTokens.has(p.clusterId) ? { [JOIN_TOKEN_ENV]: joinTokens.get(p.clusterId)! } : {}),
-      );
-      const credentials = adminToken && ca ? {
-        token: adminToken, caFile: resolvePath(ca.certPath),
-        tokenFileIsDefault: resolvePath(coordinator.security.adminTokenFile) === resolvePath(joinPath("data", "admin.token")),
-      } : undefined;
-      deps.io.write(`${renderDevBanner(coordinator.address, plans, credentials)}\n`);
-      if (flags.readyFile) writeReadyFile(flags.readyFile, coordinator.address);
+    let stopping = false;
+    const plans = planDevAgents(flags);
+    // Security: an admin token for the CLI, and a join token per cluster that enrols its agents (in their env).
+    const { tokens, ca } = coordinator.security;
+    const joinTokens = new Map<string, string>();
+    for (const c of new Set(plans.map((p) => p.clusterId))) {
+      if (tokens)
+        joinTokens.set(
+          c,
+          tokens.create({
+            kind: "join",
+            clusters: [c],
+            ttlMs: 3_600_000,
+            maxUses: plans.filter((p) => p.clusterId === c).length,
+            description: "edgeplane dev",
+            createdBy: "edgeplane dev",
+          }).text,
+        );
+    }
+    const adminToken = tokens?.ensureAdmin(coordinator.security.adminTokenFile, log, true);
+    const children = plans.map((p) =>
+      spawnAgent(
+        p,
+        devAgentArgs(p, coordinator.address, { logLevel, handlers: flags.handlers, workers: flags.workers, insecure: config.insecure }),
+        log,
+        () => stopping,
+        joinTokens.has(p.clusterId) ? { [JOIN_TOKEN_ENV]: joinTokens.get(p.clusterId)! } : {},
+      ),
+    );
+    const credentials =
+      adminToken && ca
+        ? {
+            token: adminToken,
+            caFile: resolvePath(ca.certPath),
+            tokenFileIsDefault: resolvePath(coordinator.security.adminTokenFile) === resolvePath(joinPath("data", "admin.token")),
+          }
+        : undefined;
+    deps.io.write(`${renderDevBanner(coordinator.address, plans, credentials)}\n`);
+    if (flags.readyFile) writeReadyFile(flags.readyFile, coordinator.address);
 
-      const forward = (signal: NodeJS.Signals) => {
-        for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill(signal);
-      };
-      const signal = await firstShutdownSignal((n) => {
-        // Second signal: agents stop without waiting for running tasks. Third: kill them.
-        log.warn({ count: n }, n === 2 ? "signal received again; stopping agents now" : "killing agents");
-        forward(n === 2 ? "SIGTERM" : "SIGKILL");
-      });
-      stopping = true;
-      log.info({ signal, agents: children.length }, "stopping agents, then the coordinator");
-      forward("SIGTERM");
-      await Promise.all(children.map((c) => c.exited));
-      await coordinator.close();
-      process.exit(0);
-    },
-  );
+    const forward = (signal: NodeJS.Signals) => {
+      for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill(signal);
+    };
+    const signal = await firstShutdownSignal((n) => {
+      // Second signal: agents stop without waiting for running tasks. Third: kill them.
+      log.warn({ count: n }, n === 2 ? "signal received again; stopping agents now" : "killing agents");
+      forward(n === 2 ? "SIGTERM" : "SIGKILL");
+    });
+    stopping = true;
+    log.info({ signal, agents: children.length }, "stopping agents, then the coordinator");
+    forward("SIGTERM");
+    await Promise.all(children.map((c) => c.exited));
+    await coordinator.close();
+    process.exit(0);
+  });
 }
 
 /** Registers coordinator, agent and dev. */

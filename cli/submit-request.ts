@@ -6,10 +6,7 @@ import { timestampFromDate, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { SubmitTaskRequestSchema, type SubmitTaskRequest } from "../gen/edgeplane/v1/task_pb.js";
 import { Priority, PrioritySchema, ProcessingMode, ProcessingModeSchema, TaskSpecSchema } from "../gen/edgeplane/v1/types_pb.js";
 import { UsageError } from "./errors.js";
-import {
-  parseBytes, parseDeadline, parseDuration, parseEnum, parseInteger, parseJson, parseLabels,
-  parseMillicores, parseNumberList,
-} from "./parse.js";
+import { parseBytes, parseDeadline, parseDuration, parseEnum, parseInteger, parseJson, parseLabels, parseMillicores, parseNumberList } from "./parse.js";
 
 /** `submit` flags as typed on the command line (strings, unparsed), so they can be tested as such. */
 export interface SubmitFlags {
@@ -98,11 +95,7 @@ export function buildSubmitRequest(f: SubmitFlags, now: Date): SubmitTaskRequest
  */
 export function parseSubmitFile(text: string, source: string): SubmitTaskRequest[] {
   const doc = parseJson(text, source);
-  const items: JsonValue[] = Array.isArray(doc)
-    ? doc
-    : isObject(doc) && Array.isArray(doc.tasks) && !("task" in doc)
-      ? doc.tasks
-      : [doc];
+  const items: JsonValue[] = Array.isArray(doc) ? doc : isObject(doc) && Array.isArray(doc.tasks) && !("task" in doc) ? doc.tasks : [doc];
   if (items.length === 0) throw new UsageError(`${source} holds no tasks`);
   return items.map((item, i) => {
     const where = items.length > 1 ? `${source}: task ${i + 1}` : source;

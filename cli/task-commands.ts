@@ -4,29 +4,49 @@ import { Option, type Command } from "commander";
 import { create, toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import {
-  ListTasksResponseSchema, SubmitTaskResponseSchema, SubmitTasksResponseSchema, TaskService,
+  ListTasksResponseSchema,
+  SubmitTaskResponseSchema,
+  SubmitTasksResponseSchema,
+  TaskService,
   type SubmitTaskRequest,
 } from "../gen/edgeplane/v1/task_pb.js";
 import { PrioritySchema, TaskSchema, TaskState, TaskStateSchema, type Priority, type Task } from "../gen/edgeplane/v1/types_pb.js";
-import {
-  addClientOptions, addJsonOption, arg, callCoordinator, println, printJson, readText, repeatable,
-  type CliDeps, type ClientFlags,
-} from "./context.js";
+import { addClientOptions, addJsonOption, arg, callCoordinator, println, printJson, readText, repeatable, type CliDeps, type ClientFlags } from "./context.js";
 import { CliError } from "./errors.js";
 import { enumLabel } from "./format.js";
 import { enumChoices, parseEnum, parseInteger, parseList } from "./parse.js";
 import { buildSubmitRequest, parseSubmitFile, type SubmitFlags } from "./submit-request.js";
 import {
-  isTerminalState, renderSubmitted, renderSubmittedBatch, renderTaskDetail, renderTaskResult, renderTaskTable,
-  renderTransition, transitionKey,
+  isTerminalState,
+  renderSubmitted,
+  renderSubmittedBatch,
+  renderTaskDetail,
+  renderTaskResult,
+  renderTaskTable,
+  renderTransition,
+  transitionKey,
 } from "./task-view.js";
 
 type TaskClient = Client<typeof TaskService>;
 
 /** Flags that describe one task; `--file` replaces all of them. */
 const TASK_FLAG_KEYS = [
-  "handler", "name", "device", "priority", "mode", "input", "inputFile", "values", "memory", "cpu",
-  "estimate", "deadline", "maxRetries", "cluster", "label", "idempotencyKey",
+  "handler",
+  "name",
+  "device",
+  "priority",
+  "mode",
+  "input",
+  "inputFile",
+  "values",
+  "memory",
+  "cpu",
+  "estimate",
+  "deadline",
+  "maxRetries",
+  "cluster",
+  "label",
+  "idempotencyKey",
 ];
 
 /** Watches a task until it reaches a terminal state and returns it. */
@@ -126,17 +146,33 @@ function registerTasks(program: Command, deps: CliDeps): void {
       `only these states, repeatable or comma-separated: ${enumChoices(TaskStateSchema).join(",")}`,
       repeatable((t) => parseList(t).map((s) => parseEnum(TaskStateSchema, s) as TaskState)),
     )
-    .option("--priority <level>", `only this priority: ${enumChoices(PrioritySchema).join("|")}`, arg((t) => parseEnum(PrioritySchema, t) as Priority))
+    .option(
+      "--priority <level>",
+      `only this priority: ${enumChoices(PrioritySchema).join("|")}`,
+      arg((t) => parseEnum(PrioritySchema, t) as Priority),
+    )
     .option("--cluster <id>", "only tasks assigned to this cluster")
     .option("--device <id>", "only tasks for this device")
-    .option("--limit <n>", "tasks per page (coordinator default 100, max 1000)", arg((t) => parseInteger(t, 1, 1000)))
+    .option(
+      "--limit <n>",
+      "tasks per page (coordinator default 100, max 1000)",
+      arg((t) => parseInteger(t, 1, 1000)),
+    )
     .option("--page-token <token>", "continue from a previous page")
     .option("--all", "follow page tokens until every matching task is listed");
   addJsonOption(addClientOptions(cmd));
   cmd.action(
-    async (flags: ClientFlags & {
-      state?: TaskState[]; priority?: Priority; cluster?: string; device?: string; limit?: number; pageToken?: string; all?: boolean;
-    }) => {
+    async (
+      flags: ClientFlags & {
+        state?: TaskState[];
+        priority?: Priority;
+        cluster?: string;
+        device?: string;
+        limit?: number;
+        pageToken?: string;
+        all?: boolean;
+      },
+    ) => {
       const all: Task[] = [];
       let token = flags.pageToken ?? "";
       await callCoordinator(deps, flags, async ({ tasks }, unary) => {
@@ -216,9 +252,7 @@ function registerCancel(program: Command, deps: CliDeps): void {
     .option("--reason <text>", "why, recorded on the task");
   addJsonOption(addClientOptions(cmd));
   cmd.action(async (id: string, flags: ClientFlags & { reason?: string }) => {
-    const res = await callCoordinator(deps, flags, ({ tasks }, unary) =>
-      tasks.cancelTask({ taskId: id, reason: flags.reason ?? "" }, unary),
-    );
+    const res = await callCoordinator(deps, flags, ({ tasks }, unary) => tasks.cancelTask({ taskId: id, reason: flags.reason ?? "" }, unary));
     if (flags.json) {
       if (res.task) printJson(deps.io, TaskSchema, res.task);
       else println(deps.io, "null");

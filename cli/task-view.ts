@@ -4,17 +4,33 @@ import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { SubmitTaskResponse, SubmitTasksResult } from "../gen/edgeplane/v1/task_pb.js";
 import {
-  AttemptOutcome, AttemptOutcomeSchema, PrioritySchema, ProcessingModeSchema, TaskState, TaskStateSchema,
-  type ShardSummary, type Task, type TaskAttempt,
+  AttemptOutcome,
+  AttemptOutcomeSchema,
+  PrioritySchema,
+  ProcessingModeSchema,
+  TaskState,
+  TaskStateSchema,
+  type ShardSummary,
+  type Task,
+  type TaskAttempt,
 } from "../gen/edgeplane/v1/types_pb.js";
 import {
-  enumLabel, formatBytes, formatCpu, formatDuration, formatJson, formatLabels, formatMs, formatTimestamp,
-  formatTimestampAge, NONE, renderKeyValues, renderTable, truncate,
+  enumLabel,
+  formatBytes,
+  formatCpu,
+  formatDuration,
+  formatJson,
+  formatLabels,
+  formatMs,
+  formatTimestamp,
+  formatTimestampAge,
+  NONE,
+  renderKeyValues,
+  renderTable,
+  truncate,
 } from "./format.js";
 
-const TERMINAL: ReadonlySet<TaskState> = new Set([
-  TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.EXPIRED,
-]);
+const TERMINAL: ReadonlySet<TaskState> = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.EXPIRED]);
 
 /** Whether a task in this state will never change again. */
 export function isTerminalState(state: TaskState): boolean {

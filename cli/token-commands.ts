@@ -5,8 +5,17 @@ import { Option, type Command } from "commander";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { join } from "node:path";
 import {
-  CreateTokenResponseSchema, ListNodeIdentitiesResponseSchema, ListTokensResponseSchema, NodeIdentitySchema, Role, RoleSchema,
-  TokenKind, TokenKindSchema, TokenSchema, type NodeIdentity, type Token,
+  CreateTokenResponseSchema,
+  ListNodeIdentitiesResponseSchema,
+  ListTokensResponseSchema,
+  NodeIdentitySchema,
+  Role,
+  RoleSchema,
+  TokenKind,
+  TokenKindSchema,
+  TokenSchema,
+  type NodeIdentity,
+  type Token,
 } from "../gen/edgeplane/v1/auth_pb.js";
 import { durationFromMillis } from "../lib/duration.js";
 import { createCsr, generateKey, privateKeyToPem } from "../lib/pki.js";
@@ -59,8 +68,13 @@ export function renderIdentityTable(nodes: readonly NodeIdentity[], now: Date): 
   return renderTable(
     ["NODE", "CLUSTER", "SERIAL", "CERTIFICATE UNTIL", "ENROLLED", "RENEWED", "STATE"],
     nodes.map((n) => [
-      n.nodeId, n.clusterId, n.serial.slice(0, 16), formatTimestamp(n.notAfter, now), formatTimestamp(n.enrolledAt, now),
-      n.renewedAt ? formatTimestamp(n.renewedAt, now) : NONE, n.revokedAt ? "revoked" : "enrolled",
+      n.nodeId,
+      n.clusterId,
+      n.serial.slice(0, 16),
+      formatTimestamp(n.notAfter, now),
+      formatTimestamp(n.enrolledAt, now),
+      n.renewedAt ? formatTimestamp(n.renewedAt, now) : NONE,
+      n.revokedAt ? "revoked" : "enrolled",
     ]),
   );
 }
@@ -72,50 +86,86 @@ function registerToken(program: Command, deps: CliDeps): void {
     .command("create")
     .description(
       "Create a token and print it (the secret is shown only now).\n" +
-        "  --cluster ID       a join token: enrols agents of that cluster (\"*\": any cluster, only when asked for)\n" +
+        '  --cluster ID       a join token: enrols agents of that cluster ("*": any cluster, only when asked for)\n' +
         "  --role ROLE        an API token: viewer | submitter | operator | admin, optionally --clusters a,b",
     )
-    .option("--cluster <id>", "join token for this cluster (\"*\" for any)")
-    .addOption(new Option("--role <role>", `API token with this role: ${roles.join(" | ")}`).argParser(arg((t) => {
-      if (!roles.includes(t)) throw new UsageError(`--role must be one of ${roles.join(", ")}, got "${t}"`);
-      return parseEnum(RoleSchema, t) as Role;
-    })))
+    .option("--cluster <id>", 'join token for this cluster ("*" for any)')
+    .addOption(
+      new Option("--role <role>", `API token with this role: ${roles.join(" | ")}`).argParser(
+        arg((t) => {
+          if (!roles.includes(t)) throw new UsageError(`--role must be one of ${roles.join(", ")}, got "${t}"`);
+          return parseEnum(RoleSchema, t) as Role;
+        }),
+      ),
+    )
     .option("--clusters <ids>", "API token: the clusters it may act on, comma-separated (default: all)", arg(parseList))
     .option("--ttl <duration>", "lifetime, e.g. 24h (default: never expires)", arg(parseDuration))
-    .option("--uses <n>", "join token: enrolments it allows (default: unlimited)", arg((t) => parseInteger(t, 1)))
+    .option(
+      "--uses <n>",
+      "join token: enrolments it allows (default: unlimited)",
+      arg((t) => parseInteger(t, 1)),
+    )
     .option("--description <text>", "what the token is for")
-    .option("--max-active <n>", "quota: most tasks queued or running at once (default: the coordinator's)", arg((t) => parseInteger(t, 1)))
-    .option("--rate <per-second>", "quota: sustained submissions per second", arg((t) => {
-      const n = Number(t);
-      if (!(n > 0)) throw new UsageError(`expected a positive number, got "${t}"`);
-      return n;
-    }))
-    .option("--burst <n>", "quota: submissions allowed in a burst", arg((t) => parseInteger(t, 1)))
+    .option(
+      "--max-active <n>",
+      "quota: most tasks queued or running at once (default: the coordinator's)",
+      arg((t) => parseInteger(t, 1)),
+    )
+    .option(
+      "--rate <per-second>",
+      "quota: sustained submissions per second",
+      arg((t) => {
+        const n = Number(t);
+        if (!(n > 0)) throw new UsageError(`expected a positive number, got "${t}"`);
+        return n;
+      }),
+    )
+    .option(
+      "--burst <n>",
+      "quota: submissions allowed in a burst",
+      arg((t) => parseInteger(t, 1)),
+    )
     .option("--max-input <size>", "quota: largest input of one task", arg(parseBytes));
   addJsonOption(addClientOptions(create));
   create.action(async (flags: CreateFlags) => {
     const join = flags.cluster !== undefined;
-    if (join === (flags.role !== undefined)) throw new UsageError("give --cluster ID (a join token for agents) or --role ROLE (an API token for clients), not both");
+    if (join === (flags.role !== undefined))
+      throw new UsageError("give --cluster ID (a join token for agents) or --role ROLE (an API token for clients), not both");
     if (join && flags.clusters) throw new UsageError("--clusters is for API tokens; a join token has exactly one --cluster");
     if (!join && flags.uses !== undefined) throw new UsageError("--uses limits join tokens only");
-    const res = await callCoordinator(deps, flags, ({ tokens }, unary) => tokens.createToken({
-      kind: join ? TokenKind.JOIN : TokenKind.API,
-      role: flags.role ?? Role.UNSPECIFIED,
-      clusters: join ? [flags.cluster!] : (flags.clusters ?? []),
-      ttl: flags.ttl === undefined ? undefined : durationFromMillis(flags.ttl),
-      maxUses: flags.uses ?? 0,
-      description: flags.description ?? "",
-      quota: { maxActiveTasks: flags.maxActive ?? 0, submitRate: flags.rate ?? 0, submitBurst: flags.burst ?? 0, maxInputBytes: BigInt(flags.maxInput ?? 0) },
-    }, unary));
+    const res = await callCoordinator(deps, flags, ({ tokens }, unary) =>
+      tokens.createToken(
+        {
+          kind: join ? TokenKind.JOIN : TokenKind.API,
+          role: flags.role ?? Role.UNSPECIFIED,
+          clusters: join ? [flags.cluster!] : (flags.clusters ?? []),
+          ttl: flags.ttl === undefined ? undefined : durationFromMillis(flags.ttl),
+          maxUses: flags.uses ?? 0,
+          description: flags.description ?? "",
+          quota: {
+            maxActiveTasks: flags.maxActive ?? 0,
+            submitRate: flags.rate ?? 0,
+            submitBurst: flags.burst ?? 0,
+            maxInputBytes: BigInt(flags.maxInput ?? 0),
+          },
+        },
+        unary,
+      ),
+    );
     if (flags.json) return printJson(deps.io, CreateTokenResponseSchema, res);
     // The token alone on stdout, so `TOKEN=$(edgeplane token create …)` works; what it is on stderr.
     println(deps.io, res.secret);
     const t = res.token!;
-    deps.io.writeError(`created ${join ? `join token ${t.id} for cluster ${t.clusters[0]}` : `${enumLabel(RoleSchema, t.role)} token ${t.id} for clusters ${t.clusters.join(",")}`}` +
-      `${t.expiresAt ? `, expires ${formatTimestamp(t.expiresAt)}` : ""}; it is shown only now\n`);
+    deps.io.writeError(
+      `created ${join ? `join token ${t.id} for cluster ${t.clusters[0]}` : `${enumLabel(RoleSchema, t.role)} token ${t.id} for clusters ${t.clusters.join(",")}`}` +
+        `${t.expiresAt ? `, expires ${formatTimestamp(t.expiresAt)}` : ""}; it is shown only now\n`,
+    );
   });
 
-  const list = group.command("list").description("List tokens (ids, roles, clusters, uses, expiry; never secrets)").option("--all", "also revoked, expired and used-up tokens");
+  const list = group
+    .command("list")
+    .description("List tokens (ids, roles, clusters, uses, expiry; never secrets)")
+    .option("--all", "also revoked, expired and used-up tokens");
   addJsonOption(addClientOptions(list));
   list.action(async (flags: ClientFlags & { all?: boolean }) => {
     const res = await callCoordinator(deps, flags, ({ tokens }, unary) => tokens.listTokens({ includeInactive: flags.all === true }, unary));
@@ -124,7 +174,10 @@ function registerToken(program: Command, deps: CliDeps): void {
     else println(deps.io, renderTokenTable(res.tokens, deps.now()));
   });
 
-  const revoke = group.command("revoke").description("Revoke a token at once: calls and enrolments with it fail from now on").argument("<id>", "token id (from token list)");
+  const revoke = group
+    .command("revoke")
+    .description("Revoke a token at once: calls and enrolments with it fail from now on")
+    .argument("<id>", "token id (from token list)");
   addJsonOption(addClientOptions(revoke));
   revoke.action(async (id: string, flags: ClientFlags) => {
     const res = await callCoordinator(deps, flags, ({ tokens }, unary) => tokens.revokeToken({ tokenId: id }, unary));
@@ -135,7 +188,10 @@ function registerToken(program: Command, deps: CliDeps): void {
 
 function registerNode(program: Command, deps: CliDeps): void {
   const group = program.command("node").description("Enrolled node identities: identities, revoke");
-  const revoke = group.command("revoke").description("Revoke a node: its stream is closed at once and it cannot reconnect or enrol again under this id").argument("<node>", "node id");
+  const revoke = group
+    .command("revoke")
+    .description("Revoke a node: its stream is closed at once and it cannot reconnect or enrol again under this id")
+    .argument("<node>", "node id");
   addJsonOption(addClientOptions(revoke));
   revoke.action(async (nodeId: string, flags: ClientFlags) => {
     const res = await callCoordinator(deps, flags, ({ identities }, unary) => identities.revokeNode({ nodeId }, unary));

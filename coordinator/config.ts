@@ -132,17 +132,27 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   const c: CoordinatorConfig = { ...DEFAULT_COORDINATOR_CONFIG };
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
   const positive: (keyof CoordinatorConfig)[] = [
-    "heartbeatIntervalMs", "heartbeatMissLimit", "maxInputBytes", "defaultMemoryBytes",
-    "retryBaseMs", "retryMaxMs", "dispatchAckTimeoutMs", "maxShards", "splitPointsPerCoreMs", "maxCallsPerConnection",
+    "heartbeatIntervalMs",
+    "heartbeatMissLimit",
+    "maxInputBytes",
+    "defaultMemoryBytes",
+    "retryBaseMs",
+    "retryMaxMs",
+    "dispatchAckTimeoutMs",
+    "maxShards",
+    "splitPointsPerCoreMs",
+    "maxCallsPerConnection",
   ];
   for (const k of positive) {
     const v = c[k];
     if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new Error(`coordinator option ${k} must be a positive number, got ${String(v)}`);
   }
   if (c.store !== "sqlite" && c.store !== "memory") throw new Error(`coordinator option store must be sqlite or memory, got ${String(c.store)}`);
-  if (!(c.healthThreshold >= 0 && c.healthThreshold <= 1)) throw new Error(`coordinator option healthThreshold must be between 0 and 1, got ${c.healthThreshold}`);
+  if (!(c.healthThreshold >= 0 && c.healthThreshold <= 1))
+    throw new Error(`coordinator option healthThreshold must be between 0 and 1, got ${c.healthThreshold}`);
   if (c.defaultMaxRetries < 0) throw new Error(`coordinator option defaultMaxRetries must be >= 0`);
-  if (!(c.defaultCpuMillis >= 0) || !Number.isInteger(c.defaultCpuMillis)) throw new Error(`coordinator option defaultCpuMillis must be a whole number >= 0, got ${c.defaultCpuMillis}`);
+  if (!(c.defaultCpuMillis >= 0) || !Number.isInteger(c.defaultCpuMillis))
+    throw new Error(`coordinator option defaultCpuMillis must be a whole number >= 0, got ${c.defaultCpuMillis}`);
   if (!(c.disconnectWindowMs >= 0)) throw new Error(`coordinator option disconnectWindowMs must be >= 0`);
   if (c.drainGraceMs < 0) throw new Error(`coordinator option drainGraceMs must be >= 0`);
   if (!Number.isInteger(c.maxShards)) throw new Error(`coordinator option maxShards must be a whole number, got ${c.maxShards}`);

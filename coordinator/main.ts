@@ -55,10 +55,18 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   for (const c of sqlite?.loadClusters() ?? []) registry.restoreCluster(c);
   const restored = store.active();
   if (sqlite) {
-    log.info({ path: sqlite.path, active: restored.length, queued: restored.filter((t) => t.state === "queued").length, clusters: registry.listClusters().length }, "restored state from the store");
+    log.info(
+      { path: sqlite.path, active: restored.length, queued: restored.filter((t) => t.state === "queued").length, clusters: registry.listClusters().length },
+      "restored state from the store",
+    );
   }
   const dispatcher = new Dispatcher({
-    tasks, nodes: registry, clock, timers, log: log.child({ component: "dispatcher" }), durable: () => store.flush(),
+    tasks,
+    nodes: registry,
+    clock,
+    timers,
+    log: log.child({ component: "dispatcher" }),
+    durable: () => store.flush(),
     options: {
       healthThreshold: config.healthThreshold,
       dispatchAckTimeoutMs: config.dispatchAckTimeoutMs,
@@ -82,26 +90,77 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   // One limit shared by every service: calls in flight per client connection.
   const calls = new Admission(config.maxCallsPerConnection);
   const submissions = new TaskSubmissions({ tasks, dispatcher, registry, config, builtinHandlers: builtinHandlerNames, now: clock.wall });
-  server.addService(grpcServiceDefinition(TaskService), grpcServiceImpl(TaskService, taskServiceImpl({
-    tasks, dispatcher, submissions, maxInputBytes: config.maxInputBytes, quotas: security.quotas,
-  }), log, shutdown.signal, security.guard, calls));
-  server.addService(grpcServiceDefinition(ClusterService), grpcServiceImpl(ClusterService, clusterServiceImpl({
-    registry, dispatcher, tasks, config, startedAt,
-  }), log, shutdown.signal, security.guard, calls));
-  server.addService(grpcServiceDefinition(AgentService), grpcServiceImpl(AgentService, agentServiceImpl({
-    registry, dispatcher, timers, heartbeatIntervalMs: config.heartbeatIntervalMs, log: log.child({ component: "agents" }), identity: security.identities,
-  }), log, shutdown.signal, security.guard, calls));
+  server.addService(
+    grpcServiceDefinition(TaskService),
+    grpcServiceImpl(
+      TaskService,
+      taskServiceImpl({
+        tasks,
+        dispatcher,
+        submissions,
+        maxInputBytes: config.maxInputBytes,
+        quotas: security.quotas,
+      }),
+      log,
+      shutdown.signal,
+      security.guard,
+      calls,
+    ),
+  );
+  server.addService(
+    grpcServiceDefinition(ClusterService),
+    grpcServiceImpl(
+      ClusterService,
+      clusterServiceImpl({
+        registry,
+        dispatcher,
+        tasks,
+        config,
+        startedAt,
+      }),
+      log,
+      shutdown.signal,
+      security.guard,
+      calls,
+    ),
+  );
+  server.addService(
+    grpcServiceDefinition(AgentService),
+    grpcServiceImpl(
+      AgentService,
+      agentServiceImpl({
+        registry,
+        dispatcher,
+        timers,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        log: log.child({ component: "agents" }),
+        identity: security.identities,
+      }),
+      log,
+      shutdown.signal,
+      security.guard,
+      calls,
+    ),
+  );
   if (security.ca && security.tokens && security.identities) {
     const auth = { ca: security.ca, tokens: security.tokens, identities: security.identities };
-    server.addService(grpcServiceDefinition(EnrolmentService), grpcServiceImpl(EnrolmentService, enrolmentServiceImpl(auth), log, shutdown.signal, security.guard, calls));
+    server.addService(
+      grpcServiceDefinition(EnrolmentService),
+      grpcServiceImpl(EnrolmentService, enrolmentServiceImpl(auth), log, shutdown.signal, security.guard, calls),
+    );
     server.addService(grpcServiceDefinition(TokenService), grpcServiceImpl(TokenService, tokenServiceImpl(auth), log, shutdown.signal, security.guard, calls));
-    server.addService(grpcServiceDefinition(NodeIdentityService), grpcServiceImpl(NodeIdentityService, nodeIdentityServiceImpl(auth), log, shutdown.signal, security.guard, calls));
+    server.addService(
+      grpcServiceDefinition(NodeIdentityService),
+      grpcServiceImpl(NodeIdentityService, nodeIdentityServiceImpl(auth), log, shutdown.signal, security.guard, calls),
+    );
   }
   const health = addHealth(server);
   if (config.reflection) addReflection(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(config.listen, security.serverCredentials, (err, p) => (err ? reject(new Error(`cannot listen on ${config.listen}: ${err.message}`)) : resolve(p)));
+    server.bindAsync(config.listen, security.serverCredentials, (err, p) =>
+      err ? reject(new Error(`cannot listen on ${config.listen}: ${err.message}`)) : resolve(p),
+    );
   });
   // Probes only: plaintext, grpc.health.v1 and nothing else.
   const healthListener: HealthListener | undefined = config.healthListen ? await serveHealthOnly(config.healthListen, health) : undefined;
@@ -112,7 +171,10 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
   // Liveness: a node silent for heartbeatMissLimit intervals is disconnected; after the window, down.
   dispatcher.start();
 
-  log.info({ address, tls: !config.insecure, heartbeatIntervalMs: config.heartbeatIntervalMs, disconnectWindowMs: config.disconnectWindowMs }, "coordinator listening");
+  log.info(
+    { address, tls: !config.insecure, heartbeatIntervalMs: config.heartbeatIntervalMs, disconnectWindowMs: config.disconnectWindowMs },
+    "coordinator listening",
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -127,8 +189,14 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
         shutdown.abort();
         dispatcher.close();
         await new Promise<void>((resolve) => {
-          const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
-          server.tryShutdown(() => { clearTimeout(force); resolve(); });
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 2000);
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
         });
         await healthListener?.close();
         try {

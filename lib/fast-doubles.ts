@@ -72,9 +72,7 @@ function planFor(desc: DescMessage, visiting: Set<DescMessage>): Plan | null {
     }
   }
   visiting.delete(desc);
-  const plan = doubles.size > 0 || children.size > 0
-    ? { doubles, aliases: new Set([...doubles.values()].map((d) => d.alias)), children }
-    : null;
+  const plan = doubles.size > 0 || children.size > 0 ? { doubles, aliases: new Set([...doubles.values()].map((d) => d.alias)), children } : null;
   plans.set(desc, plan);
   return plan;
 }

@@ -26,7 +26,9 @@ export async function fetchPinnedCa(address: string, sha256: string, timeoutMs =
     throw new CaMismatchError(`the coordinator at ${address} sent a CA certificate that cannot be read: ${(err as Error).message}`);
   }
   if (got !== sha256.toLowerCase()) {
-    throw new CaMismatchError(`the coordinator at ${address} has CA sha256 ${got}, but the token pins CA sha256 ${sha256.toLowerCase()}; refusing to trust it (a different coordinator, or someone in between)`);
+    throw new CaMismatchError(
+      `the coordinator at ${address} has CA sha256 ${got}, but the token pins CA sha256 ${sha256.toLowerCase()}; refusing to trust it (a different coordinator, or someone in between)`,
+    );
   }
   return res.certificatePem;
 }

@@ -52,7 +52,11 @@ export async function signingKeyFromPem(pem: string, what: string): Promise<Sign
     const curve = k.asymmetricKeyDetails?.namedCurve;
     const named = curve === "prime256v1" ? "P-256" : curve === "secp384r1" ? "P-384" : curve === "secp521r1" ? "P-521" : undefined;
     if (!named) throw new Error(`${what}: EC curve ${curve} is not supported (use P-256, P-384 or P-521)`);
-    algorithm = { name: "ECDSA", namedCurve: named, hash: named === "P-256" ? "SHA-256" : named === "P-384" ? "SHA-384" : "SHA-512" } as SigningKey["algorithm"];
+    algorithm = {
+      name: "ECDSA",
+      namedCurve: named,
+      hash: named === "P-256" ? "SHA-256" : named === "P-384" ? "SHA-384" : "SHA-512",
+    } as SigningKey["algorithm"];
   } else if (k.asymmetricKeyType === "rsa") {
     algorithm = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as SigningKey["algorithm"];
   } else {
@@ -142,7 +146,10 @@ export async function issueCertificate(o: IssueOptions): Promise<{ pem: string; 
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
       new x509.ExtendedKeyUsageExtension([o.usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
-      new x509.SubjectAlternativeNameExtension(o.sans.map((s) => ({ type: s.type === "uri" ? ("url" as const) : s.type, value: s.value })), false),
+      new x509.SubjectAlternativeNameExtension(
+        o.sans.map((s) => ({ type: s.type === "uri" ? ("url" as const) : s.type, value: s.value })),
+        false,
+      ),
       await x509.SubjectKeyIdentifierExtension.create(o.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(ca, false),
     ],

@@ -9,13 +9,7 @@ import { fileURLToPath } from "node:url";
 import { builtinHandlers, createRegistry } from "../../lib/analytics/registry.js";
 import type { Handler } from "../../lib/analytics/types.js";
 import { loadCustomHandlers } from "../handlers/custom-loader.js";
-import {
-  DEFAULT_MEMORY_LIMIT_BYTES,
-  estimateInputBytes,
-  memoryClassMb,
-  MIB,
-  normalizeMemoryLimit,
-} from "./memory.js";
+import { DEFAULT_MEMORY_LIMIT_BYTES, estimateInputBytes, memoryClassMb, MIB, normalizeMemoryLimit } from "./memory.js";
 import type { AbortKind, ResultMessage, RunMessage } from "./protocol.js";
 import { isolateMemoryInUse, startTask } from "./task-runner.js";
 import type { ExecRequest, ExecResult, Executor, ExecutorLogger, ExecutorOptions } from "./types.js";
@@ -74,7 +68,10 @@ export async function createExecutor(opts: ExecutorOptions = {}): Promise<Execut
     workerUrl,
     handlersDir: opts.handlersDir,
     handlerNames: [...registry.keys()].sort(),
-    distributable: [...registry.values()].filter(isDistributable).map((h) => h.name).sort(),
+    distributable: [...registry.values()]
+      .filter(isDistributable)
+      .map((h) => h.name)
+      .sort(),
     logger: opts.logger ?? NOOP_LOGGER,
     abortGraceMs: opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS,
     inlineMaxBytes: opts.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES,
@@ -219,16 +216,26 @@ class PoolExecutor implements Executor {
   private async runInline(job: Job, handler: Handler, inputBytes: number): Promise<void> {
     const req = job.req;
     const msg: RunMessage = {
-      type: "run", seq: 1, handler: req.handler, input: req.input, shard: req.shard,
+      type: "run",
+      seq: 1,
+      handler: req.handler,
+      input: req.input,
+      shard: req.shard,
       values: req.series && req.series.values.length > 0 ? Float64Array.from(req.series.values) : undefined,
       timestamps: req.series && req.series.timestamps.length > 0 ? Float64Array.from(req.series.timestamps) : undefined,
     };
     const before = isolateMemoryInUse();
     const m = await startTask(new Map([[req.handler, handler]]), msg, NO_ABORT_FLAG).result;
-    const measured = { processingMs: m.processingMs, peakMemoryBytes: Math.max(0, m.peakMemoryBytes - before) + inputBytes, startedAt: m.startedAt, finishedAt: m.finishedAt };
+    const measured = {
+      processingMs: m.processingMs,
+      peakMemoryBytes: Math.max(0, m.peakMemoryBytes - before) + inputBytes,
+      startedAt: m.startedAt,
+      finishedAt: m.finishedAt,
+    };
     // A cancel or deadline that came first already finished the job (finish ignores this then).
     if (m.ok) return this.finish(job, { type: "completed", output: m.output, ...measured });
-    if (m.kind === "handler") this.cfg.logger.warn({ task: req.taskId, attempt: req.attempt, handler: req.handler, error: m.error, stack: m.stack }, "handler threw");
+    if (m.kind === "handler")
+      this.cfg.logger.warn({ task: req.taskId, attempt: req.attempt, handler: req.handler, error: m.error, stack: m.stack }, "handler threw");
     this.finish(job, { type: "failed", error: m.error, permanent: m.kind === "input", ...measured });
   }
 
@@ -367,7 +374,11 @@ class PoolExecutor implements Executor {
       if (job.abort) {
         this.finish(job, aborted(job.abort, measured));
       } else if (info.outOfMemory) {
-        this.finish(job, { type: "failed", error: `exceeded memory limit of ${job.limitBytes} bytes (worker heap limited to ${slot.classMb} MiB)`, ...measured });
+        this.finish(job, {
+          type: "failed",
+          error: `exceeded memory limit of ${job.limitBytes} bytes (worker heap limited to ${slot.classMb} MiB)`,
+          ...measured,
+        });
       } else if (!info.wasReady) {
         this.finish(job, { type: "failed", error: `worker failed to start: ${info.error ?? `exit code ${info.code}`}`, ...measured });
       } else {
@@ -421,7 +432,10 @@ class PoolExecutor implements Executor {
         slot.abort(kind, reason);
         const grace = setTimeout(() => {
           if (job.state !== "aborting") return;
-          this.cfg.logger.warn({ task: job.req.taskId, attempt: job.req.attempt, handler: job.req.handler, graceMs: this.cfg.abortGraceMs }, "handler ignored abort; terminating its worker");
+          this.cfg.logger.warn(
+            { task: job.req.taskId, attempt: job.req.attempt, handler: job.req.handler, graceMs: this.cfg.abortGraceMs },
+            "handler ignored abort; terminating its worker",
+          );
           void slot.terminate();
         }, this.cfg.abortGraceMs);
         job.timers.push(grace);
@@ -447,19 +461,24 @@ class PoolExecutor implements Executor {
     this.closing ??= (async () => {
       this.state = "closing";
       for (const job of [...this.queue]) this.abortJob(job, "cancelled", "executor closed");
-      const pending = [...this.active].map((job) => new Promise<void>((r) => {
-        const resolve = job.resolve;
-        job.resolve = (res) => {
-          resolve(res);
-          r();
-        };
-      }));
+      const pending = [...this.active].map(
+        (job) =>
+          new Promise<void>((r) => {
+            const resolve = job.resolve;
+            job.resolve = (res) => {
+              resolve(res);
+              r();
+            };
+          }),
+      );
       for (const job of [...this.active]) this.abortJob(job, "cancelled", "executor closed");
       await Promise.all(pending);
-      await Promise.all([...this.slots].map((s) => {
-        s.retiring = true;
-        return s.terminate();
-      }));
+      await Promise.all(
+        [...this.slots].map((s) => {
+          s.retiring = true;
+          return s.terminate();
+        }),
+      );
       this.state = "closed";
     })();
     return this.closing;

@@ -81,9 +81,7 @@ export function startTask(registry: ReadonlyMap<string, Handler>, msg: RunMessag
   const run = async (): Promise<ResultMessage> => {
     const startedAt = Date.now();
     const t0 = performance.now();
-    const done = (
-      body: { ok: true; output: unknown } | { ok: false; kind: FailureKind; error: string; stack?: string },
-    ): ResultMessage => {
+    const done = (body: { ok: true; output: unknown } | { ok: false; kind: FailureKind; error: string; stack?: string }): ResultMessage => {
       sample();
       return { type: "result", seq: msg.seq, processingMs: performance.now() - t0, peakMemoryBytes: peak, startedAt, finishedAt: Date.now(), ...body };
     };

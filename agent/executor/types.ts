@@ -54,7 +54,15 @@ export interface ShardStep {
  */
 export type ExecResult =
   | { type: "completed"; output: unknown; processingMs: number; peakMemoryBytes: number; startedAt: number; finishedAt: number }
-  | { type: "failed"; error: string; /** The input is bad: a retry would fail the same way. */ permanent?: boolean; processingMs: number; peakMemoryBytes: number; startedAt: number; finishedAt: number }
+  | {
+      type: "failed";
+      error: string;
+      /** The input is bad: a retry would fail the same way. */ permanent?: boolean;
+      processingMs: number;
+      peakMemoryBytes: number;
+      startedAt: number;
+      finishedAt: number;
+    }
   | { type: "cancelled"; reason: string; processingMs: number; peakMemoryBytes: number; startedAt: number; finishedAt: number }
   | { type: "timed-out"; processingMs: number; peakMemoryBytes: number; startedAt: number; finishedAt: number };
 

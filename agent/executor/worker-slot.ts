@@ -155,7 +155,9 @@ export class WorkerSlot<J> {
   run(handler: string, input: unknown, values?: Float64Array, timestamps?: Float64Array, shard?: ShardStep): number {
     this.transition("busy");
     this.seq = (this.seq + 1) | 0 || 1; // never 0: the flag starts at 0
-    const msg: RunMessage = shard ? { type: "run", seq: this.seq, handler, input, values, timestamps, shard } : { type: "run", seq: this.seq, handler, input, values, timestamps };
+    const msg: RunMessage = shard
+      ? { type: "run", seq: this.seq, handler, input, values, timestamps, shard }
+      : { type: "run", seq: this.seq, handler, input, values, timestamps };
     const transfer = [values?.buffer, timestamps?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     try {
       this.worker.postMessage(msg satisfies ToWorker, transfer);

@@ -56,6 +56,16 @@ function post(result: ResultMessage): void {
     send(result);
   } catch (err) {
     const { seq, processingMs, peakMemoryBytes, startedAt, finishedAt } = result;
-    send({ type: "result", seq, processingMs, peakMemoryBytes, startedAt, finishedAt, ok: false, kind: "output", error: `handler output could not be sent: ${(err as Error).message}` });
+    send({
+      type: "result",
+      seq,
+      processingMs,
+      peakMemoryBytes,
+      startedAt,
+      finishedAt,
+      ok: false,
+      kind: "output",
+      error: `handler output could not be sent: ${(err as Error).message}`,
+    });
   }
 }

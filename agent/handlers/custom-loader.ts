@@ -46,11 +46,17 @@ async function loadOne(file: string): Promise<CustomHandler> {
   const exported = mod.default ?? mod.handler;
   const shape = "must export (default, or as `handler`) an object { name?, run(input, ctx), merge? }";
   if (exported === null || typeof exported !== "object") {
-    throw new HandlerLoadError(file, `custom handler ${file} ${shape}; got ${exported === undefined ? "no such export" : typeof exported === "function" ? "a function" : describeValue(exported)}`);
+    throw new HandlerLoadError(
+      file,
+      `custom handler ${file} ${shape}; got ${exported === undefined ? "no such export" : typeof exported === "function" ? "a function" : describeValue(exported)}`,
+    );
   }
   const h = exported as Record<string, unknown>;
   if (typeof h.run !== "function") {
-    throw new HandlerLoadError(file, `custom handler ${file} ${shape}; its "run" is ${typeof h.run === "undefined" ? "missing" : `not a function (${typeof h.run})`}`);
+    throw new HandlerLoadError(
+      file,
+      `custom handler ${file} ${shape}; its "run" is ${typeof h.run === "undefined" ? "missing" : `not a function (${typeof h.run})`}`,
+    );
   }
   const name = h.name ?? basename(file, extname(file));
   if (typeof name !== "string" || !NAME_PATTERN.test(name)) {

@@ -50,7 +50,15 @@ function identityConfig(s: IdentitySource): IdentityConfig {
       throw new EnrolmentError(`cannot read --ca-cert ${s.caCert}: ${(err as Error).message}`);
     }
   }
-  return { coordinator: s.coordinator, nodeId: s.nodeId, clusterId: s.clusterId, dataDir: s.dataDir, joinToken: s.joinToken?.trim() || undefined, caPem, insecure: s.insecure };
+  return {
+    coordinator: s.coordinator,
+    nodeId: s.nodeId,
+    clusterId: s.clusterId,
+    dataDir: s.dataDir,
+    joinToken: s.joinToken?.trim() || undefined,
+    caPem,
+    insecure: s.insecure,
+  };
 }
 
 /** What the agent's transports are built from: the base URL and the TLS options of the node's identity. */
@@ -72,7 +80,11 @@ export class AgentIdentity {
   private send: ((m: ConnectRequest) => boolean) | undefined;
   private readonly stopped = new AbortController();
 
-  private constructor(private readonly c: IdentityConfig, private readonly files: IdentityFiles, private readonly log: Logger) {
+  private constructor(
+    private readonly c: IdentityConfig,
+    private readonly files: IdentityFiles,
+    private readonly log: Logger,
+  ) {
     this.credentials = { baseUrl: `http://${c.coordinator}` };
   }
 
@@ -87,7 +99,9 @@ export class AgentIdentity {
     if (c.insecure) return id;
     const stored = id.files.load();
     if (stored && (stored.nodeId !== c.nodeId || stored.clusterId !== c.clusterId)) {
-      throw new EnrolmentError(`the identity in ${c.dataDir} is node ${stored.nodeId} of cluster ${stored.clusterId}, but this agent runs as node ${c.nodeId} of cluster ${c.clusterId}; start it with --node-id ${stored.nodeId} --cluster ${stored.clusterId}, or give it another --data-dir`);
+      throw new EnrolmentError(
+        `the identity in ${c.dataDir} is node ${stored.nodeId} of cluster ${stored.clusterId}, but this agent runs as node ${c.nodeId} of cluster ${c.clusterId}; start it with --node-id ${stored.nodeId} --cluster ${stored.clusterId}, or give it another --data-dir`,
+      );
     }
     if (stored && stored.cert.notAfter.getTime() > Date.now()) id.use(stored);
     else await id.enrolUntilDone(stored ? `its certificate expired at ${stored.cert.notAfter.toISOString()}` : "it has no certificate yet");
@@ -135,10 +149,12 @@ export class AgentIdentity {
     try {
       const info = certificateInfo(r.certificatePem);
       const id = identityOf(info);
-      if (!id || id.nodeId !== this.c.nodeId || id.clusterId !== this.c.clusterId) throw new Error(`it is for ${id ? `node ${id.nodeId} of cluster ${id.clusterId}` : "no node"}`);
+      if (!id || id.nodeId !== this.c.nodeId || id.clusterId !== this.c.clusterId)
+        throw new Error(`it is for ${id ? `node ${id.nodeId} of cluster ${id.clusterId}` : "no node"}`);
       const caPem = this.current!.caPem;
       if (!issuedBy(r.certificatePem, caPem)) throw new Error("it was not issued by the CA this node trusts");
-      if (!new X509Certificate(r.certificatePem).checkPrivateKey(createPrivateKey(keyPem))) throw new Error("it certifies another key than the one this node asked for");
+      if (!new X509Certificate(r.certificatePem).checkPrivateKey(createPrivateKey(keyPem)))
+        throw new Error("it certifies another key than the one this node asked for");
       this.files.save(keyPem, r.certificatePem, caPem);
       const stored = this.files.load()!;
       this.use(stored);
@@ -165,10 +181,18 @@ export class AgentIdentity {
 
   private async enrolOnce(why: string): Promise<void> {
     if (!this.c.joinToken) {
-      throw new EnrolmentError(`node ${this.c.nodeId} must enrol (${why}): start it with a join token (--join-token, --join-token-file or EDGEPLANE_JOIN_TOKEN; create one with edgeplane token create --cluster ${this.c.clusterId})`);
+      throw new EnrolmentError(
+        `node ${this.c.nodeId} must enrol (${why}): start it with a join token (--join-token, --join-token-file or EDGEPLANE_JOIN_TOKEN; create one with edgeplane token create --cluster ${this.c.clusterId})`,
+      );
     }
     this.log.info({ coordinator: this.c.coordinator, reason: why }, "enrolling with the coordinator");
-    const e = await enrol({ coordinator: this.c.coordinator, joinToken: this.c.joinToken, nodeId: this.c.nodeId, clusterId: this.c.clusterId, caPem: this.c.caPem });
+    const e = await enrol({
+      coordinator: this.c.coordinator,
+      joinToken: this.c.joinToken,
+      nodeId: this.c.nodeId,
+      clusterId: this.c.clusterId,
+      caPem: this.c.caPem,
+    });
     this.files.save(e.keyPem, e.certPem, e.caPem);
     const stored = this.files.load()!;
     this.use(stored);
@@ -206,7 +230,10 @@ export class AgentIdentity {
     const sent = this.send(create(ConnectRequestSchema, { msg: { case: "renewCertificate", value: { csrPem } } }));
     if (!sent) return this.schedule(Math.min(this.retryMs(), 2000)); // not connected right now
     this.pendingKey = keyPem;
-    this.log.info({ serial: this.current?.cert.serial, notAfter: this.current?.cert.notAfter.toISOString() }, "asking the coordinator to renew this node's certificate");
+    this.log.info(
+      { serial: this.current?.cert.serial, notAfter: this.current?.cert.notAfter.toISOString() },
+      "asking the coordinator to renew this node's certificate",
+    );
     this.schedule(Math.min(RENEWAL_ANSWER_MS, 3 * this.retryMs()));
   }
 

@@ -37,7 +37,10 @@ export async function enrol(o: EnrolOptions): Promise<Enrolled> {
   const pin = /^EP1([0-9a-f]{64})::/.exec(o.joinToken.trim())?.[1];
   let caPem = o.caPem;
   if (!caPem) {
-    if (!pin) throw new EnrolmentError("the join token carries no CA hash (expected EP1<ca-sha256>::<id>.<secret>, as edgeplane token create prints it); or give the coordinator CA with --ca-cert");
+    if (!pin)
+      throw new EnrolmentError(
+        "the join token carries no CA hash (expected EP1<ca-sha256>::<id>.<secret>, as edgeplane token create prints it); or give the coordinator CA with --ca-cert",
+      );
     try {
       caPem = await fetchPinnedCa(o.coordinator, pin, timeoutMs);
     } catch (err) {
@@ -54,7 +57,9 @@ export async function enrol(o: EnrolOptions): Promise<Enrolled> {
       { timeoutMs, headers: { authorization: `Bearer ${o.joinToken.trim()}` } },
     );
     if (res.nodeId !== o.nodeId || res.clusterId !== o.clusterId) {
-      throw new EnrolmentError(`the coordinator issued a certificate for node ${res.nodeId} in cluster ${res.clusterId}, not node ${o.nodeId} in cluster ${o.clusterId}`);
+      throw new EnrolmentError(
+        `the coordinator issued a certificate for node ${res.nodeId} in cluster ${res.clusterId}, not node ${o.nodeId} in cluster ${o.clusterId}`,
+      );
     }
     return { keyPem: await privateKeyToPem(key.privateKey), certPem: res.certificatePem, caPem };
   } catch (err) {

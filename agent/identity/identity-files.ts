@@ -48,11 +48,13 @@ export class IdentityFiles {
   load(): StoredIdentity | undefined {
     if (!existsSync(this.identityPath)) return undefined;
     assertPrivateKeyFile(this.identityPath, "node key file");
-    if (!existsSync(this.caPath)) throw new Error(`${this.caPath} is missing (the coordinator CA this node enrolled with); remove ${this.identityPath} to enrol again with a join token`);
+    if (!existsSync(this.caPath))
+      throw new Error(`${this.caPath} is missing (the coordinator CA this node enrolled with); remove ${this.identityPath} to enrol again with a join token`);
     const blocks = [...readFileSync(this.identityPath, "utf8").matchAll(PEM_BLOCK)];
     const keyPem = blocks.find((b) => b[1].endsWith("PRIVATE KEY"))?.[0];
     const certPem = blocks.find((b) => b[1] === "CERTIFICATE")?.[0];
-    if (!keyPem || !certPem) throw new Error(`${this.identityPath} must hold a private key and a certificate (PEM); remove it to enrol again with a join token`);
+    if (!keyPem || !certPem)
+      throw new Error(`${this.identityPath} must hold a private key and a certificate (PEM); remove it to enrol again with a join token`);
     const caPem = readFileSync(this.caPath, "utf8");
     let cert: CertificateInfo;
     try {

@@ -86,4 +86,3 @@ export function journalSealer(cipher: JournalCipher): { seal(p: Uint8Array, type
     open: (p, type) => (JournalCipher.isSealed(p) ? cipher.open(p, `record-${type}`) : p),
   };
 }
-

@@ -38,74 +38,103 @@ export function criticalBacklogScenario(o: CriticalBacklogOptions): Scenario {
     async run(ctx): Promise<ScenarioResult> {
       const lowTotal = ctx.quick ? o.low.quick : o.low.full;
       const critTotal = ctx.quick ? o.critical.quick : o.critical.full;
-      const runs = await alternateRuns(ctx, { id, agents: o.agents, slots: o.slots, lanes: o.submitters, callTimeoutMs: o.callTimeoutMs }, async (sys, log, round): Promise<Measured> => {
-        const failures = new Failures(`${id} r${round}`);
-        const low = await submitInBatches(sys, {
-          total: lowTotal, batchSize: o.batchSize, submitters: o.submitters, order: (i) => ({ input: i, priority: "low", device: i }),
-        }, ctx.signal, failures);
-        if (low.accepted.size < lowTotal) failures.add(`${fmtInt(lowTotal - low.accepted.size)} of ${fmtInt(lowTotal)} LOW tasks were not accepted`);
-        ctx.progress(`${id}: ${fmtInt(low.accepted.size)} LOW tasks queued in ${fmtMs(low.endAt - low.startAt)} ms; ${fmtInt(low.accepted.size - log.size)} outstanding`);
-
-        // CRITICAL tasks on a fixed schedule, each its own submit call, not waiting for earlier ones.
-        const crit: { sendEpoch: number; sendAt: number; backlog: number; id?: string; rtt?: number }[] = [];
-        const calls: Promise<void>[] = [];
-        const epochOffset = wallClockOffset();
-        const start = performance.now();
-        for (let j = 0; j < critTotal && !ctx.signal.aborted; j++) {
-          const due = start + j * o.spacingMs;
-          const wait = due - performance.now();
-          if (wait > 0) await sleep(wait);
-          const critBack = crit.filter((c) => c.id !== undefined && log.byId.has(c.id)).length;
-          // The send time on this machine's wall clock (what the systems stamp dispatches with), to the microsecond.
-          const sendAt = performance.now();
-          const entry: (typeof crit)[number] = { sendEpoch: epochOffset + sendAt, sendAt, backlog: low.accepted.size - (log.size - critBack) };
-          crit.push(entry);
-          calls.push(sys.submitOne({ input: j, priority: "critical", device: j }, j % o.submitters, ctx.signal).then(
-            (tid) => {
-              entry.id = tid;
-              entry.rtt = performance.now() - sendAt;
+      const runs = await alternateRuns(
+        ctx,
+        { id, agents: o.agents, slots: o.slots, lanes: o.submitters, callTimeoutMs: o.callTimeoutMs },
+        async (sys, log, round): Promise<Measured> => {
+          const failures = new Failures(`${id} r${round}`);
+          const low = await submitInBatches(
+            sys,
+            {
+              total: lowTotal,
+              batchSize: o.batchSize,
+              submitters: o.submitters,
+              order: (i) => ({ input: i, priority: "low", device: i }),
             },
-            (err: unknown) => failures.add(`CRITICAL ${j}: ${errorText(err)}`),
-          ));
-        }
-        await Promise.all(calls);
-        const waitMs: number[] = [], terminalMs: number[] = [];
-        const ids = crit.flatMap((c) => (c.id ? [c.id] : []));
-        await Promise.all(crit.map(async (c) => {
-          if (!c.id) return;
-          try {
-            const done = await log.waitFor(c.id, o.waitMs, ctx.signal);
-            if (!done.ok) failures.add(done.problem ?? `CRITICAL task ${c.id} did not succeed`);
-            else terminalMs.push(done.at - c.sendAt);
-          } catch (err) {
-            if (!ctx.signal.aborted) failures.add(errorText(err));
-          }
-        }));
-        const dispatched = await sys.dispatchTimes(ids);
-        for (const c of crit) {
-          const at = c.id ? dispatched.get(c.id) : undefined;
-          if (at !== undefined) waitMs.push(at - c.sendEpoch);
-          else if (c.id && log.byId.get(c.id)?.ok) failures.add(`CRITICAL task ${c.id} has no dispatch time`);
-        }
-        let lowFailed = 0;
-        for (const [tid, c] of log.byId) if (low.accepted.has(tid) && !c.ok) lowFailed++;
-        if (lowFailed > 0) failures.add(`${fmtInt(lowFailed)} LOW tasks did not succeed`);
+            ctx.signal,
+            failures,
+          );
+          if (low.accepted.size < lowTotal) failures.add(`${fmtInt(lowTotal - low.accepted.size)} of ${fmtInt(lowTotal)} LOW tasks were not accepted`);
+          ctx.progress(
+            `${id}: ${fmtInt(low.accepted.size)} LOW tasks queued in ${fmtMs(low.endAt - low.startAt)} ms; ${fmtInt(low.accepted.size - log.size)} outstanding`,
+          );
 
-        const backlog = summarize(crit.map((c) => c.backlog));
-        const thin = crit.filter((c) => c.backlog < THIN_BACKLOG).length;
-        const wait = summarize(waitMs);
-        const checks: TargetCheck[] = sys.system !== "edgeplane" ? [] : [{ target: "critical-wait-p99", measure: "CRITICAL submit → dispatched, p99", value: wait.p99 }];
-        return {
-          rows: [
-            { metric: "CRITICAL submit → dispatched (handed to a worker)", value: fmtSummary(wait) },
-            { metric: "CRITICAL submit → terminal seen", value: fmtSummary(summarize(terminalMs)) },
-            { metric: "CRITICAL submit call round trip", value: fmtSummary(summarize(crit.flatMap((c) => (c.rtt === undefined ? [] : [c.rtt])))) },
-            { metric: "LOW tasks outstanding when each CRITICAL was sent", value: `median ${fmtInt(backlog.p50)} · min ${fmtInt(backlog.min)} · max ${fmtInt(backlog.max)}${thin > 0 ? `; ${thin} of ${crit.length} sent with fewer than ${fmtInt(THIN_BACKLOG)} outstanding` : ""}` },
-            { metric: "LOW backlog submitted", value: `${fmtInt(low.accepted.size)} tasks at ${fmtRate(low.accepted.size / ((low.endAt - low.startAt) / 1000))}` },
-          ],
-          checks, failures: failures.list(), notes: [], headline: wait.p99,
-        };
-      });
+          // CRITICAL tasks on a fixed schedule, each its own submit call, not waiting for earlier ones.
+          const crit: { sendEpoch: number; sendAt: number; backlog: number; id?: string; rtt?: number }[] = [];
+          const calls: Promise<void>[] = [];
+          const epochOffset = wallClockOffset();
+          const start = performance.now();
+          for (let j = 0; j < critTotal && !ctx.signal.aborted; j++) {
+            const due = start + j * o.spacingMs;
+            const wait = due - performance.now();
+            if (wait > 0) await sleep(wait);
+            const critBack = crit.filter((c) => c.id !== undefined && log.byId.has(c.id)).length;
+            // The send time on this machine's wall clock (what the systems stamp dispatches with), to the microsecond.
+            const sendAt = performance.now();
+            const entry: (typeof crit)[number] = { sendEpoch: epochOffset + sendAt, sendAt, backlog: low.accepted.size - (log.size - critBack) };
+            crit.push(entry);
+            calls.push(
+              sys.submitOne({ input: j, priority: "critical", device: j }, j % o.submitters, ctx.signal).then(
+                (tid) => {
+                  entry.id = tid;
+                  entry.rtt = performance.now() - sendAt;
+                },
+                (err: unknown) => failures.add(`CRITICAL ${j}: ${errorText(err)}`),
+              ),
+            );
+          }
+          await Promise.all(calls);
+          const waitMs: number[] = [],
+            terminalMs: number[] = [];
+          const ids = crit.flatMap((c) => (c.id ? [c.id] : []));
+          await Promise.all(
+            crit.map(async (c) => {
+              if (!c.id) return;
+              try {
+                const done = await log.waitFor(c.id, o.waitMs, ctx.signal);
+                if (!done.ok) failures.add(done.problem ?? `CRITICAL task ${c.id} did not succeed`);
+                else terminalMs.push(done.at - c.sendAt);
+              } catch (err) {
+                if (!ctx.signal.aborted) failures.add(errorText(err));
+              }
+            }),
+          );
+          const dispatched = await sys.dispatchTimes(ids);
+          for (const c of crit) {
+            const at = c.id ? dispatched.get(c.id) : undefined;
+            if (at !== undefined) waitMs.push(at - c.sendEpoch);
+            else if (c.id && log.byId.get(c.id)?.ok) failures.add(`CRITICAL task ${c.id} has no dispatch time`);
+          }
+          let lowFailed = 0;
+          for (const [tid, c] of log.byId) if (low.accepted.has(tid) && !c.ok) lowFailed++;
+          if (lowFailed > 0) failures.add(`${fmtInt(lowFailed)} LOW tasks did not succeed`);
+
+          const backlog = summarize(crit.map((c) => c.backlog));
+          const thin = crit.filter((c) => c.backlog < THIN_BACKLOG).length;
+          const wait = summarize(waitMs);
+          const checks: TargetCheck[] =
+            sys.system !== "edgeplane" ? [] : [{ target: "critical-wait-p99", measure: "CRITICAL submit → dispatched, p99", value: wait.p99 }];
+          return {
+            rows: [
+              { metric: "CRITICAL submit → dispatched (handed to a worker)", value: fmtSummary(wait) },
+              { metric: "CRITICAL submit → terminal seen", value: fmtSummary(summarize(terminalMs)) },
+              { metric: "CRITICAL submit call round trip", value: fmtSummary(summarize(crit.flatMap((c) => (c.rtt === undefined ? [] : [c.rtt])))) },
+              {
+                metric: "LOW tasks outstanding when each CRITICAL was sent",
+                value: `median ${fmtInt(backlog.p50)} · min ${fmtInt(backlog.min)} · max ${fmtInt(backlog.max)}${thin > 0 ? `; ${thin} of ${crit.length} sent with fewer than ${fmtInt(THIN_BACKLOG)} outstanding` : ""}`,
+              },
+              {
+                metric: "LOW backlog submitted",
+                value: `${fmtInt(low.accepted.size)} tasks at ${fmtRate(low.accepted.size / ((low.endAt - low.startAt) / 1000))}`,
+              },
+            ],
+            checks,
+            failures: failures.list(),
+            notes: [],
+            headline: wait.p99,
+          };
+        },
+      );
       return combineRuns(runs, { what: "CRITICAL submit → dispatched p99", better: "lower" }, [
         `${fmtInt(lowTotal)} LOW tasks per run queued from ${o.submitters} submitters in batches of ${o.batchSize}; then ${critTotal} CRITICAL tasks, one submit call each, every ${o.spacingMs} ms on a fixed schedule, while the backlog drains (the run ends when the CRITICAL tasks are done; the rest of the backlog goes with the processes). "Dispatched" is the system's own timestamp: edgeplane's first attempt dispatchedAt (coordinator clock), BullMQ's processedOn (worker clock); the send time is performance.now() in the client mapped onto the wall clock (calibrated at the start of the CRITICAL phase on a Date.now() tick). All are this machine's wall clock; the systems' timestamps are whole milliseconds (truncated), so a wait can read up to 1 ms short. BullMQ priorities: CRITICAL 1, LOW 10.`,
       ]);

@@ -18,8 +18,18 @@ export interface DistributedSeriesOptions {
   callTimeoutMs: number;
 }
 
-interface Variant { label: string; mode: ProcessingMode; shards: number }
-interface Samples { wall: number[]; handler: number[]; overhead: number[]; merge: number[]; nodes: Set<string> }
+interface Variant {
+  label: string;
+  mode: ProcessingMode;
+  shards: number;
+}
+interface Samples {
+  wall: number[];
+  handler: number[];
+  overhead: number[];
+  merge: number[];
+  nodes: Set<string>;
+}
 
 /** Time inside handlers on the critical path: LOCAL's attempt, or the slowest shard of a split task. */
 function handlerMs(t: Task): number {
@@ -86,7 +96,8 @@ export function distributedSeriesScenario(o: DistributedSeriesOptions): Scenario
     const checks: TargetCheck[] = [];
     for (const v of variants) {
       const s = samples.get(v.label)!;
-      const w = summarize(s.wall), ov = summarize(s.overhead);
+      const w = summarize(s.wall),
+        ov = summarize(s.overhead);
       if (!ctx.signal.aborted && w.n < runs) failures.add(`${v.label}: measured ${w.n} of ${runs} runs`);
       rows.push(
         { metric: `${v.label}: submit → result wall time`, value: fmtSummary(w) },
@@ -95,7 +106,11 @@ export function distributedSeriesScenario(o: DistributedSeriesOptions): Scenario
       );
       if (v.mode === ProcessingMode.DISTRIBUTED) {
         rows.push({ metric: `${v.label}: merge in the coordinator`, value: fmtSummary(summarize(s.merge)) });
-        checks.push({ target: "distributed-coordination", measure: `DISTRIBUTED over ${v.shards} agents, ${fmtInt(o.values)}-value stats, coordination overhead (wall − slowest shard), median`, value: ov.p50 });
+        checks.push({
+          target: "distributed-coordination",
+          measure: `DISTRIBUTED over ${v.shards} agents, ${fmtInt(o.values)}-value stats, coordination overhead (wall − slowest shard), median`,
+          value: ov.p50,
+        });
       }
     }
     return {

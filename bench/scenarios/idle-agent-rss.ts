@@ -81,9 +81,15 @@ export function idleAgentRssScenario(o: IdleAgentRssOptions): Scenario {
         return {
           rows: [
             { metric: "coordinator RSS, no agents (median)", value: `${mb(before.median)} (samples ${before.all.map((x) => fmtInt(x)).join(", ")} KB)` },
-            { metric: `coordinator RSS, ${fmtInt(n)} idle agents (median)`, value: `${mb(after.median)} (samples ${after.all.map((x) => fmtInt(x)).join(", ")} KB)` },
+            {
+              metric: `coordinator RSS, ${fmtInt(n)} idle agents (median)`,
+              value: `${mb(after.median)} (samples ${after.all.map((x) => fmtInt(x)).join(", ")} KB)`,
+            },
             { metric: "RSS per idle agent", value: `${perAgentKb.toFixed(1)} KB` },
-            { metric: "stand-ins registered / READY at the end", value: `${fmtInt(n - failed.length)} / ${fmtInt(ready)} (in ${fmtMs(connectMs)} ms; ${fmtInt(beats)} heartbeats sent)` },
+            {
+              metric: "stand-ins registered / READY at the end",
+              value: `${fmtInt(n - failed.length)} / ${fmtInt(ready)} (in ${fmtMs(connectMs)} ms; ${fmtInt(beats)} heartbeats sent)`,
+            },
           ],
           checks: [{ target: "idle-agent-rss", measure: `(RSS with ${fmtInt(n)} idle agents − RSS without) ÷ ${fmtInt(n)}`, value: perAgentKb }],
           failures: failures.list(),

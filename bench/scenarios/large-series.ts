@@ -49,7 +49,10 @@ export function largeSeriesScenario(o: LargeSeriesOptions): Scenario {
     const values = readings(o.values);
     const mean = values.reduce((a, b) => a + b, 0) / values.length;
     const req = seriesStatsRequest(values, o.mode, deviceId);
-    const wall: number[] = [], proc: number[] = [], overhead: number[] = [], submit: number[] = [];
+    const wall: number[] = [],
+      proc: number[] = [],
+      overhead: number[] = [],
+      submit: number[] = [];
     const timelines: Timeline[] = [];
 
     for (let i = 0; i < warmup + runs && !ctx.signal.aborted; i++) {
@@ -74,7 +77,8 @@ export function largeSeriesScenario(o: LargeSeriesOptions): Scenario {
       }
     }
 
-    const w = summarize(wall), p = summarize(proc);
+    const w = summarize(wall),
+      p = summarize(proc);
     if (!ctx.signal.aborted && w.n < runs) failures.add(`measured ${w.n} of ${runs} runs`);
     const nodes = [...new Set(timelines.map((t) => t.nodeId))];
     return {
@@ -82,7 +86,7 @@ export function largeSeriesScenario(o: LargeSeriesOptions): Scenario {
         { metric: "Submit → result wall time (WatchTask)", value: fmtSummary(w) },
         { metric: "Agent processing time (attempt processingTime)", value: fmtSummary(p) },
         { metric: "Coordination overhead (wall − processing)", value: fmtSummary(summarize(overhead)) },
-        { metric: `SubmitTask round trip (${fmtInt(o.values * 8 / 1e6)} MB request)`, value: fmtSummary(summarize(submit)) },
+        { metric: `SubmitTask round trip (${fmtInt((o.values * 8) / 1e6)} MB request)`, value: fmtSummary(summarize(submit)) },
         { metric: "Where the time went (coordinator and agent timestamps, whole ms)", value: fmtTimelines(timelines) },
       ],
       checks: [

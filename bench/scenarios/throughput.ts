@@ -40,80 +40,105 @@ export function throughputScenario(o: ThroughputOptions): Scenario {
     async run(ctx): Promise<ScenarioResult> {
       const total = ctx.quick ? o.tasks.quick : o.tasks.full;
       const budgetMs = ctx.quick ? o.budgetMs.quick : o.budgetMs.full;
-      const runs = await alternateRuns(ctx, { id, agents: o.agents, slots: o.slots, lanes: o.submitters, callTimeoutMs: o.callTimeoutMs }, async (sys, log, round): Promise<Measured> => {
-        const failures = new Failures(`${id} r${round}`);
-        const stop = new AbortController();
-        const signal = AbortSignal.any([ctx.signal, stop.signal]);
-        setMaxListeners(0, signal); // one listener per open call
-        let submitted: Awaited<ReturnType<typeof submitInBatches>> | undefined;
-        const submitting = submitInBatches(sys, {
-          total, batchSize: o.batchSize, submitters: o.submitters,
-          order: (i) => ({ input: i, priority: "normal", device: i }),
-        }, signal, failures).then((s) => {
-          submitted = s;
-          ctx.progress(`${id}: ${fmtInt(s.accepted.size)} tasks submitted in ${fmtMs(s.endAt - s.startAt)} ms`);
-        });
-        const t0 = performance.now();
+      const runs = await alternateRuns(
+        ctx,
+        { id, agents: o.agents, slots: o.slots, lanes: o.submitters, callTimeoutMs: o.callTimeoutMs },
+        async (sys, log, round): Promise<Measured> => {
+          const failures = new Failures(`${id} r${round}`);
+          const stop = new AbortController();
+          const signal = AbortSignal.any([ctx.signal, stop.signal]);
+          setMaxListeners(0, signal); // one listener per open call
+          let submitted: Awaited<ReturnType<typeof submitInBatches>> | undefined;
+          const submitting = submitInBatches(
+            sys,
+            {
+              total,
+              batchSize: o.batchSize,
+              submitters: o.submitters,
+              order: (i) => ({ input: i, priority: "normal", device: i }),
+            },
+            signal,
+            failures,
+          ).then((s) => {
+            submitted = s;
+            ctx.progress(`${id}: ${fmtInt(s.accepted.size)} tasks submitted in ${fmtMs(s.endAt - s.startAt)} ms`);
+          });
+          const t0 = performance.now();
 
-        // Wait for every accepted task's completion; the completion time is the last one's arrival, not a poll's.
-        let lastSize = -1, lastChange = t0, lastReport = t0;
-        while (!ctx.signal.aborted) {
-          await sleep(20);
-          const now = performance.now();
-          if (submitted && log.size >= submitted.accepted.size) break;
-          if (sys.streamProblem()) {
-            failures.add(`${sys.streamProblem()}`);
-            break;
+          // Wait for every accepted task's completion; the completion time is the last one's arrival, not a poll's.
+          let lastSize = -1,
+            lastChange = t0,
+            lastReport = t0;
+          while (!ctx.signal.aborted) {
+            await sleep(20);
+            const now = performance.now();
+            if (submitted && log.size >= submitted.accepted.size) break;
+            if (sys.streamProblem()) {
+              failures.add(`${sys.streamProblem()}`);
+              break;
+            }
+            if (log.size !== lastSize) {
+              lastSize = log.size;
+              lastChange = now;
+            }
+            if (now - lastChange > o.stallMs) {
+              failures.add(
+                `stalled: no completion for ${fmtInt(o.stallMs)} ms with ${fmtInt(log.size)} of ${fmtInt(submitted?.accepted.size ?? total)} done; ${await sys.diagnose()}`,
+              );
+              break;
+            }
+            if (now - t0 > budgetMs) {
+              failures.add(`time budget of ${fmtInt(budgetMs)} ms used up with ${fmtInt(log.size)} of ${fmtInt(total)} done; ${await sys.diagnose()}`);
+              break;
+            }
+            if (now - lastReport > 5_000) {
+              lastReport = now;
+              ctx.progress(`${id}: ${fmtInt(log.size)}/${fmtInt(total)} done`);
+            }
           }
-          if (log.size !== lastSize) {
-            lastSize = log.size;
-            lastChange = now;
-          }
-          if (now - lastChange > o.stallMs) {
-            failures.add(`stalled: no completion for ${fmtInt(o.stallMs)} ms with ${fmtInt(log.size)} of ${fmtInt(submitted?.accepted.size ?? total)} done; ${await sys.diagnose()}`);
-            break;
-          }
-          if (now - t0 > budgetMs) {
-            failures.add(`time budget of ${fmtInt(budgetMs)} ms used up with ${fmtInt(log.size)} of ${fmtInt(total)} done; ${await sys.diagnose()}`);
-            break;
-          }
-          if (now - lastReport > 5_000) {
-            lastReport = now;
-            ctx.progress(`${id}: ${fmtInt(log.size)}/${fmtInt(total)} done`);
-          }
-        }
-        stop.abort();
-        await submitting;
-        const s = submitted!;
+          stop.abort();
+          await submitting;
+          const s = submitted!;
 
-        // Every accepted task must have succeeded, and nothing else may have come back.
-        let missing = 0, foreign = 0;
-        for (const tid of s.accepted) {
-          const c = log.byId.get(tid);
-          if (!c) missing++;
-          else if (!c.ok) failures.add(c.problem ?? `task ${tid} did not succeed`);
-        }
-        for (const tid of log.byId.keys()) if (!s.accepted.has(tid)) foreign++;
-        if (s.accepted.size < total) failures.add(`${fmtInt(total - s.accepted.size)} of ${fmtInt(total)} tasks were not accepted`);
-        if (missing > 0) failures.add(`${fmtInt(missing)} accepted tasks never came back terminal`);
-        if (foreign > 0) failures.add(`${fmtInt(foreign)} completions for tasks this run did not submit`);
+          // Every accepted task must have succeeded, and nothing else may have come back.
+          let missing = 0,
+            foreign = 0;
+          for (const tid of s.accepted) {
+            const c = log.byId.get(tid);
+            if (!c) missing++;
+            else if (!c.ok) failures.add(c.problem ?? `task ${tid} did not succeed`);
+          }
+          for (const tid of log.byId.keys()) if (!s.accepted.has(tid)) foreign++;
+          if (s.accepted.size < total) failures.add(`${fmtInt(total - s.accepted.size)} of ${fmtInt(total)} tasks were not accepted`);
+          if (missing > 0) failures.add(`${fmtInt(missing)} accepted tasks never came back terminal`);
+          if (foreign > 0) failures.add(`${fmtInt(foreign)} completions for tasks this run did not submit`);
 
-        const complete = missing === 0 && s.accepted.size > 0;
-        const submitS = (s.endAt - s.startAt) / 1000, completeS = (log.lastAt - s.startAt) / 1000;
-        const completionRate = complete ? s.accepted.size / completeS : Number.NaN;
-        const checks: TargetCheck[] = sys.system === "edgeplane" && o.target ? [{ target: o.target, measure: "completion rate", value: completionRate }] : [];
-        return {
-          rows: [
-            { metric: "completion rate (first submit → last completion seen)", value: complete ? `${fmtRate(completionRate)} (${fmtInt(s.accepted.size)} tasks in ${fmtMs(completeS * 1000)} ms)` : `did not complete (${fmtInt(log.size)} of ${fmtInt(s.accepted.size)})` },
-            { metric: "submit rate (first submit → last batch acknowledged)", value: `${fmtRate(s.accepted.size / submitS)} (${fmtInt(s.accepted.size)} tasks in ${fmtMs(submitS * 1000)} ms)` },
-            { metric: `batch round trip (${o.batchSize} tasks, ${o.submitters} submitters)`, value: fmtSummary(summarize(s.batchMs)) },
-          ],
-          checks,
-          failures: failures.list(),
-          notes: [],
-          headline: completionRate,
-        };
-      });
+          const complete = missing === 0 && s.accepted.size > 0;
+          const submitS = (s.endAt - s.startAt) / 1000,
+            completeS = (log.lastAt - s.startAt) / 1000;
+          const completionRate = complete ? s.accepted.size / completeS : Number.NaN;
+          const checks: TargetCheck[] = sys.system === "edgeplane" && o.target ? [{ target: o.target, measure: "completion rate", value: completionRate }] : [];
+          return {
+            rows: [
+              {
+                metric: "completion rate (first submit → last completion seen)",
+                value: complete
+                  ? `${fmtRate(completionRate)} (${fmtInt(s.accepted.size)} tasks in ${fmtMs(completeS * 1000)} ms)`
+                  : `did not complete (${fmtInt(log.size)} of ${fmtInt(s.accepted.size)})`,
+              },
+              {
+                metric: "submit rate (first submit → last batch acknowledged)",
+                value: `${fmtRate(s.accepted.size / submitS)} (${fmtInt(s.accepted.size)} tasks in ${fmtMs(submitS * 1000)} ms)`,
+              },
+              { metric: `batch round trip (${o.batchSize} tasks, ${o.submitters} submitters)`, value: fmtSummary(summarize(s.batchMs)) },
+            ],
+            checks,
+            failures: failures.list(),
+            notes: [],
+            headline: completionRate,
+          };
+        },
+      );
       return combineRuns(runs, { what: `completion rate, ${o.agents} × ${o.slots}`, better: "higher", target: o.target ? "vs-bullmq" : undefined }, [
         `${fmtInt(total)} tasks per run, each \`stats\` over 100 numbers (16 distinct inputs), in ${Math.ceil(total / o.batchSize)} batches of ${o.batchSize} from ${o.submitters} concurrent submitters (each its own connection, next batch when the last is acknowledged); edgeplane acknowledges a batch once it is durable. Every run starts on fresh processes; the completion rate counts from the first submission to the arrival of the last task's terminal state on the run's completion stream.`,
       ]);

@@ -10,7 +10,8 @@ const { values } = parseArgs({
   options: { host: { type: "string" }, port: { type: "string" }, queue: { type: "string" }, concurrency: { type: "string" } },
   strict: true,
 });
-const port = Number(values.port), concurrency = Number(values.concurrency);
+const port = Number(values.port),
+  concurrency = Number(values.concurrency);
 if (!values.host || !values.queue || !Number.isInteger(port) || !Number.isInteger(concurrency) || concurrency < 1) {
   process.stderr.write("usage: bullmq-worker --host H --port P --queue NAME --concurrency N\n");
   process.exit(2);
@@ -29,7 +30,10 @@ let closing = false;
 const shutdown = () => {
   if (closing) process.exit(1);
   closing = true;
-  worker.close().then(() => process.exit(0), () => process.exit(1));
+  worker.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
 };
 process.on("SIGTERM", shutdown);
 process.on("SIGINT", shutdown);

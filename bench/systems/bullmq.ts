@@ -95,8 +95,13 @@ class BullmqRun implements SystemRun {
   private closed = false;
   private readonly jobOpts: JobsOptions = { removeOnComplete: false, removeOnFail: false, attempts: 1 };
 
-  constructor(private readonly ctx: ScenarioContext, readonly system: "bullmq" | "bullmq-fsync", private readonly redis: RedisTarget,
-    private readonly version: string, private readonly o: SystemRunOptions) {
+  constructor(
+    private readonly ctx: ScenarioContext,
+    readonly system: "bullmq" | "bullmq-fsync",
+    private readonly redis: RedisTarget,
+    private readonly version: string,
+    private readonly o: SystemRunOptions,
+  ) {
     this.title = `BullMQ ${version} (${system === "bullmq" ? `Redis at ${redis.host}:${redis.port} as configured` : "own Redis, appendfsync always"})`;
     const slug = `${o.label.replace(/[^A-Za-z0-9]+/g, "-")}-${system}-${Math.random().toString(36).slice(2, 8)}`;
     this.queueName = `edgeplane-bench-${slug}`;
@@ -143,7 +148,10 @@ class BullmqRun implements SystemRun {
       } catch {
         count = undefined;
       }
-      c = count === VALUES_PER_TASK ? { id: jobId, at, ok: true } : { id: jobId, at, ok: false, problem: `job ${jobId} returned count ${String(count)}, expected ${VALUES_PER_TASK}` };
+      c =
+        count === VALUES_PER_TASK
+          ? { id: jobId, at, ok: true }
+          : { id: jobId, at, ok: false, problem: `job ${jobId} returned count ${String(count)}, expected ${VALUES_PER_TASK}` };
     }
     this.o.onCompletion(c);
   }
@@ -153,9 +161,14 @@ class BullmqRun implements SystemRun {
     for (let i = 1; i <= this.o.agents; i++) {
       const log = join(this.dir, `worker-${i}.log`);
       const fd = openSync(log, "a");
-      const proc = fork(WORKER, ["--host", this.connection.host, "--port", String(this.connection.port), "--queue", this.queueName, "--concurrency", String(this.o.slots)], {
-        stdio: ["ignore", fd, fd, "ipc"], execArgv: [],
-      });
+      const proc = fork(
+        WORKER,
+        ["--host", this.connection.host, "--port", String(this.connection.port), "--queue", this.queueName, "--concurrency", String(this.o.slots)],
+        {
+          stdio: ["ignore", fd, fd, "ipc"],
+          execArgv: [],
+        },
+      );
       closeSync(fd);
       LIVE.add(proc);
       const exited = new Promise<void>((res) => {
@@ -164,18 +177,20 @@ class BullmqRun implements SystemRun {
       }).then(() => void LIVE.delete(proc));
       const w: WorkerChild = { proc, log, exited };
       this.workers.push(w);
-      ready.push(new Promise<void>((res, rej) => {
-        const timer = setTimeout(() => rej(new Error(`BullMQ worker ${i} not ready within 20 s; log ${log}:\n${tail(log)}`)), 20_000);
-        proc.once("message", (m) => {
-          clearTimeout(timer);
-          if (m === "ready") res();
-          else rej(new Error(`BullMQ worker ${i} sent ${JSON.stringify(m)}`));
-        });
-        void exited.then(() => {
-          clearTimeout(timer);
-          rej(new Error(`BullMQ worker ${i} exited (${proc.exitCode ?? proc.signalCode}) before it was ready; log ${log}:\n${tail(log)}`));
-        });
-      }));
+      ready.push(
+        new Promise<void>((res, rej) => {
+          const timer = setTimeout(() => rej(new Error(`BullMQ worker ${i} not ready within 20 s; log ${log}:\n${tail(log)}`)), 20_000);
+          proc.once("message", (m) => {
+            clearTimeout(timer);
+            if (m === "ready") res();
+            else rej(new Error(`BullMQ worker ${i} sent ${JSON.stringify(m)}`));
+          });
+          void exited.then(() => {
+            clearTimeout(timer);
+            rej(new Error(`BullMQ worker ${i} exited (${proc.exitCode ?? proc.signalCode}) before it was ready; log ${log}:\n${tail(log)}`));
+          });
+        }),
+      );
     }
     await Promise.all(ready);
   }
@@ -246,7 +261,8 @@ class BullmqRun implements SystemRun {
       problems.push(`getJobCounts after the run failed: ${errorText(err)}`);
     }
     for (const [i, w] of this.workers.entries()) {
-      if (w.proc.exitCode !== null || w.proc.signalCode !== null) problems.push(`BullMQ worker ${i + 1} exited during the run (${w.proc.exitCode ?? w.proc.signalCode}); log ${w.log}:\n${tail(w.log)}`);
+      if (w.proc.exitCode !== null || w.proc.signalCode !== null)
+        problems.push(`BullMQ worker ${i + 1} exited during the run (${w.proc.exitCode ?? w.proc.signalCode}); log ${w.log}:\n${tail(w.log)}`);
     }
     return problems;
   }
@@ -263,14 +279,20 @@ class BullmqRun implements SystemRun {
   async insights(): Promise<ResultRow[]> {
     try {
       const jobs = await this.admin!.getJobs(["completed"], 0, SAMPLE - 1, false);
-      const wait: number[] = [], run: number[] = [];
+      const wait: number[] = [],
+        run: number[] = [];
       for (const j of jobs) {
         if (this.probes.has(j.id ?? "") || j.processedOn === undefined || j.finishedOn === undefined) continue;
         wait.push(j.processedOn - j.timestamp);
         run.push(j.finishedOn - j.processedOn);
       }
       const med = (xs: number[]) => fmtMs(summarize(xs).p50);
-      return [{ metric: `where the time went, newest ${SAMPLE} jobs (job timestamps, whole ms)`, value: `added → taken by a worker ${med(wait)} → finished ${med(run)} ms (medians, n=${wait.length}); taken → finished ${fmtSummary(summarize(run))}` }];
+      return [
+        {
+          metric: `where the time went, newest ${SAMPLE} jobs (job timestamps, whole ms)`,
+          value: `added → taken by a worker ${med(wait)} → finished ${med(run)} ms (medians, n=${wait.length}); taken → finished ${fmtSummary(summarize(run))}`,
+        },
+      ];
     } catch (err) {
       return [{ metric: "where the time went", value: `could not read jobs: ${errorText(err)}` }];
     }
@@ -311,7 +333,6 @@ class BullmqRun implements SystemRun {
       await quietly(this.admin.close());
     }
   }
-
 }
 
 /** Every BullMQ worker process still running, for the synchronous last resort at exit. */

@@ -28,7 +28,11 @@ const PRIORITY: Record<Order["priority"], Priority> = { low: Priority.LOW, norma
 
 /** A run of edgeplane; `insecure`: a plaintext fleet (--insecure), to measure what TLS + auth cost. */
 export async function openEdgeplane(ctx: ScenarioContext, o: SystemRunOptions, insecure = false): Promise<SystemRun> {
-  const fleet = await ctx.startFleet({ agents: o.agents, workers: o.slots }, `${o.label.replace(/\s+/g, "-")}-edgeplane${insecure ? "-insecure" : ""}`, insecure ? "insecure" : undefined);
+  const fleet = await ctx.startFleet(
+    { agents: o.agents, workers: o.slots },
+    `${o.label.replace(/\s+/g, "-")}-edgeplane${insecure ? "-insecure" : ""}`,
+    insecure ? "insecure" : undefined,
+  );
   try {
     return await EdgeplaneRun.open(ctx, fleet, o, insecure);
   } catch (err) {
@@ -52,7 +56,12 @@ class EdgeplaneRun implements SystemRun {
   private base: GetStatusResponse | undefined;
   private closed = false;
 
-  private constructor(private readonly ctx: ScenarioContext, private readonly fleet: BenchFleet, private readonly o: SystemRunOptions, insecure: boolean) {
+  private constructor(
+    private readonly ctx: ScenarioContext,
+    private readonly fleet: BenchFleet,
+    private readonly o: SystemRunOptions,
+    insecure: boolean,
+  ) {
     this.system = insecure ? "edgeplane-insecure" : "edgeplane";
     this.title = insecure ? "edgeplane --insecure" : "edgeplane";
     // Submissions go on connections of their own: the watch's connection carries only the watch.
@@ -70,8 +79,12 @@ class EdgeplaneRun implements SystemRun {
     const agents = this.fleet.agents;
     return create(SubmitTaskRequestSchema, {
       task: {
-        handler: "stats", deviceId: agents.length > 0 ? agents[o.device % agents.length].deviceIds[0] : "", priority: PRIORITY[o.priority],
-        processingMode: ProcessingMode.LOCAL, input: this.inputs[o.input % this.inputs.length], labels: { [RUN_LABEL]: this.runId },
+        handler: "stats",
+        deviceId: agents.length > 0 ? agents[o.device % agents.length].deviceIds[0] : "",
+        priority: PRIORITY[o.priority],
+        processingMode: ProcessingMode.LOCAL,
+        input: this.inputs[o.input % this.inputs.length],
+        labels: { [RUN_LABEL]: this.runId },
       },
     });
   }
@@ -86,13 +99,15 @@ class EdgeplaneRun implements SystemRun {
     const probes = new Set<string>();
     // While probing nothing else of the run exists: every completion is a probe's, even one that arrives before
     // its SubmitTask response (and so before its id is in `probes`).
-    let probing = true, probeBack = false;
+    let probing = true,
+      probeBack = false;
     let wake: (() => void) | undefined;
     this.watching = (async () => {
       try {
         const stream = this.fleet.clients.tasks.watchTasks({ labels: { [RUN_LABEL]: this.runId }, terminalOnly: true }, { signal });
         for await (const res of stream) {
-          const at = performance.now(), seenAt = Date.now();
+          const at = performance.now(),
+            seenAt = Date.now();
           for (const t of res.tasks) {
             if (probing || probes.has(t.id)) {
               if (t.state !== TaskState.SUCCEEDED) this.problem ??= `a probe task did not succeed: ${describeFailure(t)}`;
@@ -110,7 +125,10 @@ class EdgeplaneRun implements SystemRun {
     const end = performance.now() + PROBE_TIMEOUT_MS;
     while (!probeBack && !this.problem && performance.now() < end) {
       signal.throwIfAborted();
-      const { taskId } = await this.lanes[0].tasks.submitTask(this.request({ input: 0, priority: "normal", device: 0 }), { signal, timeoutMs: this.o.callTimeoutMs });
+      const { taskId } = await this.lanes[0].tasks.submitTask(this.request({ input: 0, priority: "normal", device: 0 }), {
+        signal,
+        timeoutMs: this.o.callTimeoutMs,
+      });
       probes.add(taskId);
       await new Promise<void>((res) => {
         wake = res;
@@ -141,7 +159,10 @@ class EdgeplaneRun implements SystemRun {
   }
 
   async submitBatch(orders: readonly Order[], lane: number, signal: AbortSignal): Promise<BatchResult> {
-    const res = await this.lanes[lane % this.lanes.length].tasks.submitTasks({ tasks: orders.map((o) => this.request(o)) }, { signal, timeoutMs: this.o.callTimeoutMs });
+    const res = await this.lanes[lane % this.lanes.length].tasks.submitTasks(
+      { tasks: orders.map((o) => this.request(o)) },
+      { signal, timeoutMs: this.o.callTimeoutMs },
+    );
     if (res.results.length !== orders.length) throw new Error(`SubmitTasks returned ${res.results.length} results for ${orders.length} tasks`);
     const rejected: string[] = [];
     const ids = res.results.map((r) => {
@@ -173,7 +194,9 @@ class EdgeplaneRun implements SystemRun {
       const got = this.base ? Number(end.succeeded - this.base.succeeded) : Number.NaN;
       if (!(got >= succeeded)) {
         const d = (k: "failed" | "cancelled" | "expired") => (this.base ? Number(end[k] - this.base[k]) : Number.NaN);
-        problems.push(`GetStatus counts ${fmtInt(got)} tasks succeeded in this run where the watch saw ${fmtInt(succeeded)}: failed ${d("failed")}, cancelled ${d("cancelled")}, expired ${d("expired")}, queued ${end.queuedTasks}, active ${end.activeTasks}`);
+        problems.push(
+          `GetStatus counts ${fmtInt(got)} tasks succeeded in this run where the watch saw ${fmtInt(succeeded)}: failed ${d("failed")}, cancelled ${d("cancelled")}, expired ${d("expired")}, queued ${end.queuedTasks}, active ${end.activeTasks}`,
+        );
       }
     } catch (err) {
       problems.push(`GetStatus after the run failed: ${errorText(err)}`);
@@ -194,7 +217,8 @@ class EdgeplaneRun implements SystemRun {
         parts.push(`task ${t.id} ${TaskState[t.state]} on ${t.assignedNode} attempt ${t.attempt} for ${age}`);
       }
       const { nodes } = await this.fleet.clients.clusters.listNodes({}, opts);
-      for (const n of nodes) parts.push(`node ${n.id} ${NodeState[n.state]} running ${n.runningTaskIds.length}/${n.maxConcurrentTasks} free cpu ${n.freeCpuMillis}m`);
+      for (const n of nodes)
+        parts.push(`node ${n.id} ${NodeState[n.state]} running ${n.runningTaskIds.length}/${n.maxConcurrentTasks} free cpu ${n.freeCpuMillis}m`);
     } catch (err) {
       parts.push(`(diagnosis failed: ${errorText(err)})`);
     }
@@ -202,16 +226,22 @@ class EdgeplaneRun implements SystemRun {
   }
 
   async insights(): Promise<ResultRow[]> {
-    const rows: ResultRow[] = [{ metric: "where the time went, every task of the run (coordinator and agent timestamps, whole ms)", value: fmtTimelines(this.timelines) }];
+    const rows: ResultRow[] = [
+      { metric: "where the time went, every task of the run (coordinator and agent timestamps, whole ms)", value: fmtTimelines(this.timelines) },
+    ];
     const turnarounds = this.o.slots === 1 ? nodeTurnarounds(this.timelines) : [];
     if (turnarounds.length > 0) {
-      rows.push({ metric: "node turnaround: handler end → next dispatch to that node, while tasks waited (1 slot per agent)", value: fmtSummary(summarize(turnarounds)) });
+      rows.push({
+        metric: "node turnaround: handler end → next dispatch to that node, while tasks waited (1 slot per agent)",
+        value: fmtSummary(summarize(turnarounds)),
+      });
     }
     return rows;
   }
 
   cpuSeconds(): Record<string, number> {
-    let coordinator = 0, agents = 0;
+    let coordinator = 0,
+      agents = 0;
     for (const [name, s] of this.fleet.cpuSeconds()) {
       if (name === "coordinator") coordinator += s;
       else agents += s;
@@ -220,7 +250,9 @@ class EdgeplaneRun implements SystemRun {
   }
 
   notes(): string[] {
-    return [`edgeplane: ${this.o.agents} agents × ${this.o.slots} worker thread(s), ${this.fleet.storeDescription()}; LOCAL stats tasks, devices round-robin; completions from one WatchTasks stream (labels {${RUN_LABEL}: …}, terminal_only); fleet ${this.fleet.dir}.`];
+    return [
+      `edgeplane: ${this.o.agents} agents × ${this.o.slots} worker thread(s), ${this.fleet.storeDescription()}; LOCAL stats tasks, devices round-robin; completions from one WatchTasks stream (labels {${RUN_LABEL}: …}, terminal_only); fleet ${this.fleet.dir}.`,
+    ];
   }
 
   async close(): Promise<void> {

@@ -41,7 +41,9 @@ export async function describeRedis(host: string, port: number, what = "Redis"):
     const dir = await conf("dir");
     const pid = Number(field("process_id"));
     return {
-      host, port, pid: Number.isInteger(pid) ? pid : undefined,
+      host,
+      port,
+      pid: Number.isInteger(pid) ? pid : undefined,
       description: `Redis ${field("redis_version") ?? "?"} at ${host}:${port} (appendonly ${await conf("appendonly")}, appendfsync ${await conf("appendfsync")}, save "${await conf("save")}"; dir ${dir} on ${fileSystemOf(dir)})`,
     };
   } catch (err) {
@@ -71,7 +73,10 @@ export class FsyncRedis {
   private exited: Promise<void> = Promise.resolve();
   target: RedisTarget | undefined;
 
-  constructor(readonly dir: string, private readonly binary = "redis-server") {}
+  constructor(
+    readonly dir: string,
+    private readonly binary = "redis-server",
+  ) {}
 
   /** Starts it on a free port and waits until it answers; throws (with its log's location) when it cannot. */
   async start(): Promise<RedisTarget> {
@@ -80,8 +85,24 @@ export class FsyncRedis {
     const log = join(this.dir, "redis.log");
     const fd = openSync(log, "a");
     const args = [
-      "--port", String(port), "--bind", "127.0.0.1", "--dir", this.dir, "--daemonize", "no", "--save", "",
-      "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes", "--logfile", "",
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      this.dir,
+      "--daemonize",
+      "no",
+      "--save",
+      "",
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "always",
+      "--protected-mode",
+      "yes",
+      "--logfile",
+      "",
     ];
     const proc = spawn(this.binary, args, { stdio: ["ignore", fd, fd] });
     closeSync(fd);

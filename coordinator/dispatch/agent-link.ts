@@ -41,7 +41,10 @@ export class AgentLink {
   readonly log: Logger;
 
   /** Registers the node (throws InvalidArgumentError on a bad registration) and opens its session. */
-  constructor(private readonly d: AgentLinkDeps, reg: AgentRegistration) {
+  constructor(
+    private readonly d: AgentLinkDeps,
+    reg: AgentRegistration,
+  ) {
     const sessionId = reg.info.sessionId || randomUUID();
     this.node = d.registry.registerNode({ ...reg.info, sessionId });
     this.session = new AgentSession(this.node.id, sessionId, d.timers);
@@ -50,10 +53,18 @@ export class AgentLink {
     if (reg.draining) d.registry.drain(this.node.id);
     d.dispatcher.attach(this.session);
     d.dispatcher.reconcile(this.node, reg.running);
-    this.log.info({
-      handlers: reg.info.handlers, devices: reg.info.deviceIds, cpu: reg.info.totalCpuMillis, memory: reg.info.totalMemoryBytes,
-      slots: reg.info.maxConcurrent, running: reg.running.length, version: reg.agentVersion,
-    }, "node registered");
+    this.log.info(
+      {
+        handlers: reg.info.handlers,
+        devices: reg.info.deviceIds,
+        cpu: reg.info.totalCpuMillis,
+        memory: reg.info.totalMemoryBytes,
+        slots: reg.info.maxConcurrent,
+        running: reg.running.length,
+        version: reg.agentVersion,
+      },
+      "node registered",
+    );
   }
 
   handle(m: AgentMessage): void {

@@ -84,8 +84,13 @@ export class Attempts {
   /** The reservation a new attempt holds on its node. */
   reserve(t: TaskRecord, nodeId: string, at: number): void {
     this.nodes.reserve(nodeId, {
-      taskId: t.id, attempt: t.attempt, cpuMillis: t.spec.cpuMillis, memoryBytes: t.spec.memoryBytes,
-      rank: priorityRank(t.spec.priority), dispatchedAt: at, estimatedMs: t.spec.estimatedMs,
+      taskId: t.id,
+      attempt: t.attempt,
+      cpuMillis: t.spec.cpuMillis,
+      memoryBytes: t.spec.memoryBytes,
+      rank: priorityRank(t.spec.priority),
+      dispatchedAt: at,
+      estimatedMs: t.spec.estimatedMs,
     });
   }
 }

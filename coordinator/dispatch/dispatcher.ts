@@ -104,8 +104,14 @@ export class Dispatcher {
       if (t.assignedNode) {
         const a = t.attempts.at(-1);
         this.nodes.restoreAssignment(t.assignedNode, t.assignedCluster, {
-          taskId: t.id, attempt: t.attempt, cpuMillis: t.spec.cpuMillis, memoryBytes: t.spec.memoryBytes,
-          rank: priorityRank(t.spec.priority), dispatchedAt: a?.dispatchedAt ?? t.updatedAt, startedAt: a?.startedAt, estimatedMs: t.spec.estimatedMs,
+          taskId: t.id,
+          attempt: t.attempt,
+          cpuMillis: t.spec.cpuMillis,
+          memoryBytes: t.spec.memoryBytes,
+          rank: priorityRank(t.spec.priority),
+          dispatchedAt: a?.dispatchedAt ?? t.updatedAt,
+          startedAt: a?.startedAt,
+          estimatedMs: t.spec.estimatedMs,
         });
       }
     }
@@ -167,7 +173,11 @@ export class Dispatcher {
     }
     for (const r of [...node.reservations.values()]) {
       if (!reported.has(reservationKey(r.taskId, r.attempt))) {
-        this.attempts.moveAttempt(node.id, r.taskId, r.attempt, { reason: `node ${node.id} restarted without attempt ${r.attempt}`, then: { type: "requeue" }, cancelOnAgent: false });
+        this.attempts.moveAttempt(node.id, r.taskId, r.attempt, {
+          reason: `node ${node.id} restarted without attempt ${r.attempt}`,
+          then: { type: "requeue" },
+          cancelOnAgent: false,
+        });
       }
     }
   }
@@ -205,7 +215,11 @@ export class Dispatcher {
     } else if (v.superseded) {
       // An earlier, still-live attempt won: stop the one that was started to replace it.
       const { nodeId: other, attempt } = v.superseded;
-      this.attempts.moveAttempt(other, report.taskId, attempt, { reason: `attempt ${report.attempt} finished first`, then: { type: "leave" }, cancelOnAgent: true });
+      this.attempts.moveAttempt(other, report.taskId, attempt, {
+        reason: `attempt ${report.attempt} finished first`,
+        then: { type: "leave" },
+        cancelOnAgent: true,
+      });
       this.log.info({ task: report.taskId, winner: report.attempt, cancelled: attempt }, "first terminal result wins");
     }
   }
@@ -241,7 +255,11 @@ export class Dispatcher {
     const n = this.nodes.findNode(nodeId);
     if (!n || n.state !== "draining") return;
     for (const r of [...n.reservations.values()]) {
-      const moved = this.attempts.moveAttempt(nodeId, r.taskId, r.attempt, { reason: `node ${nodeId} drain deadline passed; moved`, then: { type: "requeue" }, cancelOnAgent: true });
+      const moved = this.attempts.moveAttempt(nodeId, r.taskId, r.attempt, {
+        reason: `node ${nodeId} drain deadline passed; moved`,
+        then: { type: "requeue" },
+        cancelOnAgent: true,
+      });
       if (moved) this.log.warn({ task: r.taskId, node: nodeId }, "moved a task off a draining node after its grace");
     }
     this.kick();
@@ -278,13 +296,24 @@ export class Dispatcher {
         if (!isCurrent(t, r.attempt)) continue;
         const window = t.spec.disconnectWindowMs ?? this.opts.disconnectWindowMs;
         if (away >= window) {
-          this.attempts.moveAttempt(n.id, t.id, r.attempt, { reason: `node ${n.id} disconnected for more than the task's window of ${window} ms`, then: { type: "requeue" }, cancelOnAgent: false });
+          this.attempts.moveAttempt(n.id, t.id, r.attempt, {
+            reason: `node ${n.id} disconnected for more than the task's window of ${window} ms`,
+            then: { type: "requeue" },
+            cancelOnAgent: false,
+          });
           continue;
         }
         const urgent = priorityRank(t.spec.priority) <= 1 && t.spec.deadline !== undefined && now + (window - away) + t.spec.estimatedMs > t.spec.deadline;
         if (urgent && !t.attempts.some((a) => a.stillLive)) {
-          this.log.warn({ task: t.id, node: n.id, attempt: r.attempt }, "deadline cannot wait for the disconnected node; starting another attempt, the first to finish wins");
-          this.attempts.moveAttempt(n.id, t.id, r.attempt, { reason: `node ${n.id} disconnected and waiting would miss the deadline`, then: { type: "requeue-keep-live" }, cancelOnAgent: false });
+          this.log.warn(
+            { task: t.id, node: n.id, attempt: r.attempt },
+            "deadline cannot wait for the disconnected node; starting another attempt, the first to finish wins",
+          );
+          this.attempts.moveAttempt(n.id, t.id, r.attempt, {
+            reason: `node ${n.id} disconnected and waiting would miss the deadline`,
+            then: { type: "requeue-keep-live" },
+            cancelOnAgent: false,
+          });
         }
       }
     }
@@ -316,9 +345,14 @@ export class Dispatcher {
     if (this.queue.size === 0) return;
     this.passes += 1;
     const now = this.clock.wall();
-    const plan = planPass(this.queue, fleetSnapshot(this.nodes, (id) => this.sessions.has(id), now), {
-      healthThreshold: this.opts.healthThreshold, maxScan: this.opts.maxScan ?? 1000,
-    });
+    const plan = planPass(
+      this.queue,
+      fleetSnapshot(this.nodes, (id) => this.sessions.has(id), now),
+      {
+        healthThreshold: this.opts.healthThreshold,
+        maxScan: this.opts.maxScan ?? 1000,
+      },
+    );
     this.apply(plan, now);
   }
 
@@ -328,7 +362,12 @@ export class Dispatcher {
     for (const p of plan.preemptions) {
       for (const victim of p.victims) {
         const v = this.tasks.reader.get(victim);
-        if (v) this.attempts.moveAttempt(p.nodeId, victim, v.attempt, { reason: `preempted by CRITICAL task ${p.taskId}`, then: { type: "preempt", by: p.taskId }, cancelOnAgent: true });
+        if (v)
+          this.attempts.moveAttempt(p.nodeId, victim, v.attempt, {
+            reason: `preempted by CRITICAL task ${p.taskId}`,
+            then: { type: "preempt", by: p.taskId },
+            cancelOnAgent: true,
+          });
       }
       this.dispatch(p.taskId, p.nodeId, p.clusterId, p.reason, now, later);
     }
@@ -351,7 +390,14 @@ export class Dispatcher {
     this.wakeUpAt(wake);
   }
 
-  private dispatch(taskId: string, nodeId: string, clusterId: string, reason: string, now: number, later: { session: AgentSession; taskId: string; attempt: number }[]): void {
+  private dispatch(
+    taskId: string,
+    nodeId: string,
+    clusterId: string,
+    reason: string,
+    now: number,
+    later: { session: AgentSession; taskId: string; attempt: number }[],
+  ): void {
     const session = this.sessions.get(nodeId);
     const queued = this.tasks.reader.get(taskId);
     if (!session || !queued || queued.state !== "queued") return;
@@ -370,7 +416,11 @@ export class Dispatcher {
     const t = this.tasks.reader.get(taskId);
     if (!t || t.state !== "dispatched" || t.attempt !== attempt) return;
     this.log.warn({ task: taskId, attempt, node: nodeId }, "agent did not accept the dispatch in time; requeuing");
-    this.attempts.moveAttempt(nodeId, taskId, attempt, { reason: `node ${nodeId} did not accept attempt ${attempt} within ${this.opts.dispatchAckTimeoutMs} ms`, then: { type: "requeue" }, cancelOnAgent: true });
+    this.attempts.moveAttempt(nodeId, taskId, attempt, {
+      reason: `node ${nodeId} did not accept attempt ${attempt} within ${this.opts.dispatchAckTimeoutMs} ms`,
+      then: { type: "requeue" },
+      cancelOnAgent: true,
+    });
   }
 
   private wakeUpAt(at: number): void {
@@ -410,9 +460,18 @@ const drainKey = (nodeId: string): string => `drain:${nodeId}`;
 
 export function toQueued(t: TaskRecord): QueuedTask {
   return {
-    id: t.id, rank: priorityRank(t.spec.priority), deadline: t.spec.deadline, seq: t.seq, notBefore: t.notBefore,
-    handler: t.spec.handler, memoryBytes: t.spec.memoryBytes, cpuMillis: t.spec.cpuMillis, mode: t.spec.mode,
-    deviceId: t.spec.deviceId, clusterId: t.spec.clusterId, estimatedMs: t.spec.estimatedMs,
+    id: t.id,
+    rank: priorityRank(t.spec.priority),
+    deadline: t.spec.deadline,
+    seq: t.seq,
+    notBefore: t.notBefore,
+    handler: t.spec.handler,
+    memoryBytes: t.spec.memoryBytes,
+    cpuMillis: t.spec.cpuMillis,
+    mode: t.spec.mode,
+    deviceId: t.spec.deviceId,
+    clusterId: t.spec.clusterId,
+    estimatedMs: t.spec.estimatedMs,
     preferNode: t.shard?.preferNode ?? "",
   };
 }

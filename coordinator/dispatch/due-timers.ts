@@ -18,7 +18,10 @@ export class DueTimers {
   private armedAt = Infinity;
   private closed = false;
 
-  constructor(private readonly clock: Clock, private readonly timers: Timers) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly timers: Timers,
+  ) {}
 
   get size(): number {
     return this.byKey.size;

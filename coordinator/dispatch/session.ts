@@ -19,7 +19,11 @@ export class AgentSession {
   readonly outbox = new AsyncQueue<OutboundMessage[]>();
   private pending: OutboundMessage[] = [];
 
-  constructor(readonly nodeId: string, readonly sessionId: string, private readonly timers: Pick<Timers, "soon">) {}
+  constructor(
+    readonly nodeId: string,
+    readonly sessionId: string,
+    private readonly timers: Pick<Timers, "soon">,
+  ) {}
 
   get isClosed(): boolean {
     return this.outbox.isClosed;

@@ -26,9 +26,19 @@ export function nodeView(nodes: NodeRegistry, n: NodeRecord, now: number): NodeV
     }
   }
   return {
-    id: n.id, clusterId: n.clusterId, tier: n.tier, handlers: n.handlers, deviceIds: n.deviceIds,
-    freeCpuMillis: free.cpuMillis, freeMemoryBytes: free.memoryBytes, totalCpuMillis: n.totalCpuMillis, totalMemoryBytes: n.totalMemoryBytes,
-    inFlight: n.reservations.size, maxConcurrent: n.maxConcurrent, running, expectedReleases: releases,
+    id: n.id,
+    clusterId: n.clusterId,
+    tier: n.tier,
+    handlers: n.handlers,
+    deviceIds: n.deviceIds,
+    freeCpuMillis: free.cpuMillis,
+    freeMemoryBytes: free.memoryBytes,
+    totalCpuMillis: n.totalCpuMillis,
+    totalMemoryBytes: n.totalMemoryBytes,
+    inFlight: n.reservations.size,
+    maxConcurrent: n.maxConcurrent,
+    running,
+    expectedReleases: releases,
   };
 }
 
@@ -37,7 +47,9 @@ export function fleetSnapshot(nodes: NodeRegistry, connected: (nodeId: string) =
   const views: NodeView[] = [];
   for (const n of nodes.listNodes()) if (n.state === "ready" && connected(n.id)) views.push(nodeView(nodes, n, now));
   return {
-    now, nodes: views, clusters: clusterViews(nodes),
+    now,
+    nodes: views,
+    clusters: clusterViews(nodes),
     deviceClusters: { get: (deviceId) => nodes.nodeForDevice(deviceId)?.clusterId },
   };
 }

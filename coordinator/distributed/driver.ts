@@ -6,10 +6,7 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "../../lib/log.js";
 import type { ClusterView, NodeView } from "../scheduler/place.js";
 import type { TaskManager } from "../tasks/task-manager.js";
-import {
-  isTerminal,
-  type JsonValue, type ShardAssignment, type ShardPhase, type SplitRecord, type TaskRecord, type TaskSpec,
-} from "../tasks/types.js";
+import { isTerminal, type JsonValue, type ShardAssignment, type ShardPhase, type SplitRecord, type TaskRecord, type TaskSpec } from "../tasks/types.js";
 import { DEFAULT_SPLIT_OPTIONS, MAX_SHARDS_LABEL, planSplit, type SplitPlanOptions } from "./plan.js";
 import { builtin, combineRound, inputLength, mergePartials, prepareRounds, sliceInput } from "./shards.js";
 
@@ -115,10 +112,19 @@ export class ShardDriver {
   private start(t: TaskRecord, nodes: readonly NodeView[], clusters: readonly ClusterView[]): void {
     const length = inputLength(t.spec) ?? 0;
     const cap = Number.parseInt(t.spec.labels[MAX_SHARDS_LABEL] ?? "", 10);
-    const plan = planSplit({
-      mode: t.spec.mode as "distributed" | "hybrid", handler: t.spec.handler, length, deviceId: t.spec.deviceId, clusterId: t.spec.clusterId,
-      maxShards: cap > 0 ? cap : undefined,
-    }, nodes, clusters, this.opts);
+    const plan = planSplit(
+      {
+        mode: t.spec.mode as "distributed" | "hybrid",
+        handler: t.spec.handler,
+        length,
+        deviceId: t.spec.deviceId,
+        clusterId: t.spec.clusterId,
+        maxShards: cap > 0 ? cap : undefined,
+      },
+      nodes,
+      clusters,
+      this.opts,
+    );
     if (plan.type === "wait") {
       this.waiting.set(t.id, plan.reason);
       return;
@@ -128,10 +134,27 @@ export class ShardDriver {
     const remoteMerge = builtin(t.spec.handler) === undefined;
     const k = plan.shards.length;
     const split: SplitRecord = {
-      clusterId: plan.clusterId, reason: plan.reason, prepareRounds: rounds, remoteMerge,
-      phase: rounds > 0 ? "prepare" : "partial", round: 0, done: 0, total: k * (rounds + 1) + (remoteMerge ? 1 : 0),
-      shards: plan.shards.map((s) => ({ index: s.index, taskId: "", nodeId: s.nodeId, start: s.start, end: s.end, state: "queued", processingMs: 0, queuedMs: 0, attempts: 0 })),
-      global: undefined, mergeMs: 0,
+      clusterId: plan.clusterId,
+      reason: plan.reason,
+      prepareRounds: rounds,
+      remoteMerge,
+      phase: rounds > 0 ? "prepare" : "partial",
+      round: 0,
+      done: 0,
+      total: k * (rounds + 1) + (remoteMerge ? 1 : 0),
+      shards: plan.shards.map((s) => ({
+        index: s.index,
+        taskId: "",
+        nodeId: s.nodeId,
+        start: s.start,
+        end: s.end,
+        state: "queued",
+        processingMs: 0,
+        queuedMs: 0,
+        attempts: 0,
+      })),
+      global: undefined,
+      mergeMs: 0,
     };
     const now = this.d.now();
     this.d.tasks.applySplit(t.id, "dispatched", (x) => {
@@ -139,7 +162,10 @@ export class ShardDriver {
       x.assignedCluster = plan.clusterId;
       x.queuedMs += Math.max(0, now - x.queuedAt);
     });
-    this.d.log.info({ task: t.id, mode: t.spec.mode, cluster: plan.clusterId, shards: plan.shards.map((s) => `${s.nodeId}[${s.start},${s.end})`), reason: plan.reason }, "split task into shards");
+    this.d.log.info(
+      { task: t.id, mode: t.spec.mode, cluster: plan.clusterId, shards: plan.shards.map((s) => `${s.nodeId}[${s.start},${s.end})`), reason: plan.reason },
+      "split task into shards",
+    );
     this.launch(t.id, split.phase as ShardPhase, 0, undefined);
   }
 
@@ -154,7 +180,18 @@ export class ShardDriver {
       return {
         spec: shardSpec(base, split.clusterId, `${base.name}#${label}.${s.index}`, data.input, data.series),
         idempotencyKey: "",
-        shard: { parentId, index: s.index, count: split.shards.length, start: s.start, end: s.end, offset: offsetOf(data.input), phase, round, global, preferNode: s.nodeId },
+        shard: {
+          parentId,
+          index: s.index,
+          count: split.shards.length,
+          start: s.start,
+          end: s.end,
+          offset: offsetOf(data.input),
+          phase,
+          round,
+          global,
+          preferNode: s.nodeId,
+        },
       };
     });
     this.submitRound(parentId, phase, round, items);
@@ -261,7 +298,10 @@ export class ShardDriver {
       });
       this.d.log.info({ task: parent.id, shards: split.shards.length, mergeMs: Math.round((performance.now() - t0) * 1000) / 1000 }, "merged shard results");
     } catch (err) {
-      this.fail(parent.id, `${split.phase === "prepare" ? `combining prepare round ${split.round}` : "merging shard results"} failed: ${(err as Error).message}`);
+      this.fail(
+        parent.id,
+        `${split.phase === "prepare" ? `combining prepare round ${split.round}` : "merging shard results"} failed: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -270,11 +310,19 @@ export class ShardDriver {
     this.d.tasks.applySplit(parentId, undefined, (x) => {
       const s = x.split!;
       x.split = {
-        ...s, global, mergeMs: s.mergeMs + mergeMs,
+        ...s,
+        global,
+        mergeMs: s.mergeMs + mergeMs,
         shards: s.shards.map((sh, i) => {
           const t = shardTasks[i];
           const ok = t.attempts.find((at) => at.outcome === "succeeded");
-          return { ...sh, nodeId: t.assignedNode || sh.nodeId, processingMs: sh.processingMs + (ok?.processingMs ?? 0), queuedMs: sh.queuedMs + t.queuedMs, attempts: sh.attempts + t.attempts.length };
+          return {
+            ...sh,
+            nodeId: t.assignedNode || sh.nodeId,
+            processingMs: sh.processingMs + (ok?.processingMs ?? 0),
+            queuedMs: sh.queuedMs + t.queuedMs,
+            attempts: sh.attempts + t.attempts.length,
+          };
         }),
       };
     });

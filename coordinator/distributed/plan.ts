@@ -17,7 +17,10 @@ export interface SplitPlanOptions {
 }
 
 export const DEFAULT_SPLIT_OPTIONS: Readonly<SplitPlanOptions> = {
-  healthThreshold: 0.7, pointsPerCoreMs: 10_000, shardOverheadMs: 15, maxShards: 64,
+  healthThreshold: 0.7,
+  pointsPerCoreMs: 10_000,
+  shardOverheadMs: 15,
+  maxShards: 64,
 };
 
 export interface SplitRequest {
@@ -44,9 +47,7 @@ export interface PlannedShard {
   end: number;
 }
 
-export type SplitPlan =
-  | { type: "planned"; clusterId: string; reason: string; shards: PlannedShard[] }
-  | { type: "wait"; reason: string };
+export type SplitPlan = { type: "planned"; clusterId: string; reason: string; shards: PlannedShard[] } | { type: "wait"; reason: string };
 
 /** Speed of a node in points per ms: its free cores, at most one (a shard runs on one worker thread). */
 function rate(n: NodeView, o: SplitPlanOptions): number {
@@ -104,7 +105,12 @@ export function apportion(n: number, weights: readonly number[]): number[] {
  * DISTRIBUTED. Without a device node in the cluster, HYBRID spreads like DISTRIBUTED.
  * "wait" when no node can take a shard now; the caller tries again on the next placement pass.
  */
-export function planSplit(r: SplitRequest, nodes: readonly NodeView[], clusters: readonly ClusterView[], o: SplitPlanOptions = DEFAULT_SPLIT_OPTIONS): SplitPlan {
+export function planSplit(
+  r: SplitRequest,
+  nodes: readonly NodeView[],
+  clusters: readonly ClusterView[],
+  o: SplitPlanOptions = DEFAULT_SPLIT_OPTIONS,
+): SplitPlan {
   if (!(r.length >= 1)) return { type: "wait", reason: "the input has no points to split" };
   const healthy = new Set(clusters.filter((c) => c.health >= o.healthThreshold).map((c) => c.id));
   const target = targetCluster(r, nodes, healthy);
@@ -115,15 +121,16 @@ export function planSplit(r: SplitRequest, nodes: readonly NodeView[], clusters:
   const withSlot = serving.filter((n) => n.inFlight < n.maxConcurrent);
   const pool = (withSlot.length > 0 ? withSlot : serving).slice().sort((a, b) => rate(b, o) - rate(a, o) || (a.id < b.id ? -1 : 1));
 
-  const device = r.mode === "hybrid" && r.deviceId
-    ? serving.filter((n) => n.deviceIds.has(r.deviceId)).sort((a, b) => (a.id < b.id ? -1 : 1))[0]
-    : undefined;
+  const device = r.mode === "hybrid" && r.deviceId ? serving.filter((n) => n.deviceIds.has(r.deviceId)).sort((a, b) => (a.id < b.id ? -1 : 1))[0] : undefined;
   const cap = Math.max(1, Math.min(o.maxShards, r.maxShards ?? Infinity));
   const k = Math.max(1, Math.min(pool.length, cap, r.length));
 
   if (!device) {
     const chosen = pool.slice(0, k);
-    const sizes = apportion(r.length, chosen.map((n) => rate(n, o)));
+    const sizes = apportion(
+      r.length,
+      chosen.map((n) => rate(n, o)),
+    );
     const lead = r.mode === "hybrid" ? `hybrid: device ${r.deviceId || "(none)"} has no node in ${target.id}; spread` : "distributed";
     return planned(target.id, `${lead}: ${target.why}; ${chosen.length} node(s) sized by free cpu`, chosen, sizes);
   }
@@ -145,11 +152,20 @@ export function planSplit(r: SplitRequest, nodes: readonly NodeView[], clusters:
     rest = 0;
   }
   if (rest === 0) used = [];
-  const sizes = [deviceShare, ...(used.length > 0 ? apportion(rest, used.map((n) => rate(n, o))) : [])];
+  const sizes = [
+    deviceShare,
+    ...(used.length > 0
+      ? apportion(
+          rest,
+          used.map((n) => rate(n, o)),
+        )
+      : []),
+  ];
   const pct = Math.round((100 * deviceShare) / r.length);
-  const why = used.length === 0
-    ? `hybrid: device ${r.deviceId}'s node ${device.id} takes all ${r.length} points (too few to pay for spreading)`
-    : `hybrid: device ${r.deviceId}'s node ${device.id} takes ${pct}% (no shard overhead); ${used.length} more node(s) sized by free cpu`;
+  const why =
+    used.length === 0
+      ? `hybrid: device ${r.deviceId}'s node ${device.id} takes all ${r.length} points (too few to pay for spreading)`
+      : `hybrid: device ${r.deviceId}'s node ${device.id} takes ${pct}% (no shard overhead); ${used.length} more node(s) sized by free cpu`;
   return planned(target.id, why, [device, ...used], sizes);
 }
 

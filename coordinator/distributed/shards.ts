@@ -6,8 +6,7 @@ import type { JsonValue, NumericSeries, TaskSpec } from "../tasks/types.js";
 
 const DATA_FIELDS = new Set(["values", "timestamps", "samples", "indexOffset"]);
 
-const asObject = (j: JsonValue | undefined): Record<string, JsonValue> =>
-  j !== null && typeof j === "object" && !Array.isArray(j) ? j : {};
+const asObject = (j: JsonValue | undefined): Record<string, JsonValue> => (j !== null && typeof j === "object" && !Array.isArray(j) ? j : {});
 
 /** Points a task's input holds: its packed series, else JSON `values`, else JSON `samples`; undefined when none. */
 export function inputLength(spec: Pick<TaskSpec, "input" | "series">): number | undefined {

@@ -10,8 +10,8 @@ export function checkSplittable(spec: TaskSpec, distributable: ReadonlySet<strin
   if (!distributable.has(spec.handler)) {
     throw new InvalidArgumentError(
       `${field}.handler: "${spec.handler}" cannot run in PROCESSING_MODE_${mode}: it exports no merge function, so shard results cannot be combined; ` +
-      `export merge(partials) from the handler module, or submit with PROCESSING_MODE_LOCAL or PROCESSING_MODE_CLOUD_FALLBACK ` +
-      `(distributable handlers: ${[...distributable].sort().join(", ")})`,
+        `export merge(partials) from the handler module, or submit with PROCESSING_MODE_LOCAL or PROCESSING_MODE_CLOUD_FALLBACK ` +
+        `(distributable handlers: ${[...distributable].sort().join(", ")})`,
     );
   }
   const n = inputLength(spec);

@@ -5,26 +5,48 @@ import { PRIORITIES, type Priority } from "../tasks/types.js";
 import type { ClusterRecord, NodeRegistry, NodeState } from "./registry.js";
 
 export interface ClusterFigures {
-  totalCpu: number; freeCpu: number; totalMem: number; freeMem: number;
-  nodes: number; ready: number; health: number; utilization: number; latencyMs: number;
+  totalCpu: number;
+  freeCpu: number;
+  totalMem: number;
+  freeMem: number;
+  nodes: number;
+  ready: number;
+  health: number;
+  utilization: number;
+  latencyMs: number;
 }
 
 /** A cluster's figures, all from its nodes' heartbeats: never declared numbers. */
 export function clusterFigures(c: ClusterRecord, reg: NodeRegistry): ClusterFigures {
   const nodes = reg.nodesOf(c.id);
   const ready = nodes.filter((n) => n.state === "ready" || n.state === "draining");
-  let totalCpu = 0, freeCpu = 0, totalMem = 0, freeMem = 0, rtt = 0;
+  let totalCpu = 0,
+    freeCpu = 0,
+    totalMem = 0,
+    freeMem = 0,
+    rtt = 0;
   for (const n of ready) {
     const f = reg.free(n);
-    totalCpu += n.totalCpuMillis; freeCpu += f.cpuMillis; totalMem += n.totalMemoryBytes; freeMem += f.memoryBytes; rtt += n.rttMs;
+    totalCpu += n.totalCpuMillis;
+    freeCpu += f.cpuMillis;
+    totalMem += n.totalMemoryBytes;
+    freeMem += f.memoryBytes;
+    rtt += n.rttMs;
   }
   const slots = ready.reduce((a, n) => a + n.maxConcurrent, 0);
   const used = ready.reduce((a, n) => a + n.reservations.size, 0);
   // Utilization: the larger of slot use and measured cpu use, so a cluster busy with other work shows it.
   const utilization = ready.length === 0 ? 0 : Math.max(slots ? used / slots : 0, totalCpu ? 1 - freeCpu / totalCpu : 0);
   return {
-    totalCpu, freeCpu, totalMem, freeMem, nodes: nodes.length, ready: ready.length,
-    health: reg.health(c.id), utilization: Math.min(1, Math.max(0, utilization)), latencyMs: ready.length ? rtt / ready.length : 0,
+    totalCpu,
+    freeCpu,
+    totalMem,
+    freeMem,
+    nodes: nodes.length,
+    ready: ready.length,
+    health: reg.health(c.id),
+    utilization: Math.min(1, Math.max(0, utilization)),
+    latencyMs: ready.length ? rtt / ready.length : 0,
   };
 }
 
@@ -46,7 +68,10 @@ export interface FleetStatus {
 
 export function fleetStatus(reg: NodeRegistry, c: TaskCounters, healthThreshold: number): FleetStatus {
   const nodes = reg.listNodes();
-  let totalCpu = 0, freeCpu = 0, slots = 0, used = 0;
+  let totalCpu = 0,
+    freeCpu = 0,
+    slots = 0,
+    used = 0;
   for (const n of nodes) {
     if (n.state !== "ready" && n.state !== "draining") continue;
     totalCpu += n.totalCpuMillis;

@@ -7,7 +7,11 @@ import type { Tier } from "../tasks/types.js";
 /** Node lifecycle: ready ⇄ disconnected → down; ready → draining → drained; any → ready on re-register. */
 export type NodeState = "ready" | "disconnected" | "down" | "draining" | "drained";
 
-export interface NodeTransition { state: NodeState; at: number; reason: string }
+export interface NodeTransition {
+  state: NodeState;
+  at: number;
+  reason: string;
+}
 
 export interface Reservation {
   taskId: string;
@@ -121,9 +125,26 @@ export class NodeRegistry {
     if (!n) {
       const tier = this.clusters.get(clusterId)?.tier ?? "edge";
       n = {
-        id: nodeId, clusterId, tier, labels: {}, deviceIds: new Set(), handlers: new Set(), totalCpuMillis: 0, totalMemoryBytes: 0,
-        maxConcurrent: 1, state: "disconnected", history: [], sessionId: "", address: "", lastSeenMono: this.clock.mono(),
-        lastHeartbeatAt: 0, reportedFreeCpuMillis: 0, reportedFreeMemoryBytes: 0, load: 0, rttMs: 0, reservations: new Map(),
+        id: nodeId,
+        clusterId,
+        tier,
+        labels: {},
+        deviceIds: new Set(),
+        handlers: new Set(),
+        totalCpuMillis: 0,
+        totalMemoryBytes: 0,
+        maxConcurrent: 1,
+        state: "disconnected",
+        history: [],
+        sessionId: "",
+        address: "",
+        lastSeenMono: this.clock.mono(),
+        lastHeartbeatAt: 0,
+        reportedFreeCpuMillis: 0,
+        reportedFreeMemoryBytes: 0,
+        load: 0,
+        rttMs: 0,
+        reservations: new Map(),
         disconnectedAtMono: this.clock.mono(),
       };
       n.history.push({ state: "disconnected", at: this.clock.wall(), reason: "coordinator restarted; waiting for the agent to reconnect" });
@@ -137,9 +158,7 @@ export class NodeRegistry {
     if (!ID_PATTERN.test(id)) throw new InvalidArgumentError(`cluster_id "${id}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
     const existing = this.clusters.get(id);
     if (existing?.declared) throw new AlreadyExistsError(`cluster ${id} is already registered`);
-    const c: ClusterRecord = existing
-      ? { ...existing, tier, labels, declared: true }
-      : { id, tier, labels, declared: true, createdAt: this.clock.wall() };
+    const c: ClusterRecord = existing ? { ...existing, tier, labels, declared: true } : { id, tier, labels, declared: true, createdAt: this.clock.wall() };
     this.clusters.set(id, c);
     this.onCluster(c);
     return c;
@@ -147,9 +166,12 @@ export class NodeRegistry {
 
   /** Registers (or re-registers) a node after its stream sends Register. */
   registerNode(info: RegisterInfo): NodeRecord {
-    if (!info.nodeId || !ID_PATTERN.test(info.nodeId)) throw new InvalidArgumentError(`register.node_id "${info.nodeId}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
-    if (!info.clusterId || !ID_PATTERN.test(info.clusterId)) throw new InvalidArgumentError(`register.cluster_id "${info.clusterId}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
-    if (!(info.totalCpuMillis > 0) || !(info.totalMemoryBytes > 0)) throw new InvalidArgumentError("register: total_cpu_millis and total_memory_bytes must be positive");
+    if (!info.nodeId || !ID_PATTERN.test(info.nodeId))
+      throw new InvalidArgumentError(`register.node_id "${info.nodeId}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
+    if (!info.clusterId || !ID_PATTERN.test(info.clusterId))
+      throw new InvalidArgumentError(`register.cluster_id "${info.clusterId}" is not valid: use 1-128 of A-Z a-z 0-9 . _ : @ / -`);
+    if (!(info.totalCpuMillis > 0) || !(info.totalMemoryBytes > 0))
+      throw new InvalidArgumentError("register: total_cpu_millis and total_memory_bytes must be positive");
     if (!this.clusters.has(info.clusterId)) {
       const c: ClusterRecord = { id: info.clusterId, tier: info.tier, labels: {}, declared: false, createdAt: this.clock.wall() };
       this.clusters.set(info.clusterId, c);
@@ -157,14 +179,28 @@ export class NodeRegistry {
     }
     const prev = this.nodes.get(info.nodeId);
     const node: NodeRecord = {
-      id: info.nodeId, clusterId: info.clusterId, tier: info.tier, labels: info.labels,
-      deviceIds: new Set(info.deviceIds), handlers: new Set(info.handlers), distributable: new Set(info.distributable ?? []),
-      totalCpuMillis: info.totalCpuMillis, totalMemoryBytes: info.totalMemoryBytes,
+      id: info.nodeId,
+      clusterId: info.clusterId,
+      tier: info.tier,
+      labels: info.labels,
+      deviceIds: new Set(info.deviceIds),
+      handlers: new Set(info.handlers),
+      distributable: new Set(info.distributable ?? []),
+      totalCpuMillis: info.totalCpuMillis,
+      totalMemoryBytes: info.totalMemoryBytes,
       maxConcurrent: Math.max(1, info.maxConcurrent),
-      state: "ready", history: prev?.history ?? [], sessionId: info.sessionId, address: info.address,
-      lastSeenMono: this.clock.mono(), lastHeartbeatAt: this.clock.wall(),
-      reportedFreeCpuMillis: info.freeCpuMillis, reportedFreeMemoryBytes: info.freeMemoryBytes,
-      load: 0, rttMs: prev?.rttMs ?? 0, reservations: prev?.reservations ?? new Map(), disconnectedAtMono: 0,
+      state: "ready",
+      history: prev?.history ?? [],
+      sessionId: info.sessionId,
+      address: info.address,
+      lastSeenMono: this.clock.mono(),
+      lastHeartbeatAt: this.clock.wall(),
+      reportedFreeCpuMillis: info.freeCpuMillis,
+      reportedFreeMemoryBytes: info.freeMemoryBytes,
+      load: 0,
+      rttMs: prev?.rttMs ?? 0,
+      reservations: prev?.reservations ?? new Map(),
+      disconnectedAtMono: 0,
     };
     if (prev) for (const d of prev.deviceIds) if (this.devices.get(d) === prev.id) this.devices.delete(d);
     for (const d of node.deviceIds) this.devices.set(d, node.id);

@@ -14,7 +14,9 @@ export class Admission {
   admit(connection: string): () => void {
     const n = this.inFlight.get(connection) ?? 0;
     if (this.perConnection > 0 && n >= this.perConnection) {
-      throw new ResourceExhaustedError(`this connection has ${n} calls in flight, the most the coordinator takes at once from one connection (--max-calls-per-connection); wait for answers before sending more, or submit many tasks per SubmitTasks call`);
+      throw new ResourceExhaustedError(
+        `this connection has ${n} calls in flight, the most the coordinator takes at once from one connection (--max-calls-per-connection); wait for answers before sending more, or submit many tasks per SubmitTasks call`,
+      );
     }
     this.inFlight.set(connection, n + 1);
     let done = false;

@@ -34,7 +34,10 @@ export function agentServiceImpl(d: AgentServiceDeps): ServiceImpl<typeof AgentS
       const first = await it.next();
       if (first.done) return;
       if (first.value.msg.case !== "register") {
-        throw new RpcStatusError(status.FAILED_PRECONDITION, `the first message on AgentService.Connect must be register, got ${first.value.msg.case ?? "an empty message"}`);
+        throw new RpcStatusError(
+          status.FAILED_PRECONDITION,
+          `the first message on AgentService.Connect must be register, got ${first.value.msg.case ?? "an empty message"}`,
+        );
       }
       const reg = first.value.msg.value;
       // The node id and cluster are the certificate's; a Register claiming others is PERMISSION_DENIED.

@@ -3,9 +3,23 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
-  CreateTokenResponseSchema, EnrolmentService, EnrolResponseSchema, GetCertificateAuthorityResponseSchema, ListNodeIdentitiesResponseSchema,
-  ListTokensResponseSchema, NodeIdentityService, NodeIdentitySchema, RevokeNodeResponseSchema, RevokeTokenResponseSchema, Role as PbRole,
-  TokenKind as PbTokenKind, TokenSchema, TokenService, type NodeIdentity, type Quota, type Token,
+  CreateTokenResponseSchema,
+  EnrolmentService,
+  EnrolResponseSchema,
+  GetCertificateAuthorityResponseSchema,
+  ListNodeIdentitiesResponseSchema,
+  ListTokensResponseSchema,
+  NodeIdentityService,
+  NodeIdentitySchema,
+  RevokeNodeResponseSchema,
+  RevokeTokenResponseSchema,
+  Role as PbRole,
+  TokenKind as PbTokenKind,
+  TokenSchema,
+  TokenService,
+  type NodeIdentity,
+  type Quota,
+  type Token,
 } from "../../gen/edgeplane/v1/auth_pb.js";
 import { durationToMillis } from "../../lib/duration.js";
 import { InvalidArgumentError } from "../errors.js";
@@ -23,7 +37,10 @@ export interface AuthServiceDeps {
 }
 
 const ROLE_FROM_PB: Partial<Record<PbRole, Role>> = {
-  [PbRole.VIEWER]: "viewer", [PbRole.SUBMITTER]: "submitter", [PbRole.OPERATOR]: "operator", [PbRole.ADMIN]: "admin",
+  [PbRole.VIEWER]: "viewer",
+  [PbRole.SUBMITTER]: "submitter",
+  [PbRole.OPERATOR]: "operator",
+  [PbRole.ADMIN]: "admin",
 };
 const ROLE_TO_PB: Record<Role, PbRole> = { viewer: PbRole.VIEWER, submitter: PbRole.SUBMITTER, operator: PbRole.OPERATOR, admin: PbRole.ADMIN };
 
@@ -35,8 +52,11 @@ export function enrolmentServiceImpl(d: AuthServiceDeps): ServiceImpl<typeof Enr
     async enrol(req, ctx) {
       const issued = await d.identities.enrol(ctx.principal, { csrPem: req.csrPem, nodeId: req.nodeId, clusterId: req.clusterId });
       return create(EnrolResponseSchema, {
-        certificatePem: issued.certificatePem, caPem: issued.caPem, notAfter: timestampFromMs(issued.notAfter),
-        nodeId: issued.nodeId, clusterId: issued.clusterId,
+        certificatePem: issued.certificatePem,
+        caPem: issued.caPem,
+        notAfter: timestampFromMs(issued.notAfter),
+        nodeId: issued.nodeId,
+        clusterId: issued.clusterId,
       });
     },
   };
@@ -47,16 +67,28 @@ export function tokenServiceImpl(d: AuthServiceDeps): ServiceImpl<typeof TokenSe
     async createToken(req, ctx) {
       let kind: "join" | "api";
       switch (req.kind) {
-        case PbTokenKind.JOIN: kind = "join"; break;
-        case PbTokenKind.API: kind = "api"; break;
-        case PbTokenKind.UNSPECIFIED: throw new InvalidArgumentError("kind is required: TOKEN_KIND_JOIN (enrols agents of a cluster) or TOKEN_KIND_API (a client with a role)");
-        default: throw new InvalidArgumentError(`kind: unknown token kind ${req.kind as number}`);
+        case PbTokenKind.JOIN:
+          kind = "join";
+          break;
+        case PbTokenKind.API:
+          kind = "api";
+          break;
+        case PbTokenKind.UNSPECIFIED:
+          throw new InvalidArgumentError("kind is required: TOKEN_KIND_JOIN (enrols agents of a cluster) or TOKEN_KIND_API (a client with a role)");
+        default:
+          throw new InvalidArgumentError(`kind: unknown token kind ${req.kind as number}`);
       }
       const role = req.role === PbRole.UNSPECIFIED ? undefined : ROLE_FROM_PB[req.role];
       if (req.role !== PbRole.UNSPECIFIED && !role) throw new InvalidArgumentError(`role: unknown role ${req.role as number}`);
       const { token, text } = d.tokens.create({
-        kind, role, clusters: req.clusters, ttlMs: req.ttl ? durationToMillis(req.ttl) : undefined, maxUses: req.maxUses,
-        description: req.description, quota: quotaFromPb(req.quota), createdBy: ctx.principal.id,
+        kind,
+        role,
+        clusters: req.clusters,
+        ttlMs: req.ttl ? durationToMillis(req.ttl) : undefined,
+        maxUses: req.maxUses,
+        description: req.description,
+        quota: quotaFromPb(req.quota),
+        createdBy: ctx.principal.id,
       });
       return create(CreateTokenResponseSchema, { token: tokenToPb(token), secret: text });
     },
@@ -95,12 +127,21 @@ function quotaFromPb(q: Quota | undefined): QuotaLimits {
 
 function tokenToPb(t: TokenRecord): Token {
   return create(TokenSchema, {
-    id: t.id, kind: t.kind === "join" ? PbTokenKind.JOIN : PbTokenKind.API, role: t.role ? ROLE_TO_PB[t.role] : PbRole.UNSPECIFIED,
-    clusters: t.clusters, description: t.description, createdAt: timestampFromMs(t.createdAt),
-    expiresAt: t.expiresAt === undefined ? undefined : timestampFromMs(t.expiresAt), maxUses: t.maxUses, uses: t.uses,
-    revokedAt: t.revokedAt === undefined ? undefined : timestampFromMs(t.revokedAt), createdBy: t.createdBy,
+    id: t.id,
+    kind: t.kind === "join" ? PbTokenKind.JOIN : PbTokenKind.API,
+    role: t.role ? ROLE_TO_PB[t.role] : PbRole.UNSPECIFIED,
+    clusters: t.clusters,
+    description: t.description,
+    createdAt: timestampFromMs(t.createdAt),
+    expiresAt: t.expiresAt === undefined ? undefined : timestampFromMs(t.expiresAt),
+    maxUses: t.maxUses,
+    uses: t.uses,
+    revokedAt: t.revokedAt === undefined ? undefined : timestampFromMs(t.revokedAt),
+    createdBy: t.createdBy,
     quota: {
-      maxActiveTasks: t.quota.maxActiveTasks ?? 0, submitRate: t.quota.submitRate ?? 0, submitBurst: t.quota.submitBurst ?? 0,
+      maxActiveTasks: t.quota.maxActiveTasks ?? 0,
+      submitRate: t.quota.submitRate ?? 0,
+      submitBurst: t.quota.submitBurst ?? 0,
       maxInputBytes: BigInt(t.quota.maxInputBytes ?? 0),
     },
   });
@@ -108,8 +149,13 @@ function tokenToPb(t: TokenRecord): Token {
 
 function nodeIdentityToPb(n: NodeIdentityRecord): NodeIdentity {
   return create(NodeIdentitySchema, {
-    nodeId: n.nodeId, clusterId: n.clusterId, serial: n.serial, notAfter: timestampFromMs(n.notAfter), enrolledAt: timestampFromMs(n.enrolledAt),
+    nodeId: n.nodeId,
+    clusterId: n.clusterId,
+    serial: n.serial,
+    notAfter: timestampFromMs(n.notAfter),
+    enrolledAt: timestampFromMs(n.enrolledAt),
     renewedAt: n.renewedAt === undefined ? undefined : timestampFromMs(n.renewedAt),
-    revokedAt: n.revokedAt === undefined ? undefined : timestampFromMs(n.revokedAt), tokenId: n.tokenId,
+    revokedAt: n.revokedAt === undefined ? undefined : timestampFromMs(n.revokedAt),
+    tokenId: n.tokenId,
   });
 }

@@ -4,8 +4,12 @@ import { durationFromMillis } from "../../lib/duration.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
-  ClusterService, RegisterClusterResponseSchema, ListClustersResponseSchema, ListNodesResponseSchema,
-  DrainNodeResponseSchema, GetStatusResponseSchema,
+  ClusterService,
+  RegisterClusterResponseSchema,
+  ListClustersResponseSchema,
+  ListNodesResponseSchema,
+  DrainNodeResponseSchema,
+  GetStatusResponseSchema,
 } from "../../gen/edgeplane/v1/cluster_pb.js";
 import type { CoordinatorConfig } from "../config.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
@@ -74,7 +78,11 @@ export function clusterServiceImpl(d: ClusterServiceDeps): ServiceImpl<typeof Cl
         peakTaskMemoryBytes: BigInt(c.peakMemoryBytes),
         clusterUtilization: f.utilization,
         clusterHealth: f.clusterHealth.map(({ cluster, figures, acceptingWork }) => ({
-          clusterId: cluster.id, tier: tierToPb(cluster.tier), health: figures.health, utilization: figures.utilization, acceptingWork,
+          clusterId: cluster.id,
+          tier: tierToPb(cluster.tier),
+          health: figures.health,
+          utilization: figures.utilization,
+          acceptingWork,
         })),
         startedAt: timestampFromMs(d.startedAt),
         preemptions: BigInt(c.preemptions),

@@ -2,18 +2,37 @@
 // only module besides the services that imports generated code; it never holds state and decides nothing.
 import { durationFromMillis, durationToMillis } from "../../lib/duration.js";
 import { create, toBinary, toJson, fromJson, type JsonValue as PbJson } from "@bufbuild/protobuf";
+import { durationMs, timestampFromMs, timestampMs, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import {
-  durationMs, timestampFromMs, timestampMs, ValueSchema, type Value,
-} from "@bufbuild/protobuf/wkt";
-import {
-  AttemptOutcome as PbOutcome, NodeState as PbNodeState, Priority as PbPriority, ProcessingMode as PbMode,
-  TaskState as PbTaskState, Tier as PbTier, TaskSchema, TaskAttemptSchema, NumericSeriesSchema, ShardSummarySchema,
-  type Task as PbTask, type TaskSpec as PbTaskSpec, type NumericSeries as PbSeries,
+  AttemptOutcome as PbOutcome,
+  NodeState as PbNodeState,
+  Priority as PbPriority,
+  ProcessingMode as PbMode,
+  TaskState as PbTaskState,
+  Tier as PbTier,
+  TaskSchema,
+  TaskAttemptSchema,
+  NumericSeriesSchema,
+  ShardSummarySchema,
+  type Task as PbTask,
+  type TaskSpec as PbTaskSpec,
+  type NumericSeries as PbSeries,
 } from "../../gen/edgeplane/v1/types_pb.js";
 import {
-  CancelSchema, ConnectResponseSchema, CoordinatorBatchSchema, DispatchSchema, ResultAckSchema, ShardContextSchema, ShardPhase as PbShardPhase,
-  type ConnectRequest as PbConnectRequest, type ConnectResponse as PbConnectResponse, type CoordinatorBatch as PbCoordinatorBatch,
-  type Dispatch as PbDispatch, type Register as PbRegister, type ShardContext as PbShardContext, type TaskResult as PbTaskResult,
+  CancelSchema,
+  ConnectResponseSchema,
+  CoordinatorBatchSchema,
+  DispatchSchema,
+  ResultAckSchema,
+  ShardContextSchema,
+  ShardPhase as PbShardPhase,
+  type ConnectRequest as PbConnectRequest,
+  type ConnectResponse as PbConnectResponse,
+  type CoordinatorBatch as PbCoordinatorBatch,
+  type Dispatch as PbDispatch,
+  type Register as PbRegister,
+  type ShardContext as PbShardContext,
+  type TaskResult as PbTaskResult,
 } from "../../gen/edgeplane/v1/agent_pb.js";
 import { ClusterSchema, NodeSchema, type Cluster as PbCluster, type Node as PbNode } from "../../gen/edgeplane/v1/cluster_pb.js";
 import { InvalidArgumentError } from "../errors.js";
@@ -24,30 +43,59 @@ import { reservationKey, type ClusterRecord, type NodeRecord, type NodeRegistry,
 import type { AttemptReport } from "../tasks/task-manager.js";
 import type { SpecDraft } from "../tasks/validate.js";
 import type {
-  AttemptOutcome, JsonValue, NumericSeries, Priority, ProcessingMode, ShardAssignment, ShardPhase, TaskRecord, TaskState, Tier,
+  AttemptOutcome,
+  JsonValue,
+  NumericSeries,
+  Priority,
+  ProcessingMode,
+  ShardAssignment,
+  ShardPhase,
+  TaskRecord,
+  TaskState,
+  Tier,
 } from "../tasks/types.js";
 
 const PRIORITY: Record<number, Priority> = {
-  [PbPriority.CRITICAL]: "critical", [PbPriority.HIGH]: "high", [PbPriority.NORMAL]: "normal",
-  [PbPriority.LOW]: "low", [PbPriority.BACKGROUND]: "background",
+  [PbPriority.CRITICAL]: "critical",
+  [PbPriority.HIGH]: "high",
+  [PbPriority.NORMAL]: "normal",
+  [PbPriority.LOW]: "low",
+  [PbPriority.BACKGROUND]: "background",
 };
 const MODE: Record<number, ProcessingMode> = {
-  [PbMode.LOCAL]: "local", [PbMode.DISTRIBUTED]: "distributed", [PbMode.HYBRID]: "hybrid", [PbMode.CLOUD_FALLBACK]: "cloud_fallback",
+  [PbMode.LOCAL]: "local",
+  [PbMode.DISTRIBUTED]: "distributed",
+  [PbMode.HYBRID]: "hybrid",
+  [PbMode.CLOUD_FALLBACK]: "cloud_fallback",
 };
 const STATE: Record<TaskState, PbTaskState> = {
-  queued: PbTaskState.QUEUED, dispatched: PbTaskState.DISPATCHED, running: PbTaskState.RUNNING,
-  succeeded: PbTaskState.SUCCEEDED, failed: PbTaskState.FAILED, cancelled: PbTaskState.CANCELLED, expired: PbTaskState.EXPIRED,
+  queued: PbTaskState.QUEUED,
+  dispatched: PbTaskState.DISPATCHED,
+  running: PbTaskState.RUNNING,
+  succeeded: PbTaskState.SUCCEEDED,
+  failed: PbTaskState.FAILED,
+  cancelled: PbTaskState.CANCELLED,
+  expired: PbTaskState.EXPIRED,
 };
 const OUTCOME_TO_PB: Record<AttemptOutcome, PbOutcome> = {
-  succeeded: PbOutcome.SUCCEEDED, failed: PbOutcome.FAILED, cancelled: PbOutcome.CANCELLED, timed_out: PbOutcome.TIMED_OUT,
+  succeeded: PbOutcome.SUCCEEDED,
+  failed: PbOutcome.FAILED,
+  cancelled: PbOutcome.CANCELLED,
+  timed_out: PbOutcome.TIMED_OUT,
 };
 const NODE_STATE: Record<NodeState, PbNodeState> = {
-  ready: PbNodeState.READY, disconnected: PbNodeState.DISCONNECTED, down: PbNodeState.DOWN,
-  draining: PbNodeState.DRAINING, drained: PbNodeState.DRAINED,
+  ready: PbNodeState.READY,
+  disconnected: PbNodeState.DISCONNECTED,
+  down: PbNodeState.DOWN,
+  draining: PbNodeState.DRAINING,
+  drained: PbNodeState.DRAINED,
 };
 
 const enumNames = (e: Record<string, string | number>, prefix: string): string =>
-  Object.entries(e).filter(([k, v]) => typeof v === "number" && v !== 0 && !/^\d/.test(k)).map(([k]) => prefix + k).join(", ");
+  Object.entries(e)
+    .filter(([k, v]) => typeof v === "number" && v !== 0 && !/^\d/.test(k))
+    .map(([k]) => prefix + k)
+    .join(", ");
 
 export function priorityFromPb(p: PbPriority, field: string): Priority {
   const v = PRIORITY[p];
@@ -143,7 +191,10 @@ function valueNodes(v: Value, cap: number): number {
 }
 
 export function draftFromPb(spec: PbTaskSpec | undefined, inputBytes: number, field = "task"): SpecDraft {
-  if (!spec) throw new InvalidArgumentError(`${field} is required: give the task to run, e.g. {"task": {"handler": "stats", "priority": "PRIORITY_NORMAL", "processingMode": "PROCESSING_MODE_LOCAL", "input": {"values": [1, 2, 3]}}}`);
+  if (!spec)
+    throw new InvalidArgumentError(
+      `${field} is required: give the task to run, e.g. {"task": {"handler": "stats", "priority": "PRIORITY_NORMAL", "processingMode": "PROCESSING_MODE_LOCAL", "input": {"values": [1, 2, 3]}}}`,
+    );
   return {
     name: spec.name,
     handler: spec.handler,
@@ -176,12 +227,20 @@ export function taskToPb(t: TaskRecord, opts: { withInput: boolean } = { withInp
   const pb = create(TaskSchema, {
     id: t.id,
     spec: {
-      name: s.name, handler: s.handler, deviceId: s.deviceId, priority: priorityToPb(s.priority),
+      name: s.name,
+      handler: s.handler,
+      deviceId: s.deviceId,
+      priority: priorityToPb(s.priority),
       processingMode: modeToPb(s.mode),
-      input: opts.withInput ? jsonToValue(s.input) : undefined, series: opts.withInput ? seriesToPb(s.series) : undefined,
-      requiredMemoryBytes: BigInt(s.memoryBytes), requiredCpuMillis: s.cpuMillis,
+      input: opts.withInput ? jsonToValue(s.input) : undefined,
+      series: opts.withInput ? seriesToPb(s.series) : undefined,
+      requiredMemoryBytes: BigInt(s.memoryBytes),
+      requiredCpuMillis: s.cpuMillis,
       estimatedComputeTime: s.estimatedMs ? durationFromMillis(s.estimatedMs) : undefined,
-      deadline: ts(s.deadline), maxRetries: s.maxRetries, clusterId: s.clusterId, labels: s.labels,
+      deadline: ts(s.deadline),
+      maxRetries: s.maxRetries,
+      clusterId: s.clusterId,
+      labels: s.labels,
       disconnectWindow: s.disconnectWindowMs === undefined ? undefined : durationFromMillis(s.disconnectWindowMs),
     },
     state: STATE[t.state],
@@ -193,13 +252,21 @@ export function taskToPb(t: TaskRecord, opts: { withInput: boolean } = { withInp
     createdAt: ts(t.createdAt),
     updatedAt: ts(t.updatedAt),
     finishedAt: ts(t.finishedAt),
-    attempts: t.attempts.map((a) => create(TaskAttemptSchema, {
-      attempt: a.attempt, nodeId: a.nodeId, clusterId: a.clusterId,
-      outcome: a.outcome ? OUTCOME_TO_PB[a.outcome] : PbOutcome.UNSPECIFIED, error: a.error,
-      dispatchedAt: ts(a.dispatchedAt), startedAt: ts(a.startedAt), finishedAt: ts(a.finishedAt),
-      processingTime: durationFromMillis(a.processingMs), peakMemoryBytes: BigInt(a.peakMemoryBytes),
-      placementReason: a.placementReason,
-    })),
+    attempts: t.attempts.map((a) =>
+      create(TaskAttemptSchema, {
+        attempt: a.attempt,
+        nodeId: a.nodeId,
+        clusterId: a.clusterId,
+        outcome: a.outcome ? OUTCOME_TO_PB[a.outcome] : PbOutcome.UNSPECIFIED,
+        error: a.error,
+        dispatchedAt: ts(a.dispatchedAt),
+        startedAt: ts(a.startedAt),
+        finishedAt: ts(a.finishedAt),
+        processingTime: durationFromMillis(a.processingMs),
+        peakMemoryBytes: BigInt(a.peakMemoryBytes),
+        placementReason: a.placementReason,
+      }),
+    ),
     idempotencyKey: t.idempotencyKey,
     queuedTime: durationFromMillis(t.queuedMs),
     processingTime: done ? durationFromMillis(done.processingMs) : undefined,
@@ -213,15 +280,22 @@ export function taskToPb(t: TaskRecord, opts: { withInput: boolean } = { withInp
 }
 
 const SHARD_PHASE: Record<ShardPhase, PbShardPhase> = {
-  prepare: PbShardPhase.PREPARE, partial: PbShardPhase.PARTIAL, merge: PbShardPhase.MERGE,
+  prepare: PbShardPhase.PREPARE,
+  partial: PbShardPhase.PARTIAL,
+  merge: PbShardPhase.MERGE,
 };
 
 /** What an agent needs to run a shard task (Dispatch.shard); undefined for a whole task. */
 export function shardToPb(a: ShardAssignment | undefined): PbShardContext | undefined {
   if (!a) return undefined;
   return create(ShardContextSchema, {
-    parentId: a.parentId, shardIndex: a.index, shardCount: a.count, offset: BigInt(a.offset),
-    phase: SHARD_PHASE[a.phase], round: a.round, global: jsonToValue(a.global),
+    parentId: a.parentId,
+    shardIndex: a.index,
+    shardCount: a.count,
+    offset: BigInt(a.offset),
+    phase: SHARD_PHASE[a.phase],
+    round: a.round,
+    global: jsonToValue(a.global),
   });
 }
 
@@ -242,10 +316,19 @@ function addSplit(pb: PbTask, t: TaskRecord): void {
     // The split's reason says how the shards were sized; placement_reason of a split task is that reason.
     placementReason: s.reason,
     processingTime: durationFromMillis(s.shards.reduce((a, sh) => Math.max(a, sh.processingMs), 0)),
-    shards: s.shards.map((sh) => create(ShardSummarySchema, {
-      index: sh.index, taskId: sh.taskId, nodeId: sh.nodeId, start: BigInt(sh.start), end: BigInt(sh.end), state: STATE[sh.state],
-      processingTime: durationFromMillis(sh.processingMs), queuedTime: durationFromMillis(sh.queuedMs), attempts: sh.attempts,
-    })),
+    shards: s.shards.map((sh) =>
+      create(ShardSummarySchema, {
+        index: sh.index,
+        taskId: sh.taskId,
+        nodeId: sh.nodeId,
+        start: BigInt(sh.start),
+        end: BigInt(sh.end),
+        state: STATE[sh.state],
+        processingTime: durationFromMillis(sh.processingMs),
+        queuedTime: durationFromMillis(sh.queuedMs),
+        attempts: sh.attempts,
+      }),
+    ),
   } satisfies Partial<PbTask>);
 }
 
@@ -254,13 +337,24 @@ export const taskStateToPb = (s: TaskState): PbTaskState => STATE[s];
 export function nodeToPb(n: NodeRecord, reg: NodeRegistry): PbNode {
   const free = reg.free(n);
   return create(NodeSchema, {
-    id: n.id, clusterId: n.clusterId, tier: tierToPb(n.tier), state: NODE_STATE[n.state], labels: n.labels,
-    deviceIds: [...n.deviceIds].sort(), handlers: [...n.handlers].sort(),
-    totalMemoryBytes: BigInt(n.totalMemoryBytes), freeMemoryBytes: BigInt(free.memoryBytes),
-    totalCpuMillis: n.totalCpuMillis, freeCpuMillis: free.cpuMillis, load: n.load,
+    id: n.id,
+    clusterId: n.clusterId,
+    tier: tierToPb(n.tier),
+    state: NODE_STATE[n.state],
+    labels: n.labels,
+    deviceIds: [...n.deviceIds].sort(),
+    handlers: [...n.handlers].sort(),
+    totalMemoryBytes: BigInt(n.totalMemoryBytes),
+    freeMemoryBytes: BigInt(free.memoryBytes),
+    totalCpuMillis: n.totalCpuMillis,
+    freeCpuMillis: free.cpuMillis,
+    load: n.load,
     runningTaskIds: [...n.reservations.values()].map((r) => r.taskId),
-    lastHeartbeat: ts(n.lastHeartbeatAt), heartbeatRtt: durationFromMillis(n.rttMs),
-    sessionId: n.sessionId, maxConcurrentTasks: n.maxConcurrent, address: n.address,
+    lastHeartbeat: ts(n.lastHeartbeatAt),
+    heartbeatRtt: durationFromMillis(n.rttMs),
+    sessionId: n.sessionId,
+    maxConcurrentTasks: n.maxConcurrent,
+    address: n.address,
     history: n.history.map((h) => ({ state: NODE_STATE[h.state], at: ts(h.at), reason: h.reason })),
   });
 }
@@ -270,10 +364,20 @@ export const nodeStateToPb = (s: NodeState): PbNodeState => NODE_STATE[s];
 export function clusterToPb(c: ClusterRecord, reg: NodeRegistry): PbCluster {
   const f = clusterFigures(c, reg);
   return create(ClusterSchema, {
-    id: c.id, tier: tierToPb(c.tier), labels: c.labels,
-    totalMemoryBytes: BigInt(f.totalMem), freeMemoryBytes: BigInt(f.freeMem), totalCpuMillis: f.totalCpu, freeCpuMillis: f.freeCpu,
-    health: f.health, networkLatency: durationFromMillis(f.latencyMs), nodeCount: f.nodes, readyNodeCount: f.ready,
-    utilization: f.utilization, createdAt: ts(c.createdAt), declared: c.declared,
+    id: c.id,
+    tier: tierToPb(c.tier),
+    labels: c.labels,
+    totalMemoryBytes: BigInt(f.totalMem),
+    freeMemoryBytes: BigInt(f.freeMem),
+    totalCpuMillis: f.totalCpu,
+    freeCpuMillis: f.freeCpu,
+    health: f.health,
+    networkLatency: durationFromMillis(f.latencyMs),
+    nodeCount: f.nodes,
+    readyNodeCount: f.ready,
+    utilization: f.utilization,
+    createdAt: ts(c.createdAt),
+    declared: c.declared,
   });
 }
 
@@ -283,11 +387,20 @@ export function clusterToPb(c: ClusterRecord, reg: NodeRegistry): PbCluster {
 export function registrationFromPb(reg: PbRegister, sessionId: string, address: string): AgentRegistration {
   return {
     info: {
-      nodeId: reg.nodeId, clusterId: reg.clusterId, tier: tierFromPb(reg.tier, "register.tier", "edge"), labels: { ...reg.labels },
-      deviceIds: reg.deviceIds, handlers: reg.handlers, distributable: reg.distributableHandlers,
-      totalCpuMillis: reg.totalCpuMillis, totalMemoryBytes: Number(reg.totalMemoryBytes),
-      freeCpuMillis: reg.freeCpuMillis, freeMemoryBytes: Number(reg.freeMemoryBytes), maxConcurrent: reg.maxConcurrentTasks,
-      sessionId, address,
+      nodeId: reg.nodeId,
+      clusterId: reg.clusterId,
+      tier: tierFromPb(reg.tier, "register.tier", "edge"),
+      labels: { ...reg.labels },
+      deviceIds: reg.deviceIds,
+      handlers: reg.handlers,
+      distributable: reg.distributableHandlers,
+      totalCpuMillis: reg.totalCpuMillis,
+      totalMemoryBytes: Number(reg.totalMemoryBytes),
+      freeCpuMillis: reg.freeCpuMillis,
+      freeMemoryBytes: Number(reg.freeMemoryBytes),
+      maxConcurrent: reg.maxConcurrentTasks,
+      sessionId,
+      address,
     },
     running: reg.running.map((r) => ({ taskId: r.taskId, attempt: r.attempt })),
     draining: reg.draining,
@@ -299,10 +412,15 @@ export function registrationFromPb(reg: PbRegister, sessionId: string, address: 
 export function reportFromPb(r: PbTaskResult): AttemptReport {
   const outcome = outcomeFromPb(r.outcome);
   return {
-    taskId: r.taskId, attempt: r.attempt, outcome: outcome ?? "failed", output: valueToJson(r.output),
+    taskId: r.taskId,
+    attempt: r.attempt,
+    outcome: outcome ?? "failed",
+    output: valueToJson(r.output),
     error: outcome ? r.error : `agent sent outcome ${r.outcome}: ${r.error}`,
-    processingMs: r.processingTime ? durationToMillis(r.processingTime) : 0, peakMemoryBytes: Number(r.peakMemoryBytes),
-    startedAt: r.startedAt ? timestampMs(r.startedAt) : undefined, finishedAt: r.finishedAt ? timestampMs(r.finishedAt) : undefined,
+    processingMs: r.processingTime ? durationToMillis(r.processingTime) : 0,
+    peakMemoryBytes: Number(r.peakMemoryBytes),
+    startedAt: r.startedAt ? timestampMs(r.startedAt) : undefined,
+    finishedAt: r.finishedAt ? timestampMs(r.finishedAt) : undefined,
     permanent: r.permanent,
   };
 }
@@ -313,9 +431,12 @@ export function agentMessageFromPb(m: PbConnectRequest): AgentMessage {
     case "heartbeat": {
       const hb = m.msg.value;
       return {
-        type: "heartbeat", sequence: hb.sequence,
+        type: "heartbeat",
+        sequence: hb.sequence,
         info: {
-          freeCpuMillis: hb.freeCpuMillis, freeMemoryBytes: Number(hb.freeMemoryBytes), load: hb.load,
+          freeCpuMillis: hb.freeCpuMillis,
+          freeMemoryBytes: Number(hb.freeMemoryBytes),
+          load: hb.load,
           runningTaskIds: new Set(hb.running.map((r) => reservationKey(r.taskId, r.attempt))),
           rttMs: hb.lastRtt ? durationToMillis(hb.lastRtt) : undefined,
           deviceIds: hb.deviceIdsChanged ? hb.deviceIds : undefined,
@@ -347,9 +468,15 @@ export function agentMessageFromPb(m: PbConnectRequest): AgentMessage {
 function dispatchToPb(task: TaskRecord, attempt: number): PbDispatch {
   const s = task.spec;
   return create(DispatchSchema, {
-    taskId: task.id, attempt, handler: s.handler, input: (typeof s.input === "object" && s.input !== null ? submitted.get(s.input) : undefined) ?? jsonToValue(s.input), series: seriesToPb(s.series),
-    memoryLimitBytes: BigInt(s.memoryBytes), cpuMillis: s.cpuMillis,
-    deadline: s.deadline === undefined ? undefined : timestampFromMs(s.deadline), priority: priorityToPb(s.priority),
+    taskId: task.id,
+    attempt,
+    handler: s.handler,
+    input: (typeof s.input === "object" && s.input !== null ? submitted.get(s.input) : undefined) ?? jsonToValue(s.input),
+    series: seriesToPb(s.series),
+    memoryLimitBytes: BigInt(s.memoryBytes),
+    cpuMillis: s.cpuMillis,
+    deadline: s.deadline === undefined ? undefined : timestampFromMs(s.deadline),
+    priority: priorityToPb(s.priority),
     shard: shardToPb(task.shard),
   });
 }
@@ -381,7 +508,11 @@ export function outboundToPb(batch: readonly OutboundMessage[], nodeId: string, 
         grouped().resultAcks.push(create(ResultAckSchema, { taskId: m.taskId, attempt: m.attempt }));
         break;
       case "registered":
-        out.push(create(ConnectResponseSchema, { msg: { case: "registered", value: { sessionId, nodeId, heartbeatInterval: durationFromMillis(m.heartbeatIntervalMs) } } }));
+        out.push(
+          create(ConnectResponseSchema, {
+            msg: { case: "registered", value: { sessionId, nodeId, heartbeatInterval: durationFromMillis(m.heartbeatIntervalMs) } },
+          }),
+        );
         break;
       case "drain":
         out.push(create(ConnectResponseSchema, { msg: { case: "drain", value: { grace: durationFromMillis(m.graceMs) } } }));
@@ -390,9 +521,14 @@ export function outboundToPb(batch: readonly OutboundMessage[], nodeId: string, 
         out.push(create(ConnectResponseSchema, { msg: { case: "heartbeatAck", value: { sequence: m.sequence } } }));
         break;
       case "certificate":
-        out.push(create(ConnectResponseSchema, {
-          msg: { case: "certificate", value: { certificatePem: m.certificatePem, caPem: m.caPem, notAfter: m.error ? undefined : timestampFromMs(m.notAfter), error: m.error } },
-        }));
+        out.push(
+          create(ConnectResponseSchema, {
+            msg: {
+              case: "certificate",
+              value: { certificatePem: m.certificatePem, caPem: m.caPem, notAfter: m.error ? undefined : timestampFromMs(m.notAfter), error: m.error },
+            },
+          }),
+        );
         break;
       default: {
         const never: never = m;

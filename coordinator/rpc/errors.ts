@@ -10,7 +10,10 @@ export interface GrpcStatusError extends Partial<ServiceError> {
 
 /** An error raised inside rpc/ itself for a malformed request. */
 export class RpcStatusError extends Error {
-  constructor(readonly code: status, message: string) {
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
     super(message);
     this.name = "RpcStatusError";
   }
@@ -19,17 +22,26 @@ export class RpcStatusError extends Error {
 export function toGrpcStatus(err: unknown): { code: status; details: string; internal: boolean } {
   if (err instanceof RpcStatusError) return { code: err.code, details: err.message, internal: false };
   // The write is kept and retried; the client may retry with the same idempotency key.
-  if (err instanceof StoreWriteError) return { code: status.UNAVAILABLE, details: `not stored yet: ${err.message}; retry with the same idempotency key`, internal: false };
+  if (err instanceof StoreWriteError)
+    return { code: status.UNAVAILABLE, details: `not stored yet: ${err.message}; retry with the same idempotency key`, internal: false };
   if (isDomainError(err)) {
     switch (err.kind) {
-      case "invalid": return { code: status.INVALID_ARGUMENT, details: err.message, internal: false };
-      case "not_found": return { code: status.NOT_FOUND, details: err.message, internal: false };
-      case "already_exists": return { code: status.ALREADY_EXISTS, details: err.message, internal: false };
-      case "failed_precondition": return { code: status.FAILED_PRECONDITION, details: err.message, internal: false };
-      case "resource_exhausted": return { code: status.RESOURCE_EXHAUSTED, details: err.message, internal: false };
-      case "unavailable": return { code: status.UNAVAILABLE, details: err.message, internal: false };
-      case "unauthenticated": return { code: status.UNAUTHENTICATED, details: err.message, internal: false };
-      case "permission_denied": return { code: status.PERMISSION_DENIED, details: err.message, internal: false };
+      case "invalid":
+        return { code: status.INVALID_ARGUMENT, details: err.message, internal: false };
+      case "not_found":
+        return { code: status.NOT_FOUND, details: err.message, internal: false };
+      case "already_exists":
+        return { code: status.ALREADY_EXISTS, details: err.message, internal: false };
+      case "failed_precondition":
+        return { code: status.FAILED_PRECONDITION, details: err.message, internal: false };
+      case "resource_exhausted":
+        return { code: status.RESOURCE_EXHAUSTED, details: err.message, internal: false };
+      case "unavailable":
+        return { code: status.UNAVAILABLE, details: err.message, internal: false };
+      case "unauthenticated":
+        return { code: status.UNAUTHENTICATED, details: err.message, internal: false };
+      case "permission_denied":
+        return { code: status.PERMISSION_DENIED, details: err.message, internal: false };
       default: {
         const never: never = err;
         return { code: status.INTERNAL, details: String(never), internal: true };

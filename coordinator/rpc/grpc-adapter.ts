@@ -78,7 +78,13 @@ type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStrea
  * The call's context, once the guard has admitted it (authenticated and authorised: a refusal throws). `done` ends
  * the call's bookkeeping and tells the guard how it ended, for the audit log.
  */
-function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard: CallGuard, calls: Admission | undefined): { ctx: CallContext; done: (err?: unknown, res?: unknown) => void } {
+function contextFor(
+  call: AnyCall,
+  shutdown: AbortSignal,
+  method: string,
+  guard: CallGuard,
+  calls: Admission | undefined,
+): { ctx: CallContext; done: (err?: unknown, res?: unknown) => void } {
   const request = "request" in call ? call.request : undefined;
   const admission = guard.admit({ method, metadata: call.metadata, peer: call.getPeer(), auth: call.getAuthContext(), request });
   // After the guard (an unauthenticated flood is refused as such): a connection with too many calls open gets
@@ -99,13 +105,21 @@ function contextFor(call: AnyCall, shutdown: AbortSignal, method: string, guard:
   return { ctx: { signal: ac.signal, peer: call.getPeer(), metadata: call.metadata, principal: admission.principal }, done };
 }
 
-async function writeAll(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, out: AsyncIterable<unknown>, signal: AbortSignal): Promise<void> {
+async function writeAll(
+  call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+  out: AsyncIterable<unknown>,
+  signal: AbortSignal,
+): Promise<void> {
   for await (const msg of out) {
     if (signal.aborted) break;
     if (!call.write(msg)) {
       // Respect backpressure: a slow reader must not make us buffer without bound.
       await new Promise<void>((resolve) => {
-        const done = () => { call.off("drain", done); signal.removeEventListener("abort", done); resolve(); };
+        const done = () => {
+          call.off("drain", done);
+          signal.removeEventListener("abort", done);
+          resolve();
+        };
         call.once("drain", done);
         signal.addEventListener("abort", done, { once: true });
       });
@@ -151,8 +165,15 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
           if (!admitted) return;
           const { ctx, done } = admitted;
           (fn(call.request, ctx) as Promise<unknown>).then(
-            (res) => { done(undefined, res); cb(null, res); },
-            (err) => { done(err); logFailure(name, err); cb(toServiceError(err)); },
+            (res) => {
+              done(undefined, res);
+              cb(null, res);
+            },
+            (err) => {
+              done(err);
+              logFailure(name, err);
+              cb(toServiceError(err));
+            },
           );
         }) as grpc.handleUnaryCall<unknown, unknown>;
         break;
@@ -162,8 +183,15 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
           if (!admitted) return;
           const { ctx, done } = admitted;
           writeAll(call, fn(call.request, ctx) as AsyncIterable<unknown>, ctx.signal).then(
-            () => { done(); call.end(); },
-            (err) => { done(err); logFailure(name, err); call.emit("error", toServiceError(err)); },
+            () => {
+              done();
+              call.end();
+            },
+            (err) => {
+              done(err);
+              logFailure(name, err);
+              call.emit("error", toServiceError(err));
+            },
           );
         }) as grpc.handleServerStreamingCall<unknown, unknown>;
         break;
@@ -183,8 +211,15 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
             }
           })();
           writeAll(call, fn(requests, ctx) as AsyncIterable<unknown>, ctx.signal).then(
-            () => { done(); call.end(); },
-            (err) => { done(err); logFailure(name, err); call.emit("error", toServiceError(err)); },
+            () => {
+              done();
+              call.end();
+            },
+            (err) => {
+              done(err);
+              logFailure(name, err);
+              call.emit("error", toServiceError(err));
+            },
           );
         }) as grpc.handleBidiStreamingCall<unknown, unknown>;
         break;

@@ -13,13 +13,22 @@ export async function serveHealthOnly(listen: string, health: HealthImplementati
   const server = new grpc.Server();
   health.addToServer(server as unknown as Parameters<HealthImplementation["addToServer"]>[0]);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on --health-listen ${listen}: ${err.message}`)) : resolve(p)));
+    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(new Error(`cannot listen on --health-listen ${listen}: ${err.message}`)) : resolve(p),
+    );
   });
   return {
     address: `${listen.slice(0, listen.lastIndexOf(":"))}:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 1000);
-      server.tryShutdown(() => { clearTimeout(force); resolve(); });
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 1000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
   };
 }

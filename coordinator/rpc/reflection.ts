@@ -12,7 +12,13 @@ import { file_edgeplane_v1_cluster } from "../../gen/edgeplane/v1/cluster_pb.js"
 import { file_edgeplane_v1_task } from "../../gen/edgeplane/v1/task_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 
-export const SERVED_FILES: readonly DescFile[] = [file_edgeplane_v1_task, file_edgeplane_v1_cluster, file_edgeplane_v1_agent, file_edgeplane_v1_auth, file_grpc_health_v1_health];
+export const SERVED_FILES: readonly DescFile[] = [
+  file_edgeplane_v1_task,
+  file_edgeplane_v1_cluster,
+  file_edgeplane_v1_agent,
+  file_edgeplane_v1_auth,
+  file_grpc_health_v1_health,
+];
 
 /** Every file with its dependencies first, encoded as FileDescriptorProtos, each once. */
 function encodedFiles(files: readonly DescFile[]): Buffer[] {

@@ -4,8 +4,17 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import {
-  TaskService, SubmitTaskResponseSchema, SubmitTasksResultSchema, SubmitTasksResponseSchema, GetTaskResponseSchema, ListTasksResponseSchema,
-  CancelTaskResponseSchema, WatchTaskResponseSchema, WatchTasksResponseSchema, type SubmitTaskRequest, type SubmitTaskResponse,
+  TaskService,
+  SubmitTaskResponseSchema,
+  SubmitTasksResultSchema,
+  SubmitTasksResponseSchema,
+  GetTaskResponseSchema,
+  ListTasksResponseSchema,
+  CancelTaskResponseSchema,
+  WatchTaskResponseSchema,
+  WatchTasksResponseSchema,
+  type SubmitTaskRequest,
+  type SubmitTaskResponse,
 } from "../../gen/edgeplane/v1/task_pb.js";
 import { Priority as PbPriority } from "../../gen/edgeplane/v1/types_pb.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
@@ -52,13 +61,14 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
     };
   };
 
-  const accepted = (o: Extract<SubmitOutcome, { type: "accepted" }>): SubmitTaskResponse => create(SubmitTaskResponseSchema, {
-    taskId: o.task.id,
-    state: taskStateToPb(o.task.state),
-    assignedCluster: o.task.assignedCluster,
-    queuePosition: o.queuePosition,
-    estimatedCompletion: timestampFromMs(o.estimatedCompletion),
-  });
+  const accepted = (o: Extract<SubmitOutcome, { type: "accepted" }>): SubmitTaskResponse =>
+    create(SubmitTaskResponseSchema, {
+      taskId: o.task.id,
+      state: taskStateToPb(o.task.state),
+      assignedCluster: o.task.assignedCluster,
+      queuePosition: o.queuePosition,
+      estimatedCompletion: timestampFromMs(o.estimatedCompletion),
+    });
 
   return {
     async submitTask(req, call) {
@@ -73,7 +83,10 @@ export function taskServiceImpl(d: TaskServiceDeps): ServiceImpl<typeof TaskServ
       const total = wireSize.get(req);
       // When the whole batch is under the limit, no task in it can be over: skip measuring each.
       const each = total !== undefined && total <= d.maxInputBytes ? 0 : undefined;
-      const outcomes = await d.submissions.submit(req.tasks.map((r, i) => submission(r, each, `tasks[${i}].task`)), policy(call.principal));
+      const outcomes = await d.submissions.submit(
+        req.tasks.map((r, i) => submission(r, each, `tasks[${i}].task`)),
+        policy(call.principal),
+      );
       return create(SubmitTasksResponseSchema, {
         results: outcomes.map((o) => {
           if (o.type === "accepted") return create(SubmitTasksResultSchema, { accepted: accepted(o) });

@@ -126,15 +126,9 @@ export function maxNodeMemory(nodes: readonly NodeView[]): number {
  * Whether some node could hold the task when completely idle (total cpu and memory, and the
  * task's cluster restriction). Handlers and health are not checked: they change at run time.
  */
-export function fitsAnywhereEver(
-  task: Pick<QueuedTask, "cpuMillis" | "memoryBytes" | "clusterId">,
-  nodes: readonly NodeView[],
-): boolean {
+export function fitsAnywhereEver(task: Pick<QueuedTask, "cpuMillis" | "memoryBytes" | "clusterId">, nodes: readonly NodeView[]): boolean {
   return nodes.some(
-    (n) =>
-      (task.clusterId === "" || n.clusterId === task.clusterId) &&
-      task.cpuMillis <= n.totalCpuMillis &&
-      task.memoryBytes <= n.totalMemoryBytes,
+    (n) => (task.clusterId === "" || n.clusterId === task.clusterId) && task.cpuMillis <= n.totalCpuMillis && task.memoryBytes <= n.totalMemoryBytes,
   );
 }
 
@@ -167,8 +161,7 @@ interface Stage {
 const share = (free: number, total: number): number => (total > 0 ? Math.min(1, Math.max(0, free / total)) : 0);
 
 /** Normalized free capacity: mean of free cpu share and free memory share. */
-const freeScore = (freeCpu: number, totalCpu: number, freeMem: number, totalMem: number): number =>
-  (share(freeCpu, totalCpu) + share(freeMem, totalMem)) / 2;
+const freeScore = (freeCpu: number, totalCpu: number, freeMem: number, totalMem: number): number => (share(freeCpu, totalCpu) + share(freeMem, totalMem)) / 2;
 
 const nodeScore = (n: NodeState): number => freeScore(n.freeCpu, n.view.totalCpuMillis, n.freeMem, n.view.totalMemoryBytes);
 
@@ -352,7 +345,12 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
       if (stage.cloud) {
         const wait = edgeStartInTime(t, candidates, now);
         if (wait) {
-          plan.waits.push({ taskId: t.id, nodeId: wait.nodeId, recheckAt: wait.recheckAt, reason: `waiting for edge node ${wait.nodeId}, expected to have room at ${new Date(wait.at).toISOString()}` });
+          plan.waits.push({
+            taskId: t.id,
+            nodeId: wait.nodeId,
+            recheckAt: wait.recheckAt,
+            reason: `waiting for edge node ${wait.nodeId}, expected to have room at ${new Date(wait.at).toISOString()}`,
+          });
           waiting = true;
           break;
         }
@@ -385,7 +383,10 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
   }
   for (const t of stuckCritical) {
     const candidates = states.filter((n) => eligible(t, n.view, ctx));
-    const p = planPreemption(t, candidates.map((n) => ({ node: n.view, room: n, running: n.running })));
+    const p = planPreemption(
+      t,
+      candidates.map((n) => ({ node: n.view, room: n, running: n.running })),
+    );
     if (!p) continue;
     const n = candidates.find((c) => c.view.id === p.nodeId)!;
     for (const id of p.victims) {
@@ -398,7 +399,10 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
     }
     take(n, t);
     plan.preemptions.push({
-      taskId: t.id, nodeId: p.nodeId, clusterId: n.view.clusterId, victims: p.victims,
+      taskId: t.id,
+      nodeId: p.nodeId,
+      clusterId: n.view.clusterId,
+      victims: p.victims,
       reason: `preempted ${p.victims.length} lower-priority attempt(s) on ${p.nodeId}`,
     });
   }

@@ -8,11 +8,15 @@ import { NODE_PERMISSIONS, ROLE_PERMISSIONS, type Permission } from "./roles.js"
 
 function has(p: Principal, perm: Permission): boolean {
   switch (p.kind) {
-    case "insecure": return true;
-    case "token": return ROLE_PERMISSIONS[p.role].has(perm);
-    case "node": return NODE_PERMISSIONS.has(perm);
+    case "insecure":
+      return true;
+    case "token":
+      return ROLE_PERMISSIONS[p.role].has(perm);
+    case "node":
+      return NODE_PERMISSIONS.has(perm);
     case "join":
-    case "anonymous": return false;
+    case "anonymous":
+      return false;
     default: {
       const never: never = p;
       return never;
@@ -73,7 +77,8 @@ export function submitCluster(p: Principal, clusterId: string, field: string): s
 }
 
 export function requireTaskVisible(p: Principal, t: TaskRecord): void {
-  if (!canSeeTask(p, t)) throw new PermissionDeniedError(`task ${t.id} is in cluster ${taskCluster(t) || "(none yet)"}, outside ${p.id}'s clusters (${scopeText(p)})`);
+  if (!canSeeTask(p, t))
+    throw new PermissionDeniedError(`task ${t.id} is in cluster ${taskCluster(t) || "(none yet)"}, outside ${p.id}'s clusters (${scopeText(p)})`);
 }
 
 /** Operators and admins cancel any task (in scope); submitters only the tasks they submitted. */
@@ -81,7 +86,9 @@ export function requireCancel(p: Principal, t: TaskRecord): void {
   requireTaskVisible(p, t);
   if (has(p, "tasks.cancel.any")) return;
   if (t.owner !== undefined && t.owner === p.id) return;
-  throw new PermissionDeniedError(`task ${t.id} was submitted by ${t.owner ?? "an unauthenticated client"}; ${p.id} may cancel only its own tasks (role operator or higher cancels any)`);
+  throw new PermissionDeniedError(
+    `task ${t.id} was submitted by ${t.owner ?? "an unauthenticated client"}; ${p.id} may cancel only its own tasks (role operator or higher cancels any)`,
+  );
 }
 
 /** A node drains only itself; tokens with nodes.drain drain nodes of their clusters. */

@@ -21,7 +21,11 @@ export interface AuditEntry {
 }
 
 export class AuditLog {
-  private constructor(private readonly file: WriteStream | undefined, private readonly logger: Logger | undefined, readonly path: string | undefined) {}
+  private constructor(
+    private readonly file: WriteStream | undefined,
+    private readonly logger: Logger | undefined,
+    readonly path: string | undefined,
+  ) {}
 
   /** `-` writes to the coordinator's log (as `audit: true` lines); anything else is a file (appended, mode 0600). */
   static open(destination: string, coordinatorLog: Logger): AuditLog {

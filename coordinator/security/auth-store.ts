@@ -100,13 +100,38 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 interface TokenRow {
-  id: string; kind: TokenKind; role: string | null; clusters: string; secret_sha256: Buffer; description: string;
-  created_at: number; created_by: string; expires_at: number | null; max_uses: number; uses: number; revoked_at: number | null; quota: string;
+  id: string;
+  kind: TokenKind;
+  role: string | null;
+  clusters: string;
+  secret_sha256: Buffer;
+  description: string;
+  created_at: number;
+  created_by: string;
+  expires_at: number | null;
+  max_uses: number;
+  uses: number;
+  revoked_at: number | null;
+  quota: string;
 }
 interface NodeRow {
-  node_id: string; cluster_id: string; token_id: string; enrolled_at: number; renewed_at: number | null; revoked_at: number | null; serial: string; not_after: number;
+  node_id: string;
+  cluster_id: string;
+  token_id: string;
+  enrolled_at: number;
+  renewed_at: number | null;
+  revoked_at: number | null;
+  serial: string;
+  not_after: number;
 }
-interface CertRow { serial: string; subject_kind: "node" | "token"; subject_id: string; cluster_id: string; issued_at: number; not_after: number }
+interface CertRow {
+  serial: string;
+  subject_kind: "node" | "token";
+  subject_id: string;
+  cluster_id: string;
+  issued_at: number;
+  not_after: number;
+}
 
 export class AuthStore {
   readonly tokens = new Map<string, TokenRecord>();
@@ -114,10 +139,17 @@ export class AuthStore {
   readonly certificates = new Map<string, IssuedCertificate>();
   private readonly stmts;
 
-  private constructor(private readonly db: Database.Database, readonly path: string) {
+  private constructor(
+    private readonly db: Database.Database,
+    readonly path: string,
+  ) {
     this.stmts = {
-      putToken: db.prepare(`INSERT OR REPLACE INTO tokens VALUES (@id, @kind, @role, @clusters, @secret_sha256, @description, @created_at, @created_by, @expires_at, @max_uses, @uses, @revoked_at, @quota)`),
-      putNode: db.prepare(`INSERT OR REPLACE INTO nodes VALUES (@node_id, @cluster_id, @token_id, @enrolled_at, @renewed_at, @revoked_at, @serial, @not_after)`),
+      putToken: db.prepare(
+        `INSERT OR REPLACE INTO tokens VALUES (@id, @kind, @role, @clusters, @secret_sha256, @description, @created_at, @created_by, @expires_at, @max_uses, @uses, @revoked_at, @quota)`,
+      ),
+      putNode: db.prepare(
+        `INSERT OR REPLACE INTO nodes VALUES (@node_id, @cluster_id, @token_id, @enrolled_at, @renewed_at, @revoked_at, @serial, @not_after)`,
+      ),
       putCert: db.prepare(`INSERT OR REPLACE INTO certificates VALUES (@serial, @subject_kind, @subject_id, @cluster_id, @issued_at, @not_after)`),
       dropCert: db.prepare(`DELETE FROM certificates WHERE serial = ?`),
     };
@@ -142,14 +174,17 @@ export class AuthStore {
       db.exec("BEGIN EXCLUSIVE; COMMIT;");
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === "SQLITE_BUSY") throw new Error(`${path} is in use by another edgeplane coordinator; stop it, or give this coordinator its own --data-dir`, { cause: err });
+      if (code === "SQLITE_BUSY")
+        throw new Error(`${path} is in use by another edgeplane coordinator; stop it, or give this coordinator its own --data-dir`, { cause: err });
       throw new Error(`cannot open ${path}: ${(err as Error).message}; check the file's permissions`, { cause: err });
     }
     if (path !== ":memory:") for (const f of [path, `${path}-wal`, `${path}-journal`]) restrictFile(f);
     const version = db.pragma("user_version", { simple: true }) as number;
     if (version > SCHEMA_VERSION) {
       db.close();
-      throw new Error(`${path} has schema version ${version}, but this edgeplane knows versions up to ${SCHEMA_VERSION}: run that version (or newer) on this data directory`);
+      throw new Error(
+        `${path} has schema version ${version}, but this edgeplane knows versions up to ${SCHEMA_VERSION}: run that version (or newer) on this data directory`,
+      );
     }
     db.transaction(() => {
       for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]);
@@ -160,9 +195,19 @@ export class AuthStore {
 
   putToken(t: TokenRecord): void {
     this.stmts.putToken.run({
-      id: t.id, kind: t.kind, role: t.role ?? null, clusters: JSON.stringify(t.clusters), secret_sha256: t.secretSha256,
-      description: t.description, created_at: t.createdAt, created_by: t.createdBy, expires_at: t.expiresAt ?? null,
-      max_uses: t.maxUses, uses: t.uses, revoked_at: t.revokedAt ?? null, quota: JSON.stringify(t.quota),
+      id: t.id,
+      kind: t.kind,
+      role: t.role ?? null,
+      clusters: JSON.stringify(t.clusters),
+      secret_sha256: t.secretSha256,
+      description: t.description,
+      created_at: t.createdAt,
+      created_by: t.createdBy,
+      expires_at: t.expiresAt ?? null,
+      max_uses: t.maxUses,
+      uses: t.uses,
+      revoked_at: t.revokedAt ?? null,
+      quota: JSON.stringify(t.quota),
     });
     this.tokens.set(t.id, t);
   }
@@ -178,8 +223,14 @@ export class AuthStore {
     this.db.transaction(() => {
       for (const s of retired) this.stmts.dropCert.run(s);
       this.stmts.putNode.run({
-        node_id: n.nodeId, cluster_id: n.clusterId, token_id: n.tokenId, enrolled_at: n.enrolledAt, renewed_at: n.renewedAt ?? null,
-        revoked_at: n.revokedAt ?? null, serial: n.serial, not_after: n.notAfter,
+        node_id: n.nodeId,
+        cluster_id: n.clusterId,
+        token_id: n.tokenId,
+        enrolled_at: n.enrolledAt,
+        renewed_at: n.renewedAt ?? null,
+        revoked_at: n.revokedAt ?? null,
+        serial: n.serial,
+        not_after: n.notAfter,
       });
       if (cert) this.insertCert(cert);
     })();
@@ -210,25 +261,44 @@ export class AuthStore {
 
   private insertCert(c: IssuedCertificate): void {
     this.stmts.putCert.run({
-      serial: c.serial, subject_kind: c.subject.kind, subject_id: c.subject.kind === "node" ? c.subject.nodeId : c.subject.tokenId,
-      cluster_id: c.subject.kind === "node" ? c.subject.clusterId : "", issued_at: c.issuedAt, not_after: c.notAfter,
+      serial: c.serial,
+      subject_kind: c.subject.kind,
+      subject_id: c.subject.kind === "node" ? c.subject.nodeId : c.subject.tokenId,
+      cluster_id: c.subject.kind === "node" ? c.subject.clusterId : "",
+      issued_at: c.issuedAt,
+      not_after: c.notAfter,
     });
   }
 }
 
 function tokenFromRow(r: TokenRow): TokenRecord {
   return {
-    id: r.id, kind: r.kind, role: (r.role ?? undefined) as Role | undefined, clusters: JSON.parse(r.clusters) as string[],
-    secretSha256: Buffer.from(r.secret_sha256), description: r.description, createdAt: r.created_at, createdBy: r.created_by,
-    expiresAt: r.expires_at ?? undefined, maxUses: r.max_uses, uses: r.uses, revokedAt: r.revoked_at ?? undefined,
+    id: r.id,
+    kind: r.kind,
+    role: (r.role ?? undefined) as Role | undefined,
+    clusters: JSON.parse(r.clusters) as string[],
+    secretSha256: Buffer.from(r.secret_sha256),
+    description: r.description,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    expiresAt: r.expires_at ?? undefined,
+    maxUses: r.max_uses,
+    uses: r.uses,
+    revokedAt: r.revoked_at ?? undefined,
     quota: JSON.parse(r.quota) as QuotaLimits,
   };
 }
 
 function nodeFromRow(r: NodeRow): NodeIdentityRecord {
   return {
-    nodeId: r.node_id, clusterId: r.cluster_id, tokenId: r.token_id, enrolledAt: r.enrolled_at, renewedAt: r.renewed_at ?? undefined,
-    revokedAt: r.revoked_at ?? undefined, serial: r.serial, notAfter: r.not_after,
+    nodeId: r.node_id,
+    clusterId: r.cluster_id,
+    tokenId: r.token_id,
+    enrolledAt: r.enrolled_at,
+    renewedAt: r.renewed_at ?? undefined,
+    revokedAt: r.revoked_at ?? undefined,
+    serial: r.serial,
+    notAfter: r.not_after,
   };
 }
 
@@ -236,6 +306,7 @@ function certFromRow(r: CertRow): IssuedCertificate {
   return {
     serial: r.serial,
     subject: r.subject_kind === "node" ? { kind: "node", nodeId: r.subject_id, clusterId: r.cluster_id } : { kind: "token", tokenId: r.subject_id },
-    issuedAt: r.issued_at, notAfter: r.not_after,
+    issuedAt: r.issued_at,
+    notAfter: r.not_after,
   };
 }

@@ -6,8 +6,15 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostname } from "node:os";
 import {
-  certificateSha256, createCaCertificate, generateKey, issueCertificate, privateKeyToPem, signingKeyFromPem,
-  type CryptoKey, type SanEntry, type SigningKey,
+  certificateSha256,
+  createCaCertificate,
+  generateKey,
+  issueCertificate,
+  privateKeyToPem,
+  signingKeyFromPem,
+  type CryptoKey,
+  type SanEntry,
+  type SigningKey,
 } from "../../lib/pki.js";
 import { assertPrivateKeyFile, ensurePrivateDir, InsecureFileError, writePrivateFile } from "../../lib/private-files.js";
 import type { Logger } from "../../lib/log.js";
@@ -42,7 +49,12 @@ export class CertificateAuthority {
   /** Lower-case hex SHA-256 of the CA certificate's DER: what join tokens pin. */
   readonly sha256: string;
 
-  private constructor(readonly pem: string, private readonly key: SigningKey, readonly certPath: string, private readonly now: () => number) {
+  private constructor(
+    readonly pem: string,
+    private readonly key: SigningKey,
+    readonly certPath: string,
+    private readonly now: () => number,
+  ) {
     this.sha256 = certificateSha256(pem);
   }
 
@@ -60,7 +72,9 @@ export class CertificateAuthority {
     if (haveCert && haveKey) return CertificateAuthority.load(certPath, keyPath, s.now);
     if (haveCert !== haveKey) {
       // Never replace half a CA: nodes enrolled with it would all be locked out.
-      throw new Error(`${haveCert ? keyPath : certPath} is missing but ${haveCert ? certPath : keyPath} exists; restore it, or remove both to create a new CA (every node must then re-enrol)`);
+      throw new Error(
+        `${haveCert ? keyPath : certPath} is missing but ${haveCert ? certPath : keyPath} exists; restore it, or remove both to create a new CA (every node must then re-enrol)`,
+      );
     }
     const key = await generateKey();
     const now = s.now();
@@ -112,8 +126,14 @@ export class CertificateAuthority {
     const { notBefore, notAfter } = this.validity(ttlMs);
     const cn = names.find((n) => n.type === "dns")?.value ?? names[0]?.value ?? "edgeplane";
     const issued = await issueCertificate({
-      caPem: this.pem, caKey: this.key, publicKey: key.publicKey, commonName: cn, sans: names, usage: "server",
-      notBefore: new Date(notBefore), notAfter: new Date(notAfter),
+      caPem: this.pem,
+      caKey: this.key,
+      publicKey: key.publicKey,
+      commonName: cn,
+      sans: names,
+      usage: "server",
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
     });
     return { certPem: issued.pem, keyPem: await privateKeyToPem(key.privateKey), notBefore, notAfter: issued.notAfter.getTime(), serial: issued.serial };
   }
@@ -122,8 +142,15 @@ export class CertificateAuthority {
   async issueClient(publicKey: CryptoKey, id: ClientIdentity, ttlMs: number): Promise<{ pem: string; serial: string; notBefore: number; notAfter: number }> {
     const { notBefore, notAfter } = this.validity(ttlMs);
     const issued = await issueCertificate({
-      caPem: this.pem, caKey: this.key, publicKey, commonName: id.commonName, organization: id.organization,
-      sans: [{ type: "uri", value: id.uri }], usage: "client", notBefore: new Date(notBefore), notAfter: new Date(notAfter),
+      caPem: this.pem,
+      caKey: this.key,
+      publicKey,
+      commonName: id.commonName,
+      organization: id.organization,
+      sans: [{ type: "uri", value: id.uri }],
+      usage: "client",
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
     });
     return { pem: issued.pem, serial: issued.serial, notBefore, notAfter: issued.notAfter.getTime() };
   }

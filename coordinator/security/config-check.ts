@@ -6,7 +6,9 @@ import { isLoopback } from "./loopback.js";
 export function checkSecurityConfig(c: CoordinatorConfig): void {
   const host = c.listen.slice(0, c.listen.lastIndexOf(":"));
   if (c.insecure && !isLoopback(host)) {
-    throw new Error(`--insecure serves plaintext with no authentication, so it is allowed only on a loopback address (127.0.0.1, ::1, localhost), not ${c.listen}; drop --insecure to serve TLS, or listen on 127.0.0.1`);
+    throw new Error(
+      `--insecure serves plaintext with no authentication, so it is allowed only on a loopback address (127.0.0.1, ::1, localhost), not ${c.listen}; drop --insecure to serve TLS, or listen on 127.0.0.1`,
+    );
   }
   if (Boolean(c.caCert) !== Boolean(c.caKey)) throw new Error("give both --ca-cert and --ca-key (the CA certificate and its private key), or neither");
   for (const k of ["servingCertTtlMs", "nodeCertTtlMs"] as const) {

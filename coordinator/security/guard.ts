@@ -55,14 +55,16 @@ export class Guard implements CallGuard {
     const header = call.metadata.get("authorization")[0];
     if (header !== undefined) {
       const m = BEARER.exec(String(header));
-      if (!m) throw new UnauthenticatedError("the authorization header must be \"Bearer <token>\"");
+      if (!m) throw new UnauthenticatedError('the authorization header must be "Bearer <token>"');
       const token = this.d.tokens.authenticate(m[1]);
       if (token.kind === "join") return { kind: "join", id: `join:${token.id}`, token, clusters: scopeOf(token.clusters) };
       return { kind: "token", id: `token:${token.id}`, token, role: token.role ?? "viewer", clusters: scopeOf(token.clusters), via: "bearer" };
     }
     const cert = call.auth.sslPeerCertificate;
     if (cert) return this.d.identities.principalFor(cert);
-    throw new UnauthenticatedError(`${call.method} needs credentials: a bearer token (authorization: Bearer <token>, from edgeplane token create) or a client certificate issued by this coordinator`);
+    throw new UnauthenticatedError(
+      `${call.method} needs credentials: a bearer token (authorization: Bearer <token>, from edgeplane token create) or a client certificate issued by this coordinator`,
+    );
   }
 
   private audit(call: CallInfo, p: Principal, err: unknown, request: unknown, response: unknown): void {
@@ -91,7 +93,13 @@ export class InsecureGuard implements CallGuard {
       finish: (err, request, response) => {
         if (!rule?.mutating) return;
         const s = err === undefined ? undefined : toGrpcStatus(err);
-        this.audit.record({ principal: principal.id, peer: call.peer, method: call.method, target: auditTarget(request, response), outcome: s === undefined ? "OK" : status[s.code] });
+        this.audit.record({
+          principal: principal.id,
+          peer: call.peer,
+          method: call.method,
+          target: auditTarget(request, response),
+          outcome: s === undefined ? "OK" : status[s.code],
+        });
       },
     };
   }
@@ -102,7 +110,9 @@ export function authorize(method: string, rule: MethodRule, p: Principal): void 
   if (rule.access === "public" || p.kind === "insecure") return;
   if (rule.access === "enrol") {
     if (p.kind === "join" || (p.kind === "token" && p.via === "bearer")) return;
-    throw new PermissionDeniedError(`${method} needs a join token (or an API token) as the bearer token; ${p.kind === "node" ? "an enrolled node renews its certificate over the agent stream" : "a certificate cannot enrol"}`);
+    throw new PermissionDeniedError(
+      `${method} needs a join token (or an API token) as the bearer token; ${p.kind === "node" ? "an enrolled node renews its certificate over the agent stream" : "a certificate cannot enrol"}`,
+    );
   }
   const need = rule.permission;
   switch (p.kind) {
@@ -111,9 +121,13 @@ export function authorize(method: string, rule: MethodRule, p: Principal): void 
       throw new PermissionDeniedError(`${method} needs role ${minimumRole(need) ?? "(none)"} or higher (permission ${need}); ${p.id} has role ${p.role}`);
     case "node":
       if (NODE_PERMISSIONS.has(need)) return;
-      throw new PermissionDeniedError(`${method} is not open to node certificates (${p.id}); use an API token (edgeplane token create --role ${minimumRole(need) ?? "admin"})`);
+      throw new PermissionDeniedError(
+        `${method} is not open to node certificates (${p.id}); use an API token (edgeplane token create --role ${minimumRole(need) ?? "admin"})`,
+      );
     case "join":
-      throw new PermissionDeniedError(`${p.id} is a join token: it only enrols agents (EnrolmentService/Enrol); ${method} needs an API token (edgeplane token create --role ${minimumRole(need) ?? "admin"})`);
+      throw new PermissionDeniedError(
+        `${p.id} is a join token: it only enrols agents (EnrolmentService/Enrol); ${method} needs an API token (edgeplane token create --role ${minimumRole(need) ?? "admin"})`,
+      );
     case "anonymous":
       throw new UnauthenticatedError(`${method} needs credentials`);
     default: {

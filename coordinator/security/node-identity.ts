@@ -61,7 +61,8 @@ export class NodeIdentities {
     const key = await this.csrKey(req.csrPem);
     const now = this.o.now();
     if (p.kind === "token") {
-      if (p.via !== "bearer") throw new PermissionDeniedError("enrol with the API token itself (authorization: Bearer ...), not with a certificate issued for it");
+      if (p.via !== "bearer")
+        throw new PermissionDeniedError("enrol with the API token itself (authorization: Bearer ...), not with a certificate issued for it");
       const cert = await this.ca.issueClient(key, { commonName: `token ${p.token.id}`, uri: tokenUri(p.token.id) }, this.ttlUntil(p.token.expiresAt));
       this.store.putCertificate({ serial: normalSerial(cert.serial), subject: { kind: "token", tokenId: p.token.id }, issuedAt: now, notAfter: cert.notAfter });
       this.o.log.info({ token: p.token.id, serial: cert.serial }, "issued a client certificate for an API token");
@@ -76,27 +77,46 @@ export class NodeIdentities {
       if (!clusterId) throw new InvalidArgumentError(`cluster_id is required: join token ${p.token.id} is for any cluster ("*")`);
       if (!ID_PATTERN.test(clusterId)) throw new InvalidArgumentError(`cluster_id "${clusterId}" is not a valid id`);
     } else if (clusterId && clusterId !== tokenCluster) {
-      throw new PermissionDeniedError(`join token ${p.token.id} enrols nodes of cluster ${tokenCluster}, not ${clusterId}; create a join token for ${clusterId} (edgeplane token create --cluster ${clusterId})`);
+      throw new PermissionDeniedError(
+        `join token ${p.token.id} enrols nodes of cluster ${tokenCluster}, not ${clusterId}; create a join token for ${clusterId} (edgeplane token create --cluster ${clusterId})`,
+      );
     } else {
       clusterId = tokenCluster;
     }
     const existing = this.store.nodes.get(req.nodeId);
     if (existing?.revokedAt !== undefined) {
-      throw new PermissionDeniedError(`node ${req.nodeId} was revoked at ${new Date(existing.revokedAt).toISOString()}; enrol this machine under a new node id (--node-id)`);
+      throw new PermissionDeniedError(
+        `node ${req.nodeId} was revoked at ${new Date(existing.revokedAt).toISOString()}; enrol this machine under a new node id (--node-id)`,
+      );
     }
     if (existing && existing.clusterId !== clusterId) {
-      throw new PermissionDeniedError(`node ${req.nodeId} is enrolled in cluster ${existing.clusterId}, not ${clusterId}; use another node id, or revoke it first (edgeplane node revoke ${req.nodeId})`);
+      throw new PermissionDeniedError(
+        `node ${req.nodeId} is enrolled in cluster ${existing.clusterId}, not ${clusterId}; use another node id, or revoke it first (edgeplane node revoke ${req.nodeId})`,
+      );
     }
     const cert = await this.ca.issueClient(key, { commonName: req.nodeId, organization: clusterId, uri: nodeUri(clusterId, req.nodeId) }, this.o.certTtlMs);
     const record: NodeIdentityRecord = {
-      nodeId: req.nodeId, clusterId, tokenId: p.token.id, enrolledAt: now, renewedAt: undefined, revokedAt: undefined,
-      serial: normalSerial(cert.serial), notAfter: cert.notAfter,
+      nodeId: req.nodeId,
+      clusterId,
+      tokenId: p.token.id,
+      enrolledAt: now,
+      renewedAt: undefined,
+      revokedAt: undefined,
+      serial: normalSerial(cert.serial),
+      notAfter: cert.notAfter,
     };
     this.store.pruneCertificates(now);
     // A re-enrolment (lost key, expired certificate) retires the node's earlier certificates.
-    this.store.putNode(record, { serial: record.serial, subject: { kind: "node", nodeId: req.nodeId, clusterId }, issuedAt: now, notAfter: cert.notAfter }, true);
+    this.store.putNode(
+      record,
+      { serial: record.serial, subject: { kind: "node", nodeId: req.nodeId, clusterId }, issuedAt: now, notAfter: cert.notAfter },
+      true,
+    );
     this.tokens.use(p.token);
-    this.o.log.info({ node: req.nodeId, cluster: clusterId, token: p.token.id, serial: cert.serial, notAfter: new Date(cert.notAfter).toISOString() }, existing ? "node re-enrolled" : "node enrolled");
+    this.o.log.info(
+      { node: req.nodeId, cluster: clusterId, token: p.token.id, serial: cert.serial, notAfter: new Date(cert.notAfter).toISOString() },
+      existing ? "node re-enrolled" : "node enrolled",
+    );
     return { certificatePem: cert.pem, caPem: this.ca.pem, notAfter: cert.notAfter, nodeId: req.nodeId, clusterId };
   }
 
@@ -106,11 +126,23 @@ export class NodeIdentities {
     const key = await this.csrKey(csrPem);
     const rec = this.activeNode(p.nodeId);
     const now = this.o.now();
-    const cert = await this.ca.issueClient(key, { commonName: rec.nodeId, organization: rec.clusterId, uri: nodeUri(rec.clusterId, rec.nodeId) }, this.o.certTtlMs);
+    const cert = await this.ca.issueClient(
+      key,
+      { commonName: rec.nodeId, organization: rec.clusterId, uri: nodeUri(rec.clusterId, rec.nodeId) },
+      this.o.certTtlMs,
+    );
     const next: NodeIdentityRecord = { ...rec, renewedAt: now, serial: normalSerial(cert.serial), notAfter: cert.notAfter };
     this.store.pruneCertificates(now);
-    this.store.putNode(next, { serial: next.serial, subject: { kind: "node", nodeId: rec.nodeId, clusterId: rec.clusterId }, issuedAt: now, notAfter: cert.notAfter });
-    this.o.log.info({ node: rec.nodeId, cluster: rec.clusterId, serial: cert.serial, notAfter: new Date(cert.notAfter).toISOString() }, "node certificate renewed");
+    this.store.putNode(next, {
+      serial: next.serial,
+      subject: { kind: "node", nodeId: rec.nodeId, clusterId: rec.clusterId },
+      issuedAt: now,
+      notAfter: cert.notAfter,
+    });
+    this.o.log.info(
+      { node: rec.nodeId, cluster: rec.clusterId, serial: cert.serial, notAfter: new Date(cert.notAfter).toISOString() },
+      "node certificate renewed",
+    );
     return { certificatePem: cert.pem, caPem: this.ca.pem, notAfter: cert.notAfter, nodeId: rec.nodeId, clusterId: rec.clusterId };
   }
 
@@ -121,11 +153,15 @@ export class NodeIdentities {
   principalFor(cert: PeerCertificate): Principal {
     const serial = normalSerial(cert.serialNumber ?? "");
     const issued: IssuedCertificate | undefined = this.store.certificates.get(serial);
-    if (!issued) throw new UnauthenticatedError(`client certificate ${serial} is not one this coordinator issued (or it was replaced by a re-enrolment); enrol again with a join token`);
+    if (!issued)
+      throw new UnauthenticatedError(
+        `client certificate ${serial} is not one this coordinator issued (or it was replaced by a re-enrolment); enrol again with a join token`,
+      );
     const sans = cert.subjectaltname ?? "";
     if (issued.subject.kind === "node") {
       const { nodeId, clusterId } = issued.subject;
-      if (!sans.includes(`URI:${nodeUri(clusterId, nodeId)}`)) throw new UnauthenticatedError(`client certificate ${serial} does not carry the identity it was issued for`);
+      if (!sans.includes(`URI:${nodeUri(clusterId, nodeId)}`))
+        throw new UnauthenticatedError(`client certificate ${serial} does not carry the identity it was issued for`);
       this.activeNode(nodeId);
       return { kind: "node", id: `node:${clusterId}/${nodeId}`, nodeId, clusterId, serial };
     }
@@ -140,7 +176,9 @@ export class NodeIdentities {
     if (p.kind === "insecure") return;
     if (p.kind !== "node") throw new PermissionDeniedError("AgentService/Connect needs a node certificate; enrol the agent with a join token (--join-token)");
     if (p.nodeId !== nodeId || p.clusterId !== clusterId) {
-      throw new PermissionDeniedError(`this certificate is for node ${p.nodeId} in cluster ${p.clusterId}; Register claimed node ${nodeId || "(none)"} in cluster ${clusterId || "(none)"}`);
+      throw new PermissionDeniedError(
+        `this certificate is for node ${p.nodeId} in cluster ${p.clusterId}; Register claimed node ${nodeId || "(none)"} in cluster ${clusterId || "(none)"}`,
+      );
     }
   }
 
@@ -174,7 +212,8 @@ export class NodeIdentities {
   private activeNode(nodeId: string): NodeIdentityRecord {
     const rec = this.store.nodes.get(nodeId);
     if (!rec) throw new UnauthenticatedError(`node ${nodeId} is not enrolled; enrol it with a join token`);
-    if (rec.revokedAt !== undefined) throw new UnauthenticatedError(`node ${nodeId} was revoked at ${new Date(rec.revokedAt).toISOString()}; it cannot connect any more`);
+    if (rec.revokedAt !== undefined)
+      throw new UnauthenticatedError(`node ${nodeId} was revoked at ${new Date(rec.revokedAt).toISOString()}; it cannot connect any more`);
     return rec;
   }
 

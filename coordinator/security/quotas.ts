@@ -26,7 +26,10 @@ export class Quotas {
   private readonly active = new Map<string, Set<string>>();
   private readonly buckets = new Map<string, Bucket>();
 
-  constructor(private readonly defaults: QuotaDefaults, private readonly now: () => number) {}
+  constructor(
+    private readonly defaults: QuotaDefaults,
+    private readonly now: () => number,
+  ) {}
 
   /** The limits that apply to a token: its own where set (non-zero), else the defaults. */
   limits(q: QuotaLimits): ResolvedQuota {
@@ -69,10 +72,14 @@ export class Quotas {
     return {
       admit: (inputBytes: number) => {
         if (limits.maxInputBytes > 0 && inputBytes > limits.maxInputBytes) {
-          throw new ResourceExhaustedError(`task input is ${inputBytes} bytes; token ${p.token.id} may submit inputs of at most ${limits.maxInputBytes} bytes (its max_input_bytes quota)`);
+          throw new ResourceExhaustedError(
+            `task input is ${inputBytes} bytes; token ${p.token.id} may submit inputs of at most ${limits.maxInputBytes} bytes (its max_input_bytes quota)`,
+          );
         }
         if (limits.maxActiveTasks > 0 && this.activeCount(owner) + admitted >= limits.maxActiveTasks) {
-          throw new ResourceExhaustedError(`token ${p.token.id} already has ${this.activeCount(owner) + admitted} tasks queued or running, its limit of ${limits.maxActiveTasks} (max_active_tasks quota); wait for some to finish, then submit again`);
+          throw new ResourceExhaustedError(
+            `token ${p.token.id} already has ${this.activeCount(owner) + admitted} tasks queued or running, its limit of ${limits.maxActiveTasks} (max_active_tasks quota); wait for some to finish, then submit again`,
+          );
         }
         if (limits.submitRate > 0) this.take(p.token.id, limits);
         admitted++;
@@ -89,7 +96,9 @@ export class Quotas {
     if (b.tokens < 1) {
       this.buckets.set(tokenId, b);
       const waitMs = Math.ceil(((1 - b.tokens) / l.submitRate) * 1000);
-      throw new ResourceExhaustedError(`token ${tokenId} may submit ${l.submitRate} tasks per second (bursts of ${burst}; submit_rate / submit_burst quota); retry in ${waitMs} ms`);
+      throw new ResourceExhaustedError(
+        `token ${tokenId} may submit ${l.submitRate} tasks per second (bursts of ${burst}; submit_rate / submit_burst quota); retry in ${waitMs} ms`,
+      );
     }
     b.tokens -= 1;
     this.buckets.set(tokenId, b);

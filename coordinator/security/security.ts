@@ -49,10 +49,15 @@ export async function openSecurity(config: CoordinatorConfig, log: Logger, now: 
   // The data directory holds the CA key, tokens, the audit log and the task database: owner only.
   if (ensurePrivateDir(config.dataDir)) log.warn({ dir: config.dataDir }, "data directory was readable by others; set it to mode 0700");
   const audit = AuditLog.open(config.auditLog || join(config.dataDir, AUDIT_LOG_FILE), log);
-  const quotas = new Quotas({
-    maxActiveTasks: config.quotaMaxActiveTasks, submitRate: config.quotaSubmitRate, submitBurst: config.quotaSubmitBurst,
-    maxInputBytes: config.quotaMaxInputBytes || config.maxInputBytes,
-  }, now);
+  const quotas = new Quotas(
+    {
+      maxActiveTasks: config.quotaMaxActiveTasks,
+      submitRate: config.quotaSubmitRate,
+      submitBurst: config.quotaSubmitBurst,
+      maxInputBytes: config.quotaMaxInputBytes || config.maxInputBytes,
+    },
+    now,
+  );
   const adminTokenFile = join(config.dataDir, ADMIN_TOKEN_FILE);
   const observe = (t: TaskRecord) => quotas.observe(t);
   const restrictDataFiles = () => {
@@ -60,7 +65,16 @@ export async function openSecurity(config: CoordinatorConfig, log: Logger, now: 
   };
   if (config.insecure) {
     log.warn({ listen: config.listen }, "--insecure: plaintext, no authentication; anything that reaches this loopback port may do everything");
-    return { serverCredentials: grpc.ServerCredentials.createInsecure(), guard: new InsecureGuard(audit), quotas, audit, adminTokenFile, observe, restrictDataFiles, close: () => audit.close() };
+    return {
+      serverCredentials: grpc.ServerCredentials.createInsecure(),
+      guard: new InsecureGuard(audit),
+      quotas,
+      audit,
+      adminTokenFile,
+      observe,
+      restrictDataFiles,
+      close: () => audit.close(),
+    };
   }
   const ca = await CertificateAuthority.open({ dataDir: config.dataDir, caCert: config.caCert || undefined, caKey: config.caKey || undefined, now, log });
   const store = AuthStore.open(config.dataDir);
@@ -72,8 +86,18 @@ export async function openSecurity(config: CoordinatorConfig, log: Logger, now: 
   const serving = await ServingCertificate.start(ca, { names: servingNames(host, config.tlsSans), ttlMs: config.servingCertTtlMs, log, now });
   log.info({ ca: ca.certPath, caSha256: ca.sha256, adminTokenFile, auditLog: audit.path ?? "coordinator log" }, "TLS and authentication on");
   return {
-    serverCredentials: serving.credentials, guard: new Guard({ tokens, identities, audit }), quotas, ca, tokens, identities, serving, audit,
-    adminToken, adminTokenFile, observe, restrictDataFiles,
+    serverCredentials: serving.credentials,
+    guard: new Guard({ tokens, identities, audit }),
+    quotas,
+    ca,
+    tokens,
+    identities,
+    serving,
+    audit,
+    adminToken,
+    adminTokenFile,
+    observe,
+    restrictDataFiles,
     async close() {
       serving.close();
       store.close();

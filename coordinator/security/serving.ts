@@ -66,7 +66,12 @@ export class ServingCertificate {
   private closed = false;
   private current: { serial: string; notBefore: number; notAfter: number };
 
-  private constructor(private readonly ca: CertificateAuthority, private readonly o: ServingOptions, readonly credentials: RenewableServerCredentials, first: { serial: string; notBefore: number; notAfter: number }) {
+  private constructor(
+    private readonly ca: CertificateAuthority,
+    private readonly o: ServingOptions,
+    readonly credentials: RenewableServerCredentials,
+    first: { serial: string; notBefore: number; notAfter: number },
+  ) {
     this.current = first;
   }
 
@@ -103,13 +108,19 @@ export class ServingCertificate {
     if (this.closed) return;
     const { notBefore, notAfter } = this.current;
     const due = retryInMs === undefined ? notBefore + ((notAfter - notBefore) * 2) / 3 : this.o.now() + retryInMs;
-    this.timer = setTimeout(() => {
-      if (this.o.now() < due) return this.schedule(retryInMs === undefined ? undefined : due - this.o.now()); // a step of a long wait
-      this.renew().then(() => this.schedule(), (err: unknown) => {
-        this.o.log.error({ err: (err as Error).message, retryInMs: RETRY_MS }, "could not renew the serving certificate");
-        this.schedule(RETRY_MS);
-      });
-    }, Math.min(Math.max(0, due - this.o.now()), MAX_TIMER_MS));
+    this.timer = setTimeout(
+      () => {
+        if (this.o.now() < due) return this.schedule(retryInMs === undefined ? undefined : due - this.o.now()); // a step of a long wait
+        this.renew().then(
+          () => this.schedule(),
+          (err: unknown) => {
+            this.o.log.error({ err: (err as Error).message, retryInMs: RETRY_MS }, "could not renew the serving certificate");
+            this.schedule(RETRY_MS);
+          },
+        );
+      },
+      Math.min(Math.max(0, due - this.o.now()), MAX_TIMER_MS),
+    );
     this.timer.unref();
   }
 }

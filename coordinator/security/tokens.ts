@@ -25,14 +25,23 @@ export interface CreateTokenInput {
 }
 
 export class TokenRegistry {
-  constructor(private readonly store: AuthStore, private readonly caSha256: string, private readonly now: () => number) {}
+  constructor(
+    private readonly store: AuthStore,
+    private readonly caSha256: string,
+    private readonly now: () => number,
+  ) {}
 
   /** Creates a token; returns its record and the whole token text (shown once, never stored). */
   create(i: CreateTokenInput): { token: TokenRecord; text: string } {
     const clusters = [...new Set(i.clusters.map((c) => c.trim()).filter(Boolean))];
-    for (const c of clusters) if (c !== ALL_CLUSTERS && !ID_PATTERN.test(c)) throw new InvalidArgumentError(`clusters: "${c}" is not a valid cluster id (1-128 of A-Z a-z 0-9 . _ : @ / -), or "*" for all`);
+    for (const c of clusters)
+      if (c !== ALL_CLUSTERS && !ID_PATTERN.test(c))
+        throw new InvalidArgumentError(`clusters: "${c}" is not a valid cluster id (1-128 of A-Z a-z 0-9 . _ : @ / -), or "*" for all`);
     if (i.kind === "join") {
-      if (clusters.length !== 1) throw new InvalidArgumentError(`a join token is for exactly one cluster (or "*" for any, asked for explicitly); got ${clusters.length === 0 ? "none" : clusters.join(", ")}`);
+      if (clusters.length !== 1)
+        throw new InvalidArgumentError(
+          `a join token is for exactly one cluster (or "*" for any, asked for explicitly); got ${clusters.length === 0 ? "none" : clusters.join(", ")}`,
+        );
       if (i.role) throw new InvalidArgumentError("a join token has no role: it only enrols agents; leave the role out, or create an API token");
     } else {
       if (!i.role) throw new InvalidArgumentError("an API token needs a role: viewer, submitter, operator or admin");
@@ -40,17 +49,26 @@ export class TokenRegistry {
       if (clusters.includes(ALL_CLUSTERS) && clusters.length > 1) throw new InvalidArgumentError(`clusters: "*" (all) cannot be combined with named clusters`);
     }
     if (i.ttlMs !== undefined && !(i.ttlMs > 0)) throw new InvalidArgumentError(`ttl must be positive, got ${i.ttlMs} ms`);
-    if (i.maxUses !== undefined && !(Number.isInteger(i.maxUses) && i.maxUses >= 0)) throw new InvalidArgumentError(`uses must be a whole number >= 0, got ${i.maxUses}`);
+    if (i.maxUses !== undefined && !(Number.isInteger(i.maxUses) && i.maxUses >= 0))
+      throw new InvalidArgumentError(`uses must be a whole number >= 0, got ${i.maxUses}`);
     checkQuota(i.quota ?? {});
     let id = newTokenId();
     while (this.store.tokens.has(id)) id = newTokenId();
     const secret = newSecret();
     const now = this.now();
     const token: TokenRecord = {
-      id, kind: i.kind, role: i.kind === "api" ? i.role : undefined,
+      id,
+      kind: i.kind,
+      role: i.kind === "api" ? i.role : undefined,
       clusters: clusters.length === 0 ? [ALL_CLUSTERS] : clusters,
-      secretSha256: secretSha256(secret), description: i.description ?? "", createdAt: now, createdBy: i.createdBy,
-      expiresAt: i.ttlMs === undefined ? undefined : now + i.ttlMs, maxUses: i.maxUses ?? 0, uses: 0, revokedAt: undefined,
+      secretSha256: secretSha256(secret),
+      description: i.description ?? "",
+      createdAt: now,
+      createdBy: i.createdBy,
+      expiresAt: i.ttlMs === undefined ? undefined : now + i.ttlMs,
+      maxUses: i.maxUses ?? 0,
+      uses: 0,
+      revokedAt: undefined,
       quota: { ...i.quota },
     };
     this.store.putToken(token);
@@ -79,12 +97,18 @@ export class TokenRegistry {
   /** Checks a presented token (full or short form); throws UnauthenticatedError saying what is wrong. */
   authenticate(text: string): TokenRecord {
     const parsed = parseToken(text);
-    if (!parsed) throw new UnauthenticatedError("the bearer token is not an edgeplane token (expected EP1<ca-sha256>::<id>.<secret>, as printed by edgeplane token create)");
+    if (!parsed)
+      throw new UnauthenticatedError(
+        "the bearer token is not an edgeplane token (expected EP1<ca-sha256>::<id>.<secret>, as printed by edgeplane token create)",
+      );
     if (parsed.caSha256 && parsed.caSha256 !== this.caSha256) {
-      throw new UnauthenticatedError(`token ${parsed.id} was issued by a coordinator whose CA is ${parsed.caSha256}; this coordinator's CA is ${this.caSha256}`);
+      throw new UnauthenticatedError(
+        `token ${parsed.id} was issued by a coordinator whose CA is ${parsed.caSha256}; this coordinator's CA is ${this.caSha256}`,
+      );
     }
     const t = this.store.tokens.get(parsed.id);
-    if (!t || !secretMatches(parsed.secret, t.secretSha256)) throw new UnauthenticatedError(`unknown token ${parsed.id} (no token with this id and secret); create one with edgeplane token create`);
+    if (!t || !secretMatches(parsed.secret, t.secretSha256))
+      throw new UnauthenticatedError(`unknown token ${parsed.id} (no token with this id and secret); create one with edgeplane token create`);
     this.assertActive(t);
     return t;
   }
@@ -115,7 +139,13 @@ export class TokenRegistry {
       if (t && parsed && secretMatches(parsed.secret, t.secretSha256) && this.inactiveReason(t) === undefined && parsed.caSha256 === this.caSha256) return text;
     }
     if (active.length > 0 && !evenIfOthersExist) return undefined;
-    const { token, text } = this.create({ kind: "api", role: "admin", clusters: [], description: "bootstrap admin (created at first start)", createdBy: "coordinator" });
+    const { token, text } = this.create({
+      kind: "api",
+      role: "admin",
+      clusters: [],
+      description: "bootstrap admin (created at first start)",
+      createdBy: "coordinator",
+    });
     writePrivateFile(file, `${text}\n`);
     log.info({ token: token.id, file }, "no active admin token: created one and wrote it to the file (mode 0600)");
     return text;
@@ -131,6 +161,7 @@ export class TokenRegistry {
 
 function checkQuota(q: QuotaLimits): void {
   for (const [k, v] of Object.entries(q)) {
-    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v >= 0)) throw new InvalidArgumentError(`quota.${k} must be a number >= 0 (0 = the coordinator's default), got ${String(v)}`);
+    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v >= 0))
+      throw new InvalidArgumentError(`quota.${k} must be a number >= 0 (0 = the coordinator's default), got ${String(v)}`);
   }
 }

@@ -25,7 +25,10 @@ function wire(e: unknown): WireError {
 const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
 const upsert = (table: string, cols: readonly string[], key: readonly string[]) =>
   `INSERT INTO ${table} (${cols.join(", ")}) VALUES (${placeholders(cols.length)}) ON CONFLICT (${key.join(", ")}) DO UPDATE SET ` +
-  cols.filter((c) => !key.includes(c)).map((c) => `${c} = excluded.${c}`).join(", ");
+  cols
+    .filter((c) => !key.includes(c))
+    .map((c) => `${c} = excluded.${c}`)
+    .join(", ");
 
 /** A Uint8Array (a view of shared memory, from the main thread) as the Buffer better-sqlite3 binds as a BLOB. */
 const blob = (v: SqlValue): SqlValue => (v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v);
@@ -70,13 +73,20 @@ class Committer {
 
   private apply(op: Op): [number, number] {
     switch (op.t) {
-      case "task": return [this.upsertTask.run(op.row).changes, bytesOf(op.row)];
-      case "update": return [this.update(op.cols).run(...op.vals, op.id).changes, bytesOf(op.vals)];
-      case "spec": return [this.upsertSpec.run(op.row.map(blob)).changes, bytesOf(op.row)];
-      case "attempt": return [this.upsertAttempt.run(op.row).changes, bytesOf(op.row)];
-      case "trunc": return [this.truncAttempts.run(op.id, op.from).changes, 0];
-      case "cluster": return [this.upsertCluster.run(op.row).changes, bytesOf(op.row)];
-      case "meta": return [this.upsertMeta.run(op.key, op.value).changes, op.key.length + op.value.length];
+      case "task":
+        return [this.upsertTask.run(op.row).changes, bytesOf(op.row)];
+      case "update":
+        return [this.update(op.cols).run(...op.vals, op.id).changes, bytesOf(op.vals)];
+      case "spec":
+        return [this.upsertSpec.run(op.row.map(blob)).changes, bytesOf(op.row)];
+      case "attempt":
+        return [this.upsertAttempt.run(op.row).changes, bytesOf(op.row)];
+      case "trunc":
+        return [this.truncAttempts.run(op.id, op.from).changes, 0];
+      case "cluster":
+        return [this.upsertCluster.run(op.row).changes, bytesOf(op.row)];
+      case "meta":
+        return [this.upsertMeta.run(op.key, op.value).changes, op.key.length + op.value.length];
       default: {
         const never: never = op;
         throw new Error(`unknown op ${JSON.stringify(never)}`);
@@ -124,7 +134,9 @@ function start(): void {
     const version = db.pragma("user_version", { simple: true }) as number;
     if (version !== init.schemaVersion) {
       db.close();
-      throw new Error(`${init.path} has schema version ${version}, not ${init.schemaVersion} as when the coordinator opened it; something else changed the file`);
+      throw new Error(
+        `${init.path} has schema version ${version}, not ${init.schemaVersion} as when the coordinator opened it; something else changed the file`,
+      );
     }
     committer = new Committer(db);
   } catch (e) {

@@ -12,7 +12,8 @@ export function openWriter(path: string, busyTimeoutMs: number, mustExist: boole
   const db = new Database(path, { timeout: busyTimeoutMs, fileMustExist: mustExist });
   try {
     const mode = db.pragma("journal_mode = WAL", { simple: true });
-    if (mode !== "wal") throw new StoreOpenError(path, `cannot switch ${path} to WAL mode (got "${String(mode)}"); put the data directory on a local file system`);
+    if (mode !== "wal")
+      throw new StoreOpenError(path, `cannot switch ${path} to WAL mode (got "${String(mode)}"); put the data directory on a local file system`);
     db.pragma("synchronous = FULL");
     return db;
   } catch (e) {

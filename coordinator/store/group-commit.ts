@@ -145,8 +145,13 @@ export class GroupCommit<B extends { lastSeq: number }> {
   stats(): GroupCommitStats {
     const c = this.counters;
     return {
-      commits: c.commits, failedCommits: c.failedCommits, rowsWritten: c.rowsWritten, bytesWritten: c.bytesWritten,
-      lastCommitMs: c.lastCommitMs, meanCommitMs: c.commits === 0 ? 0 : c.totalCommitMs / c.commits, commitInFlight: this.inFlight !== undefined,
+      commits: c.commits,
+      failedCommits: c.failedCommits,
+      rowsWritten: c.rowsWritten,
+      bytesWritten: c.bytesWritten,
+      lastCommitMs: c.lastCommitMs,
+      meanCommitMs: c.commits === 0 ? 0 : c.totalCommitMs / c.commits,
+      commitInFlight: this.inFlight !== undefined,
     };
   }
 

@@ -44,7 +44,10 @@ export function openDatabase(dataDir: string, busyTimeoutMs: number): OpenedData
     const fromVersion = migrate(db, path);
     const opened = db;
     return {
-      db: opened, path, fromVersion, version: SCHEMA_VERSION,
+      db: opened,
+      path,
+      fromVersion,
+      version: SCHEMA_VERSION,
       closeConnection() {
         if (opened.open) opened.close();
       },
@@ -74,9 +77,15 @@ function acquireLock(dir: string): Database.Database {
   } catch (e) {
     lock?.close();
     if (sqliteCode(e) === "SQLITE_BUSY") {
-      throw new StoreOpenError(lockPath, `the data directory ${dir} is in use by another edgeplane coordinator (${lockPath} is locked); stop it, or give this coordinator its own data directory`, { cause: e });
+      throw new StoreOpenError(
+        lockPath,
+        `the data directory ${dir} is in use by another edgeplane coordinator (${lockPath} is locked); stop it, or give this coordinator its own data directory`,
+        { cause: e },
+      );
     }
-    throw new StoreOpenError(lockPath, `cannot lock the data directory ${dir} through ${lockPath}: ${(e as Error).message}; check its permissions`, { cause: e });
+    throw new StoreOpenError(lockPath, `cannot lock the data directory ${dir} through ${lockPath}: ${(e as Error).message}; check its permissions`, {
+      cause: e,
+    });
   }
 }
 
@@ -86,7 +95,10 @@ function inspect(path: string): void {
   try {
     const version = ro.pragma("user_version", { simple: true }) as number;
     if (version > SCHEMA_VERSION) {
-      throw new StoreVersionError(path, `${path} has schema version ${version}, but this edgeplane knows versions up to ${SCHEMA_VERSION}: it was written by a newer edgeplane. Run that version (or newer) on this data directory; downgrading in place is not supported.`);
+      throw new StoreVersionError(
+        path,
+        `${path} has schema version ${version}, but this edgeplane knows versions up to ${SCHEMA_VERSION}: it was written by a newer edgeplane. Run that version (or newer) on this data directory; downgrading in place is not supported.`,
+      );
     }
     const problems = (ro.pragma("quick_check(5)") as { quick_check: string }[]).map((r) => r.quick_check);
     if (problems.length !== 1 || problems[0] !== "ok") {
@@ -94,7 +106,11 @@ function inspect(path: string): void {
     }
     if (version === 0) {
       const tables = ro.prepare("SELECT count(*) FROM sqlite_schema").pluck().get() as number;
-      if (tables > 0) throw new StoreVersionError(path, `${path} is an SQLite database but not an edgeplane one (no schema version, ${tables} schema objects); point the coordinator at its own data directory`);
+      if (tables > 0)
+        throw new StoreVersionError(
+          path,
+          `${path} is an SQLite database but not an edgeplane one (no schema version, ${tables} schema objects); point the coordinator at its own data directory`,
+        );
     }
   } finally {
     ro.close();
@@ -104,7 +120,10 @@ function inspect(path: string): void {
 function migrate(db: Database.Database, path: string): number {
   const from = db.pragma("user_version", { simple: true }) as number;
   if (from > SCHEMA_VERSION) {
-    throw new StoreVersionError(path, `${path} has schema version ${from}, but this edgeplane knows versions up to ${SCHEMA_VERSION}: it was written by a newer edgeplane. Run that version (or newer) on this data directory.`);
+    throw new StoreVersionError(
+      path,
+      `${path} has schema version ${from}, but this edgeplane knows versions up to ${SCHEMA_VERSION}: it was written by a newer edgeplane. Run that version (or newer) on this data directory.`,
+    );
   }
   db.transaction(() => {
     for (let v = from; v < SCHEMA_VERSION; v++) {
@@ -137,5 +156,7 @@ export function classify(e: unknown, path: string): Error {
   if (isCorruption(e)) return new StoreCorruptError(path, `${sqliteCode(e)}: ${(e as Error).message}`, { cause: e });
   const what = e instanceof Error ? e.message : String(e);
   const code = sqliteCode(e);
-  return new StoreOpenError(path, `cannot open the task store ${path}${code ? ` (${code})` : ""}: ${what}; check the file's permissions and the disk`, { cause: e });
+  return new StoreOpenError(path, `cannot open the task store ${path}${code ? ` (${code})` : ""}: ${what}; check the file's permissions and the disk`, {
+    cause: e,
+  });
 }

@@ -21,7 +21,16 @@ import { classify, openDatabase, type OpenedDatabase } from "./open-database.js"
 import type { PutOptions, TaskFilter, TaskPage, TaskStore } from "./store.js";
 import { StoreConflictError, StoreCorruptError, StoreWriteError } from "./store-errors.js";
 import {
-  decodeAttemptRow, decodeSpec, decodeTaskRow, diffTask, encodeAttempts, encodeSpecRow, encodeTaskInsert, specColumns, type SeriesRef, type TaskDelta,
+  decodeAttemptRow,
+  decodeSpec,
+  decodeTaskRow,
+  diffTask,
+  encodeAttempts,
+  encodeSpecRow,
+  encodeTaskInsert,
+  specColumns,
+  type SeriesRef,
+  type TaskDelta,
 } from "./task-row.js";
 import { assertWorkerScript, defaultWorkerUrl, WorkerLink, type WorkerState } from "./worker-link.js";
 import type { WorkerFault } from "./worker-protocol.js";
@@ -131,14 +140,25 @@ export class SqliteTaskStore implements TaskStore {
     if (opened.fromVersion !== opened.version) {
       opts.logger?.info({ path: opened.path, from: opened.fromVersion, to: opened.version }, "task store schema migrated");
     }
-    opts.logger?.info({
-      path: opened.path, tasks: store.seqs.size, active: store.mem.active().length, clusters: store.clusters.size,
-      schemaVersion: opened.version, loadMs: Math.round(performance.now() - started),
-    }, "task store opened");
+    opts.logger?.info(
+      {
+        path: opened.path,
+        tasks: store.seqs.size,
+        active: store.mem.active().length,
+        clusters: store.clusters.size,
+        schemaVersion: opened.version,
+        loadMs: Math.round(performance.now() - started),
+      },
+      "task store opened",
+    );
     return store;
   }
 
-  private constructor(private readonly db: OpenedDatabase, opts: SqliteTaskStoreOptions, workerUrl: URL) {
+  private constructor(
+    private readonly db: OpenedDatabase,
+    opts: SqliteTaskStoreOptions,
+    workerUrl: URL,
+  ) {
     this.path = db.path;
     const log = (this.log = opts.logger);
     this.queue = new WriteQueue({ maxRows: opts.maxCommitRows ?? 4096, maxBytes: opts.maxCommitBytes ?? 16 * 1024 * 1024 });
@@ -148,10 +168,11 @@ export class SqliteTaskStore implements TaskStore {
       restartBaseMs: opts.retryBaseMs,
       restartMaxMs: opts.retryMaxMs,
       onReady: () => this.group.resume(),
-      onDown: (err, restartInMs) => log?.error(
-        { err, restartInMs, pendingWrites: this.queue.pendingWrites, path: this.path },
-        "task store commit worker stopped; the writes stay queued and the worker is restarted",
-      ),
+      onDown: (err, restartInMs) =>
+        log?.error(
+          { err, restartInMs, pendingWrites: this.queue.pendingWrites, path: this.path },
+          "task store commit worker stopped; the writes stay queued and the worker is restarted",
+        ),
     });
     this.group = new GroupCommit<Batch>({
       take: () => this.queue.take(),
@@ -165,10 +186,12 @@ export class SqliteTaskStore implements TaskStore {
       ready: () => this.link.state === "ready",
       down: () => this.link.state === "down",
       whenReady: () => this.link.whenReady(),
-      writeError: (cause) => new StoreWriteError(this.path, this.queue.pendingWrites, {
-        cause: cause ?? this.link.error ?? new Error(`the commit worker is ${this.link.state}`),
-      }),
-      onError: (err, failures, retryInMs) => log?.error({ err, failures, retryInMs, pendingWrites: this.queue.pendingWrites }, "task store commit failed; the writes stay queued and are retried"),
+      writeError: (cause) =>
+        new StoreWriteError(this.path, this.queue.pendingWrites, {
+          cause: cause ?? this.link.error ?? new Error(`the commit worker is ${this.link.state}`),
+        }),
+      onError: (err, failures, retryInMs) =>
+        log?.error({ err, failures, retryInMs, pendingWrites: this.queue.pendingWrites }, "task store commit failed; the writes stay queued and are retried"),
       onBusy: (busy) => this.link.setBusy(busy),
       lazyMs: opts.lazyFlushMs ?? 200,
       retryBaseMs: opts.retryBaseMs ?? 50,
@@ -185,8 +208,13 @@ export class SqliteTaskStore implements TaskStore {
     for (const [key, value] of d.prepare("SELECT key, value FROM meta").raw().iterate() as IterableIterator<[string, string]>) {
       this.meta.set(key, value);
     }
-    const clusterRows = d.prepare("SELECT id, tier, labels, declared, created_at FROM clusters ORDER BY id")
-      .iterate() as IterableIterator<{ id: string; tier: string; labels: string; declared: number; created_at: number }>;
+    const clusterRows = d.prepare("SELECT id, tier, labels, declared, created_at FROM clusters ORDER BY id").iterate() as IterableIterator<{
+      id: string;
+      tier: string;
+      labels: string;
+      declared: number;
+      created_at: number;
+    }>;
     for (const row of clusterRows) {
       if (row.tier !== "edge" && row.tier !== "cloud") throw new StoreCorruptError(this.path, `cluster ${row.id}: unknown tier ${JSON.stringify(row.tier)}`);
       const labels = this.parse(() => JSON.parse(row.labels) as Record<string, string>, `cluster ${row.id}`);
@@ -197,16 +225,20 @@ export class SqliteTaskStore implements TaskStore {
       const id = row.task_id as string;
       let list = attempts.get(id);
       if (!list) attempts.set(id, (list = []));
-      if (row.idx !== list.length) throw new StoreCorruptError(this.path, `task ${id}: its attempt rows are not numbered 0, 1, 2, … (found ${String(row.idx)} after ${list.length} rows)`);
+      if (row.idx !== list.length)
+        throw new StoreCorruptError(this.path, `task ${id}: its attempt rows are not numbered 0, 1, 2, … (found ${String(row.idx)} after ${list.length} rows)`);
       list.push(this.parse(() => decodeAttemptRow(row), `task ${id}, attempt row ${list!.length}`));
     }
     // A finished task's payload stays on disk (see the top): its series BLOBs are not even read.
     const finished = [...TERMINAL_STATES].map((x) => `'${x}'`).join(", ");
-    const taskRows = d.prepare(`
+    const taskRows = d
+      .prepare(
+        `
       SELECT t.*, s.spec AS spec_json, t.state IN (${finished}) AS finished_,
         CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.series_values END AS values_,
         CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.series_timestamps END AS timestamps_
-      FROM tasks t LEFT JOIN task_specs s ON s.id = t.id ORDER BY t.seq`)
+      FROM tasks t LEFT JOIN task_specs s ON s.id = t.id ORDER BY t.seq`,
+      )
       .iterate() as IterableIterator<Record<string, unknown>>;
     const tasks: TaskRecord[] = [];
     // Parents come before their shards (seq order): a shard stored with seriesRef slices its parent's series.
@@ -217,7 +249,10 @@ export class SqliteTaskStore implements TaskStore {
       if (specJson === null) throw new StoreCorruptError(this.path, `task ${id} has no row in task_specs`);
       const done = row.finished_ !== 0;
       const t = this.parse(() => {
-        const spec = decodeSpec(specJson, row.values_ as Buffer | null, row.timestamps_ as Buffer | null, { payload: !done, parentSeries: (p) => this.parentSeries(p, loaded) });
+        const spec = decodeSpec(specJson, row.values_ as Buffer | null, row.timestamps_ as Buffer | null, {
+          payload: !done,
+          parentSeries: (p) => this.parentSeries(p, loaded),
+        });
         return decodeTaskRow(row, attempts.get(id) ?? [], spec);
       }, `task ${id}`);
       if (done) this.released.add(t.spec);
@@ -265,7 +300,10 @@ export class SqliteTaskStore implements TaskStore {
     const stmt = this.reads?.selectSpec ?? this.db.db.prepare("SELECT spec, series_values, series_timestamps FROM task_specs WHERE id = ?");
     const row = stmt.get(id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null } | undefined;
     if (!row) return undefined;
-    return this.parse(() => decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p, loading) }), `task ${id}`);
+    return this.parse(
+      () => decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p, loading) }),
+      `task ${id}`,
+    );
   }
 
   /**
@@ -337,7 +375,9 @@ export class SqliteTaskStore implements TaskStore {
     for (const t of tasks) {
       if (ids.has(t.id) || this.mem.get(t.id)) throw new StoreConflictError(`cannot insert task ${t.id}: a task with this id already exists`);
       if (!Number.isSafeInteger(t.seq) || seqs.has(t.seq) || this.seqs.has(t.seq)) {
-        throw new StoreConflictError(`cannot insert task ${t.id}: seq ${t.seq} is already used (highest stored seq is ${this.highestSeq}); seqs are unique, seed the counter from maxSeq()`);
+        throw new StoreConflictError(
+          `cannot insert task ${t.id}: seq ${t.seq} is already used (highest stored seq is ${this.highestSeq}); seqs are unique, seed the counter from maxSeq()`,
+        );
       }
       if (t.idempotencyKey && (keys.has(t.idempotencyKey) || this.mem.findByIdempotencyKey(t.idempotencyKey))) {
         throw new StoreConflictError(`cannot insert task ${t.id}: idempotency key ${JSON.stringify(t.idempotencyKey)} already belongs to another task`);
@@ -369,7 +409,9 @@ export class SqliteTaskStore implements TaskStore {
     const prev = this.mem.get(task.id);
     if (!prev) throw new StoreConflictError(`cannot put task ${task.id}: no such task; insert() it first`);
     if (task.seq !== prev.seq || task.idempotencyKey !== prev.idempotencyKey) {
-      throw new StoreConflictError(`cannot put task ${task.id}: its seq and idempotency key are fixed at insert (stored ${prev.seq}, ${JSON.stringify(prev.idempotencyKey)}; given ${task.seq}, ${JSON.stringify(task.idempotencyKey)})`);
+      throw new StoreConflictError(
+        `cannot put task ${task.id}: its seq and idempotency key are fixed at insert (stored ${prev.seq}, ${JSON.stringify(prev.idempotencyKey)}; given ${task.seq}, ${JSON.stringify(task.idempotencyKey)})`,
+      );
     }
     // The same object again may have been changed in place: nothing to compare it with, so write every field.
     const delta = task === prev ? wholeTask(task) : diffTask(prev, task);
@@ -420,7 +462,11 @@ export class SqliteTaskStore implements TaskStore {
    */
   flush(): Promise<void> {
     if (this.closed) {
-      if (this.closing) return this.closing.then(() => this.flushClosed(), () => this.flushClosed());
+      if (this.closing)
+        return this.closing.then(
+          () => this.flushClosed(),
+          () => this.flushClosed(),
+        );
       return this.flushClosed();
     }
     return this.group.flush();
@@ -428,13 +474,19 @@ export class SqliteTaskStore implements TaskStore {
 
   private flushClosed(): Promise<void> {
     const n = this.queue.pendingWrites;
-    return n === 0 ? Promise.resolve() : Promise.reject(new StoreWriteError(this.path, n, { cause: new Error("the store was closed before they could be committed") }));
+    return n === 0
+      ? Promise.resolve()
+      : Promise.reject(new StoreWriteError(this.path, n, { cause: new Error("the store was closed before they could be committed") }));
   }
 
   stats(): SqliteStoreStats {
     return {
-      ...this.group.stats(), pendingWrites: this.queue.pendingWrites, inFlightWrites: this.queue.inFlight,
-      workerRestarts: this.link.restarts, worker: this.link.state, path: this.path,
+      ...this.group.stats(),
+      pendingWrites: this.queue.pendingWrites,
+      inFlightWrites: this.queue.inFlight,
+      workerRestarts: this.link.restarts,
+      worker: this.link.state,
+      path: this.path,
     };
   }
 
@@ -461,7 +513,8 @@ export class SqliteTaskStore implements TaskStore {
       } catch (e) {
         failure = e;
       }
-      if (failure !== undefined) this.log?.error({ err: failure, pendingWrites: this.queue.pendingWrites }, "task store closed with writes it could not commit");
+      if (failure !== undefined)
+        this.log?.error({ err: failure, pendingWrites: this.queue.pendingWrites }, "task store closed with writes it could not commit");
       this.reader?.close();
       // A worker still opening is let finish, so that its connection, the last one, checkpoints the WAL on close.
       if (this.link.state === "starting") await this.link.whenReady().catch(() => undefined);

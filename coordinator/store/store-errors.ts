@@ -14,7 +14,11 @@ abstract class StoreError extends Error {
  * The store has not modified it and refuses to start over it.
  */
 export class StoreCorruptError extends StoreError {
-  constructor(readonly path: string, detail: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly path: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
     super(
       `task store ${path} is damaged (${detail}). The coordinator will not start over it and has not changed it. ` +
         `Stop the coordinator, copy the file and any ${path}-wal next to it somewhere safe, then restore a backup ` +
@@ -26,24 +30,38 @@ export class StoreCorruptError extends StoreError {
 
 /** The database was written by a newer edgeplane (schema version above ours), or is not an edgeplane database. */
 export class StoreVersionError extends StoreError {
-  constructor(readonly path: string, message: string) {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 /** The data directory or database cannot be opened: permissions, I/O error, or another coordinator holds it. */
 export class StoreOpenError extends StoreError {
-  constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }
 
 /** A commit failed (disk full, I/O error). The writes stay queued and are retried; nothing was dropped. */
 export class StoreWriteError extends StoreError {
-  constructor(readonly path: string, readonly pendingWrites: number, options: { cause: unknown }) {
+  constructor(
+    readonly path: string,
+    readonly pendingWrites: number,
+    options: { cause: unknown },
+  ) {
     const code = (options.cause as { code?: unknown } | undefined)?.code;
     const what = options.cause instanceof Error ? options.cause.message : String(options.cause);
-    super(`could not commit ${pendingWrites} queued writes to ${path} (${typeof code === "string" ? `${code}: ` : ""}${what}); they stay queued and are retried`, options);
+    super(
+      `could not commit ${pendingWrites} queued writes to ${path} (${typeof code === "string" ? `${code}: ` : ""}${what}); they stay queued and are retried`,
+      options,
+    );
   }
 }
 

@@ -58,12 +58,16 @@ type Rec = Record<string, unknown>;
 
 function fits(kind: FieldKind, v: unknown): boolean {
   switch (kind) {
-    case "text": return typeof v === "string";
+    case "text":
+      return typeof v === "string";
     // NaN binds as NULL in SQLite: it goes to the rest JSON (as null, like JSON.stringify everywhere else).
-    case "num": return typeof v === "number" && !Number.isNaN(v);
-    case "bool": return typeof v === "boolean";
+    case "num":
+      return typeof v === "number" && !Number.isNaN(v);
+    case "bool":
+      return typeof v === "boolean";
     case "json":
-    case "marked-json": return v !== undefined;
+    case "marked-json":
+      return v !== undefined;
     default: {
       const never: never = kind;
       throw new Error(`unknown field kind ${String(never)}`);
@@ -74,10 +78,14 @@ function fits(kind: FieldKind, v: unknown): boolean {
 function toSql(kind: FieldKind, v: unknown): SqlValue {
   switch (kind) {
     case "text":
-    case "num": return v as string | number;
-    case "bool": return v ? 1 : 0;
-    case "json": return JSON.stringify(v) ?? null;
-    case "marked-json": return stringifyMarked(v);
+    case "num":
+      return v as string | number;
+    case "bool":
+      return v ? 1 : 0;
+    case "json":
+      return JSON.stringify(v) ?? null;
+    case "marked-json":
+      return stringifyMarked(v);
     default: {
       const never: never = kind;
       throw new Error(`unknown field kind ${String(never)}`);
@@ -88,10 +96,14 @@ function toSql(kind: FieldKind, v: unknown): SqlValue {
 function fromSql(f: Field, c: unknown): unknown {
   switch (f.kind) {
     case "text":
-    case "num": return c;
-    case "bool": return c !== 0;
-    case "json": return JSON.parse(c as string);
-    case "marked-json": return parseMarked(c as string);
+    case "num":
+      return c;
+    case "bool":
+      return c !== 0;
+    case "json":
+      return JSON.parse(c as string);
+    case "marked-json":
+      return parseMarked(c as string);
     default: {
       const never: never = f.kind;
       throw new Error(`unknown field kind ${String(never)}`);
@@ -195,8 +207,7 @@ export function encodeAttempts(t: TaskRecord): SqlValue[][] {
   return t.attempts.map((a, i) => encodeAttemptRow(t.id, i, a));
 }
 
-const sameScalar = (f: Field, a: unknown, b: unknown): boolean =>
-  f.kind === "json" || f.kind === "marked-json" ? a === b : Object.is(a, b);
+const sameScalar = (f: Field, a: unknown, b: unknown): boolean => (f.kind === "json" || f.kind === "marked-json" ? a === b : Object.is(a, b));
 
 /**
  * What changed from `prev` to `next` (the same task): scalars compared by value, objects (output, shard, split,
@@ -318,10 +329,13 @@ export function decodeSpec(spec: string, seriesValues: Uint8Array | null, series
   if (seriesRef) return { ...specRest, series: sliceOf(seriesRef, opts.parentSeries) };
   return {
     ...specRest,
-    series: seriesLength === undefined ? undefined : {
-      values: unpackFloat64(seriesValues, seriesLength.values, "series values"),
-      timestamps: unpackFloat64(seriesTimestamps, seriesLength.timestamps, "series timestamps"),
-    },
+    series:
+      seriesLength === undefined
+        ? undefined
+        : {
+            values: unpackFloat64(seriesValues, seriesLength.values, "series values"),
+            timestamps: unpackFloat64(seriesTimestamps, seriesLength.timestamps, "series timestamps"),
+          },
   };
 }
 

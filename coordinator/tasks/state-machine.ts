@@ -13,7 +13,11 @@ const ALLOWED: Record<TaskState, readonly TaskState[]> = {
 };
 
 export class IllegalTransitionError extends Error {
-  constructor(readonly taskId: string, readonly from: TaskState, readonly to: TaskState) {
+  constructor(
+    readonly taskId: string,
+    readonly from: TaskState,
+    readonly to: TaskState,
+  ) {
     super(`task ${taskId}: illegal transition ${from} → ${to}`);
     this.name = "IllegalTransitionError";
   }

@@ -8,8 +8,15 @@ import { assertTransition } from "./state-machine.js";
 import type { PutOptions, TaskStore } from "../store/store.js";
 import { TaskWatchHub, type WatchSubscription } from "./task-watch.js";
 import {
-  isTerminal, PRIORITIES,
-  type AttemptOutcome, type AttemptRecord, type JsonValue, type ShardAssignment, type TaskRecord, type TaskSpec, type TaskState,
+  isTerminal,
+  PRIORITIES,
+  type AttemptOutcome,
+  type AttemptRecord,
+  type JsonValue,
+  type ShardAssignment,
+  type TaskRecord,
+  type TaskSpec,
+  type TaskState,
 } from "./types.js";
 
 export type TaskListener = (task: TaskRecord, previous: TaskState | undefined) => void;
@@ -52,9 +59,7 @@ export interface AttemptReport {
 }
 
 /** What happened to a reported result: applied, or ignored because its attempt was superseded (fencing). */
-export type ReportVerdict =
-  | { type: "applied"; task: TaskRecord; superseded?: { nodeId: string; attempt: number } }
-  | { type: "stale"; reason: string };
+export type ReportVerdict = { type: "applied"; task: TaskRecord; superseded?: { nodeId: string; attempt: number } } | { type: "stale"; reason: string };
 
 export interface TaskCounters {
   byState: Record<TaskState, number>;
@@ -95,13 +100,23 @@ export class TaskManager {
   private seq = 0;
   readonly counters: TaskCounters;
 
-  constructor(private readonly store: TaskStore, private readonly opts: TaskManagerOptions) {
+  constructor(
+    private readonly store: TaskStore,
+    private readonly opts: TaskManagerOptions,
+  ) {
     this.timers = opts.timers ?? systemTimers;
     this.counters = {
       byState: { queued: 0, dispatched: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0 },
       queuedByPriority: PRIORITIES.map(() => 0),
-      processedSinceStart: 0, succeeded: 0, failed: 0, cancelled: 0, expired: 0,
-      processingMsTotal: 0, processingSamples: 0, peakMemoryBytes: 0, preemptions: 0,
+      processedSinceStart: 0,
+      succeeded: 0,
+      failed: 0,
+      cancelled: 0,
+      expired: 0,
+      processingMsTotal: 0,
+      processingSamples: 0,
+      peakMemoryBytes: 0,
+      preemptions: 0,
     };
     this.seq = store.maxSeq();
     for (const t of store.active()) this.count(t, undefined);
@@ -122,7 +137,10 @@ export class TaskManager {
    * client sees a change only once it is durable (task-watch.ts); `onReady` says when there is something to take.
    * Unknown ids are NOT_FOUND.
    */
-  watch(follow: { ids: readonly string[] } | { match: (t: TaskRecord) => boolean }, onReady: () => void): { subscription: WatchSubscription; current: TaskRecord[] } {
+  watch(
+    follow: { ids: readonly string[] } | { match: (t: TaskRecord) => boolean },
+    onReady: () => void,
+  ): { subscription: WatchSubscription; current: TaskRecord[] } {
     if ("ids" in follow) {
       const current = follow.ids.map((id) => this.get(id));
       return { subscription: this.watchHub.subscribe({ ids: new Set(follow.ids) }, current, onReady), current };
@@ -158,9 +176,24 @@ export class TaskManager {
         continue;
       }
       const task: TaskRecord = {
-        id: newTaskId(), spec, state: "queued", attempt: 0, assignedCluster: "", assignedNode: "",
-        output: undefined, error: "", createdAt: now, updatedAt: now, finishedAt: undefined, attempts: [],
-        idempotencyKey, queuedAt: now, queuedMs: 0, notBefore: 0, seq: ++this.seq, preemptions: 0,
+        id: newTaskId(),
+        spec,
+        state: "queued",
+        attempt: 0,
+        assignedCluster: "",
+        assignedNode: "",
+        output: undefined,
+        error: "",
+        createdAt: now,
+        updatedAt: now,
+        finishedAt: undefined,
+        attempts: [],
+        idempotencyKey,
+        queuedAt: now,
+        queuedMs: 0,
+        notBefore: 0,
+        seq: ++this.seq,
+        preemptions: 0,
       };
       if (shard) task.shard = shard;
       if (owner) task.owner = owner;
@@ -197,10 +230,22 @@ export class TaskManager {
       t.assignedNode = nodeId;
       t.assignedCluster = clusterId;
       t.queuedMs += Math.max(0, now - t.queuedAt);
-      t.attempts = [...t.attempts, {
-        attempt: t.attempt, nodeId, clusterId, outcome: undefined, error: "",
-        dispatchedAt: now, startedAt: undefined, finishedAt: undefined, processingMs: 0, peakMemoryBytes: 0, placementReason,
-      }];
+      t.attempts = [
+        ...t.attempts,
+        {
+          attempt: t.attempt,
+          nodeId,
+          clusterId,
+          outcome: undefined,
+          error: "",
+          dispatchedAt: now,
+          startedAt: undefined,
+          finishedAt: undefined,
+          processingMs: 0,
+          peakMemoryBytes: 0,
+          placementReason,
+        },
+      ];
     });
   }
 
@@ -208,13 +253,22 @@ export class TaskManager {
   accepted(id: string, attempt: number): ReportVerdict {
     const t = this.store.get(id);
     if (!t) return { type: "stale", reason: "unknown task" };
-    if (t.attempt !== attempt || t.state !== "dispatched") return { type: "stale", reason: `attempt ${attempt} is not the current dispatched attempt (${t.attempt}, ${t.state})` };
+    if (t.attempt !== attempt || t.state !== "dispatched")
+      return { type: "stale", reason: `attempt ${attempt} is not the current dispatched attempt (${t.attempt}, ${t.state})` };
     const now = this.opts.now();
     // Lazy: a restart treats a dispatched attempt exactly like a running one (it waits for its agent to report), so
     // this change needs no commit of its own; it goes to disk with the next one.
-    return { type: "applied", task: this.update(id, "running", (x) => {
-      x.attempts = x.attempts.map((a) => (a.attempt === attempt ? { ...a, startedAt: a.startedAt ?? now } : a));
-    }, { lazy: true }) };
+    return {
+      type: "applied",
+      task: this.update(
+        id,
+        "running",
+        (x) => {
+          x.attempts = x.attempts.map((a) => (a.attempt === attempt ? { ...a, startedAt: a.startedAt ?? now } : a));
+        },
+        { lazy: true },
+      ),
+    };
   }
 
   /**
@@ -234,7 +288,16 @@ export class TaskManager {
         const task = this.update(t.id, "succeeded", (x) => {
           x.attempts = x.attempts.map((a): AttemptRecord => {
             if (a.attempt === r.attempt) {
-              return { ...a, outcome: "succeeded", error: "", processingMs: r.processingMs, peakMemoryBytes: r.peakMemoryBytes, startedAt: r.startedAt ?? a.startedAt, finishedAt: r.finishedAt ?? now, stillLive: false };
+              return {
+                ...a,
+                outcome: "succeeded",
+                error: "",
+                processingMs: r.processingMs,
+                peakMemoryBytes: r.peakMemoryBytes,
+                startedAt: r.startedAt ?? a.startedAt,
+                finishedAt: r.finishedAt ?? now,
+                stillLive: false,
+              };
             }
             return !a.outcome ? { ...a, outcome: "cancelled", error: `attempt ${r.attempt} finished first`, finishedAt: now } : a;
           });
@@ -250,10 +313,19 @@ export class TaskManager {
     }
     const now = this.opts.now();
     const record = (x: TaskRecord) => {
-      x.attempts = x.attempts.map((a): AttemptRecord => a.attempt !== r.attempt ? a : {
-        ...a, outcome: r.outcome, error: r.error, processingMs: r.processingMs, peakMemoryBytes: r.peakMemoryBytes,
-        startedAt: r.startedAt ?? a.startedAt, finishedAt: r.finishedAt ?? now,
-      });
+      x.attempts = x.attempts.map((a): AttemptRecord =>
+        a.attempt !== r.attempt
+          ? a
+          : {
+              ...a,
+              outcome: r.outcome,
+              error: r.error,
+              processingMs: r.processingMs,
+              peakMemoryBytes: r.peakMemoryBytes,
+              startedAt: r.startedAt ?? a.startedAt,
+              finishedAt: r.finishedAt ?? now,
+            },
+      );
     };
     if (r.processingMs > 0) {
       this.counters.processingMsTotal += r.processingMs;
@@ -262,33 +334,45 @@ export class TaskManager {
     this.counters.peakMemoryBytes = Math.max(this.counters.peakMemoryBytes, r.peakMemoryBytes);
     switch (r.outcome) {
       case "succeeded":
-        return { type: "applied", task: this.update(t.id, "succeeded", (x) => {
-          record(x);
-          x.output = r.output;
-          x.error = "";
-          x.finishedAt = now;
-        }) };
+        return {
+          type: "applied",
+          task: this.update(t.id, "succeeded", (x) => {
+            record(x);
+            x.output = r.output;
+            x.error = "";
+            x.finishedAt = now;
+          }),
+        };
       case "timed_out":
         if (t.spec.deadline !== undefined && now >= t.spec.deadline - 5) {
-          return { type: "applied", task: this.update(t.id, "expired", (x) => {
-            record(x);
-            x.error = `deadline ${new Date(t.spec.deadline!).toISOString()} passed while attempt ${r.attempt} ran`;
-            x.finishedAt = now;
-          }) };
+          return {
+            type: "applied",
+            task: this.update(t.id, "expired", (x) => {
+              record(x);
+              x.error = `deadline ${new Date(t.spec.deadline!).toISOString()} passed while attempt ${r.attempt} ran`;
+              x.finishedAt = now;
+            }),
+          };
         }
         return { type: "applied", task: this.retryOrFail(t, `attempt ${r.attempt} timed out`, record) };
       case "failed":
         if (r.permanent) {
-          return { type: "applied", task: this.update(t.id, "failed", (x) => {
-            record(x);
-            x.error = `${r.error || `attempt ${r.attempt} failed`} (bad input: not retried)`;
-            x.finishedAt = now;
-          }) };
+          return {
+            type: "applied",
+            task: this.update(t.id, "failed", (x) => {
+              record(x);
+              x.error = `${r.error || `attempt ${r.attempt} failed`} (bad input: not retried)`;
+              x.finishedAt = now;
+            }),
+          };
         }
         return { type: "applied", task: this.retryOrFail(t, r.error || `attempt ${r.attempt} failed`, record) };
       case "cancelled":
         // The agent gave the attempt up without being asked (drain, shutdown): run it again, no retry used.
-        return { type: "applied", task: this.requeue(t.id, { reason: r.error || `attempt ${r.attempt} was cancelled on the agent`, consumeRetry: false, record }) };
+        return {
+          type: "applied",
+          task: this.requeue(t.id, { reason: r.error || `attempt ${r.attempt} was cancelled on the agent`, consumeRetry: false, record }),
+        };
       default: {
         const never: never = r.outcome;
         throw new Error(`unknown outcome ${String(never)}`);
@@ -419,10 +503,11 @@ export class TaskManager {
           if (this.watchHub.changes > upTo) this.checkDurabilityAfterTurn();
         },
         // The store keeps the writes and retries the commit; look again a little later.
-        () => this.timers.after(100, () => {
-          this.durabilityCheck = false;
-          this.checkDurabilityAfterTurn();
-        }),
+        () =>
+          this.timers.after(100, () => {
+            this.durabilityCheck = false;
+            this.checkDurabilityAfterTurn();
+          }),
       );
     });
   }

@@ -21,7 +21,12 @@ export interface WatchSubscription {
 class Sub implements WatchSubscription {
   items: Item[] = [];
   closed = false;
-  constructor(readonly hub: TaskWatchHub, readonly ids: ReadonlySet<string> | undefined, readonly match: ((t: TaskRecord) => boolean) | undefined, readonly onReady: () => void) {}
+  constructor(
+    readonly hub: TaskWatchHub,
+    readonly ids: ReadonlySet<string> | undefined,
+    readonly match: ((t: TaskRecord) => boolean) | undefined,
+    readonly onReady: () => void,
+  ) {}
 
   get backlog(): number {
     return this.items.length;
@@ -65,7 +70,11 @@ export class TaskWatchHub {
    * followed tasks, read by the caller right now) come first, delivered once what they show is durable.
    * `onReady` is told when something may be taken.
    */
-  subscribe(follow: { ids: ReadonlySet<string> } | { match: (t: TaskRecord) => boolean }, initial: readonly TaskRecord[], onReady: () => void): WatchSubscription {
+  subscribe(
+    follow: { ids: ReadonlySet<string> } | { match: (t: TaskRecord) => boolean },
+    initial: readonly TaskRecord[],
+    onReady: () => void,
+  ): WatchSubscription {
     const sub = "ids" in follow ? new Sub(this, follow.ids, undefined, onReady) : new Sub(this, undefined, follow.match, onReady);
     for (const t of initial) sub.items.push({ task: t, gate: this.changes });
     if (initial.length > 0 && this.changes > this.durable) this.waiting.add(sub);

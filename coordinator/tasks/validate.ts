@@ -55,17 +55,24 @@ export function validateSpec(d: SpecDraft, ctx: ValidationContext, field = "task
   const memoryBytes = d.memoryBytes ?? ctx.defaultMemoryBytes;
   if (!(memoryBytes > 0) || !Number.isSafeInteger(memoryBytes)) throw bad("requiredMemoryBytes", `must be a positive number of bytes, got ${d.memoryBytes}`);
   if (ctx.maxNodeMemoryBytes !== undefined && memoryBytes > ctx.maxNodeMemoryBytes) {
-    throw new FailedPreconditionError(`${field}.requiredMemoryBytes: ${memoryBytes} bytes is more than any node in the fleet has (largest: ${ctx.maxNodeMemoryBytes} bytes); lower it or add a bigger node`);
+    throw new FailedPreconditionError(
+      `${field}.requiredMemoryBytes: ${memoryBytes} bytes is more than any node in the fleet has (largest: ${ctx.maxNodeMemoryBytes} bytes); lower it or add a bigger node`,
+    );
   }
   const cpuMillis = d.cpuMillis ?? ctx.defaultCpuMillis;
   // 0 = a slot only: the task takes one of its node's slots (worker threads) and reserves no cpu beyond it.
-  if (!(cpuMillis >= 0) || !Number.isInteger(cpuMillis)) throw bad("requiredCpuMillis", `must be a whole number of millicores >= 0 (1000 = one core, 0 = just a slot), got ${d.cpuMillis}`);
+  if (!(cpuMillis >= 0) || !Number.isInteger(cpuMillis))
+    throw bad("requiredCpuMillis", `must be a whole number of millicores >= 0 (1000 = one core, 0 = just a slot), got ${d.cpuMillis}`);
 
   if (ctx.maxNodeCpuMillis !== undefined && cpuMillis > ctx.maxNodeCpuMillis) {
-    throw new FailedPreconditionError(`${field}.requiredCpuMillis: ${cpuMillis} millicores is more than any node in the fleet has (largest: ${ctx.maxNodeCpuMillis}); lower it or add a bigger node`);
+    throw new FailedPreconditionError(
+      `${field}.requiredCpuMillis: ${cpuMillis} millicores is more than any node in the fleet has (largest: ${ctx.maxNodeCpuMillis}); lower it or add a bigger node`,
+    );
   }
   if (d.clusterId && ctx.knownClusters && !ctx.knownClusters.has(d.clusterId)) {
-    throw new FailedPreconditionError(`${field}.clusterId: cluster "${d.clusterId}" is not known; declare it with RegisterCluster or start an agent in it (known: ${[...ctx.knownClusters].sort().join(", ") || "none"})`);
+    throw new FailedPreconditionError(
+      `${field}.clusterId: cluster "${d.clusterId}" is not known; declare it with RegisterCluster or start an agent in it (known: ${[...ctx.knownClusters].sort().join(", ") || "none"})`,
+    );
   }
   const estimatedMs = d.estimatedMs ?? 0;
   if (estimatedMs < 0 || !Number.isFinite(estimatedMs)) throw bad("estimatedComputeTime", `must not be negative, got ${d.estimatedMs} ms`);
@@ -81,7 +88,9 @@ export function validateSpec(d: SpecDraft, ctx: ValidationContext, field = "task
     throw bad("maxRetries", `must be between 0 and ${MAX_RETRIES_LIMIT}, got ${d.maxRetries}`);
   }
   if (d.inputBytes > ctx.maxInputBytes) {
-    throw new ResourceExhaustedError(`${field}.input: ${d.inputBytes} bytes is larger than the limit of ${ctx.maxInputBytes} bytes; split the data into several tasks or raise the coordinator's --max-input-bytes`);
+    throw new ResourceExhaustedError(
+      `${field}.input: ${d.inputBytes} bytes is larger than the limit of ${ctx.maxInputBytes} bytes; split the data into several tasks or raise the coordinator's --max-input-bytes`,
+    );
   }
   if (d.series) {
     if (d.series.timestamps.length > 0 && d.series.timestamps.length !== d.series.values.length) {

@@ -36,9 +36,7 @@ export interface SubmitPolicy {
   admit?(inputBytes: number): void;
 }
 
-export type SubmitOutcome =
-  | { type: "accepted"; task: TaskRecord; queuePosition: number; estimatedCompletion: number }
-  | { type: "refused"; error: unknown };
+export type SubmitOutcome = { type: "accepted"; task: TaskRecord; queuePosition: number; estimatedCompletion: number } | { type: "refused"; error: unknown };
 
 export class TaskSubmissions {
   constructor(private readonly d: SubmitDeps) {}
@@ -98,7 +96,10 @@ export class TaskSubmissions {
     const c = this.d.tasks.counters;
     const mean = c.processingSamples > 0 ? c.processingMsTotal / c.processingSamples : t.spec.estimatedMs;
     const each = Math.max(t.spec.estimatedMs, mean);
-    const slots = this.d.registry.listNodes().filter((n) => n.state === "ready").reduce((a, n) => a + n.maxConcurrent, 0);
+    const slots = this.d.registry
+      .listNodes()
+      .filter((n) => n.state === "ready")
+      .reduce((a, n) => a + n.maxConcurrent, 0);
     const waves = t.state === "queued" ? Math.ceil((position + 1) / Math.max(1, slots)) : 1;
     return this.d.now() + Math.round(waves * each);
   }

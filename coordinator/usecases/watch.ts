@@ -44,9 +44,10 @@ export async function* watchTasks(tasks: TaskManager, target: WatchTarget, o: Wa
     wake = undefined;
     w?.();
   };
-  const follow = "ids" in target
-    ? { ids: target.ids }
-    : { match: (t: TaskRecord) => Object.entries(target.labels).every(([k, v]) => t.spec.labels[k] === v) && (o.visible?.(t) ?? true) };
+  const follow =
+    "ids" in target
+      ? { ids: target.ids }
+      : { match: (t: TaskRecord) => Object.entries(target.labels).every(([k, v]) => t.spec.labels[k] === v) && (o.visible?.(t) ?? true) };
   const { subscription, current } = tasks.watch(follow, ready);
   const remaining = new Set(current.filter((t) => !isTerminal(t.state)).map((t) => t.id));
   const byIds = "ids" in target;

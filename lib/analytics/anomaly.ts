@@ -53,12 +53,7 @@ function readParams(input: HandlerInput): { method: AnomalyMethod; threshold: nu
 }
 
 /** Scores values against (center, scale); nothing is scored when scale is 0. */
-function flag(
-  values: NumberArray,
-  g: { center: number; scale: number; factor: number; threshold: number },
-  offset: number,
-  ctx: HandlerContext,
-): Anomaly[] {
+function flag(values: NumberArray, g: { center: number; scale: number; factor: number; threshold: number }, offset: number, ctx: HandlerContext): Anomaly[] {
   const anomalies: Anomaly[] = [];
   if (g.scale === 0) return anomalies;
   for (let i = 0; i < values.length; i++) {
@@ -173,7 +168,10 @@ function merge(partials: JsonValue[], global?: JsonValue): AnomalyResult {
     return { offset: stateNumber(NAME, r, "offset", `partial ${i}`), anomalies: r.anomalies as Anomaly[] };
   });
   parts.sort((a, b) => a.offset - b.offset);
-  return result(g, parts.flatMap((p) => p.anomalies));
+  return result(
+    g,
+    parts.flatMap((p) => p.anomalies),
+  );
 }
 
 function parseGlobal(global: JsonValue | undefined): AnomalyGlobal {

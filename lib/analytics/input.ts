@@ -36,9 +36,7 @@ export function buildHandlerInput(json: unknown, series?: PackedSeries): Handler
   const values = series.values;
   const timestamps = series.timestamps && series.timestamps.length > 0 ? series.timestamps : undefined;
   if (timestamps && timestamps.length !== values.length) {
-    throw new HandlerInputError(
-      `series has ${values.length} values but ${timestamps.length} timestamps; send one timestamp per value, or none`,
-    );
+    throw new HandlerInputError(`series has ${values.length} values but ${timestamps.length} timestamps; send one timestamp per value, or none`);
   }
   for (const f of DATA_FIELDS) delete base[f];
   base.values = values;
@@ -68,11 +66,7 @@ export function readValues(handler: string, input: HandlerInput, opts: { allowEm
  * Reads points from `samples: [{t, v}]`, or from `values` (+ `timestamps`), or from a packed series.
  * With `requireTimestamps`, inputs without times are rejected with a message naming both accepted shapes.
  */
-export function readPoints(
-  handler: string,
-  input: HandlerInput,
-  opts: { requireTimestamps: boolean; allowEmpty?: boolean },
-): Points {
+export function readPoints(handler: string, input: HandlerInput, opts: { requireTimestamps: boolean; allowEmpty?: boolean }): Points {
   const packed = (input as Record<symbol, unknown>)[PACKED] as Points | undefined;
   const samplesShape = `"samples" must be a ${opts.allowEmpty ? "" : "non-empty "}array of {"t": epoch ms, "v": number}`;
   if (packed) {
@@ -97,9 +91,7 @@ export function readPoints(
   if (input.timestamps !== undefined) {
     timestamps = readFiniteArray(handler, "timestamps", input.timestamps, { allowEmpty: true });
     if (timestamps.length !== values.length) {
-      throw new HandlerInputError(
-        `${handler}: "timestamps" must have one entry per value; got ${timestamps.length} timestamps for ${values.length} values`,
-      );
+      throw new HandlerInputError(`${handler}: "timestamps" must have one entry per value; got ${timestamps.length} timestamps for ${values.length} values`);
     }
   }
   if (opts.requireTimestamps && !timestamps) {

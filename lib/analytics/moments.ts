@@ -55,9 +55,7 @@ export function populationStddev(m: Moments): number {
 /** Rejects values so large that the variance overflows (|x| beyond ~1e154): better an error than Infinity. */
 export function assertFiniteMoments(handler: string, m: Moments): void {
   if (!Number.isFinite(m.mean) || !Number.isFinite(m.m2)) {
-    throw new HandlerInputError(
-      `${handler}: "values" are too large in magnitude: their variance overflows a double; scale them down`,
-    );
+    throw new HandlerInputError(`${handler}: "values" are too large in magnitude: their variance overflows a double; scale them down`);
   }
 }
 

@@ -20,9 +20,7 @@ export function runShards(handler: Handler, shards: readonly HandlerInput[], ctx
     const prepared = shards.map((s) => (handler.prepare as NonNullable<Handler["prepare"]>)(s, ctx, round, global));
     global = (handler.combine as NonNullable<Handler["combine"]>)(prepared, round, global);
   }
-  const partials = shards.map((s) =>
-    handler.runPartial ? handler.runPartial(s, ctx, global) : sync(handler.run(s, ctx), handler.name),
-  );
+  const partials = shards.map((s) => (handler.runPartial ? handler.runPartial(s, ctx, global) : sync(handler.run(s, ctx), handler.name)));
   return handler.merge(partials, global);
 }
 

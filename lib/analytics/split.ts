@@ -21,8 +21,7 @@ export function seriesLength(input: HandlerInput): number {
 export function sliceShard(input: HandlerInput, start: number, end: number): HandlerInput {
   const shard: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(input)) if (!DATA_FIELDS.has(k)) shard[k] = v;
-  const slice = (a: unknown): unknown =>
-    a instanceof Float64Array ? a.subarray(start, end) : Array.isArray(a) ? a.slice(start, end) : a;
+  const slice = (a: unknown): unknown => (a instanceof Float64Array ? a.subarray(start, end) : Array.isArray(a) ? a.slice(start, end) : a);
   if (input.values !== undefined) {
     shard.values = slice(input.values);
     if (input.timestamps !== undefined) shard.timestamps = slice(input.timestamps);

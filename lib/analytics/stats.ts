@@ -8,15 +8,7 @@
 
 import { HandlerInputError } from "./errors.js";
 import { readValues } from "./input.js";
-import {
-  assertFiniteMoments,
-  EMPTY_MOMENTS,
-  mergeMoments,
-  type Moments,
-  momentsOf,
-  parseMoments,
-  populationStddev,
-} from "./moments.js";
+import { assertFiniteMoments, EMPTY_MOMENTS, mergeMoments, type Moments, momentsOf, parseMoments, populationStddev } from "./moments.js";
 import { mergeSummaries, parseSummary, type QuantileSummary, summarize, summaryQuantile } from "./quantile-summary.js";
 import { quantilesOf, sortedCopy } from "./quantiles.js";
 import { splitInput } from "./split.js";

@@ -22,12 +22,7 @@ export function describeValue(v: unknown): string {
  * Reads `field` as an array of finite numbers (a plain array or a Float64Array from a packed series).
  * Returns it as-is: no copy, so the packed case stays zero-copy.
  */
-export function readFiniteArray(
-  handler: string,
-  field: string,
-  value: unknown,
-  opts: { allowEmpty?: boolean } = {},
-): NumberArray {
+export function readFiniteArray(handler: string, field: string, value: unknown, opts: { allowEmpty?: boolean } = {}): NumberArray {
   const what = `${handler}: "${field}" must be a ${opts.allowEmpty ? "" : "non-empty "}array of finite numbers`;
   if (value === undefined) throw new HandlerInputError(`${what}; it is missing`);
   if (value instanceof Float64Array) {
@@ -77,19 +72,11 @@ export function readPositiveInteger(handler: string, input: HandlerInput, field:
 }
 
 /** Reads a string field restricted to `choices`, with a default. */
-export function readChoice<T extends string>(
-  handler: string,
-  input: HandlerInput,
-  field: string,
-  choices: readonly T[],
-  fallback: T,
-): T {
+export function readChoice<T extends string>(handler: string, input: HandlerInput, field: string, choices: readonly T[], fallback: T): T {
   const v = input[field];
   if (v === undefined) return fallback;
   if (typeof v !== "string" || !(choices as readonly string[]).includes(v)) {
-    throw new HandlerInputError(
-      `${handler}: "${field}" must be one of ${choices.map((c) => JSON.stringify(c)).join(", ")}; got ${describeValue(v)}`,
-    );
+    throw new HandlerInputError(`${handler}: "${field}" must be one of ${choices.map((c) => JSON.stringify(c)).join(", ")}; got ${describeValue(v)}`);
   }
   return v as T;
 }

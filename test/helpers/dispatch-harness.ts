@@ -77,9 +77,22 @@ export const DEFAULT_HARNESS_OPTIONS: DispatcherOptions = {
 
 export function spec(over: Partial<TaskSpec> = {}): TaskSpec {
   return {
-    name: "", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: null, series: undefined,
-    memoryBytes: 64 * MB, cpuMillis: 0, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "", labels: {},
-    disconnectWindowMs: undefined, ...over,
+    name: "",
+    handler: "stats",
+    deviceId: "",
+    priority: "normal",
+    mode: "local",
+    input: null,
+    series: undefined,
+    memoryBytes: 64 * MB,
+    cpuMillis: 0,
+    estimatedMs: 0,
+    deadline: undefined,
+    maxRetries: 2,
+    clusterId: "",
+    labels: {},
+    disconnectWindowMs: undefined,
+    ...over,
   };
 }
 
@@ -96,8 +109,13 @@ export class DispatchHarness {
     this.tasks = new TaskManager(this.store, { now: () => this.clock.wall(), retryBaseMs: 500, retryMaxMs: 500, random: () => 1, timers: this.clock });
     this.nodes = new NodeRegistry(this.clock);
     this.dispatcher = new Dispatcher({
-      tasks: this.tasks, nodes: this.nodes, clock: this.clock, timers: this.clock, log: silentLogger(),
-      durable: () => this.store.flush(), options: { ...DEFAULT_HARNESS_OPTIONS, ...options },
+      tasks: this.tasks,
+      nodes: this.nodes,
+      clock: this.clock,
+      timers: this.clock,
+      log: silentLogger(),
+      durable: () => this.store.flush(),
+      options: { ...DEFAULT_HARNESS_OPTIONS, ...options },
     });
     this.dispatcher.start();
   }
@@ -106,8 +124,20 @@ export class DispatchHarness {
   connect(id: string, over: Partial<RegisterInfo> = {}, running: { taskId: string; attempt: number }[] = []): RecordingSession {
     const sessionId = `s${++this.sessionSeq}`;
     const node = this.nodes.registerNode({
-      nodeId: id, clusterId: "c1", tier: "edge", labels: {}, deviceIds: [], handlers: ["stats"], totalCpuMillis: 2000,
-      totalMemoryBytes: 1024 * MB, freeCpuMillis: 2000, freeMemoryBytes: 1024 * MB, maxConcurrent: 2, sessionId, address: "test", ...over,
+      nodeId: id,
+      clusterId: "c1",
+      tier: "edge",
+      labels: {},
+      deviceIds: [],
+      handlers: ["stats"],
+      totalCpuMillis: 2000,
+      totalMemoryBytes: 1024 * MB,
+      freeCpuMillis: 2000,
+      freeMemoryBytes: 1024 * MB,
+      maxConcurrent: 2,
+      sessionId,
+      address: "test",
+      ...over,
     });
     const session = new RecordingSession(id, sessionId, this.clock);
     this.sessions.set(id, session);
@@ -172,9 +202,23 @@ export class DispatchHarness {
   /** The agent reports the attempt's result. */
   report(nodeId: string, taskId: string, over: Partial<AttemptReport> = {}): void {
     const attempt = over.attempt ?? this.task(taskId).attempt;
-    this.dispatcher.fromAgent(this.sessions.get(nodeId)!, [], [{
-      taskId, attempt, outcome: "succeeded", output: { ok: true }, error: "", processingMs: 1, peakMemoryBytes: 1,
-      startedAt: undefined, finishedAt: undefined, ...over,
-    }]);
+    this.dispatcher.fromAgent(
+      this.sessions.get(nodeId)!,
+      [],
+      [
+        {
+          taskId,
+          attempt,
+          outcome: "succeeded",
+          output: { ok: true },
+          error: "",
+          processingMs: 1,
+          peakMemoryBytes: 1,
+          startedAt: undefined,
+          finishedAt: undefined,
+          ...over,
+        },
+      ],
+    );
   }
 }

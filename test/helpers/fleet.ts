@@ -33,7 +33,14 @@ export function run(args: string[], env: Record<string, string> = {}): Proc {
   proc.stdout!.on("data", (d) => (out += d));
   proc.stderr!.on("data", (d) => (out += d));
   const exited = new Promise<number | null>((res) => proc.on("exit", (code) => res(code)));
-  return { proc, output: () => out, kill: (s = "SIGKILL") => { if (proc.exitCode === null && proc.signalCode === null) proc.kill(s); }, exited };
+  return {
+    proc,
+    output: () => out,
+    kill: (s = "SIGKILL") => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(s);
+    },
+    exited,
+  };
 }
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 25): Promise<T> {
@@ -72,11 +79,17 @@ export function submitRequest(init: SubmitInit): SubmitTaskRequest {
   return create(SubmitTaskRequestSchema, {
     idempotencyKey: init.idempotencyKey ?? "",
     task: {
-      name: init.name ?? "", handler: init.handler, deviceId: init.deviceId ?? "",
-      priority: init.priority ?? Priority.NORMAL, processingMode: init.mode ?? ProcessingMode.LOCAL,
+      name: init.name ?? "",
+      handler: init.handler,
+      deviceId: init.deviceId ?? "",
+      priority: init.priority ?? Priority.NORMAL,
+      processingMode: init.mode ?? ProcessingMode.LOCAL,
       input: init.input === undefined ? undefined : fromJson(ValueSchema, init.input),
-      requiredMemoryBytes: init.requiredMemoryBytes, requiredCpuMillis: init.requiredCpuMillis, maxRetries: init.maxRetries,
-      clusterId: init.clusterId ?? "", deadline: init.deadlineMs === undefined ? undefined : timestampFromMs(init.deadlineMs),
+      requiredMemoryBytes: init.requiredMemoryBytes,
+      requiredCpuMillis: init.requiredCpuMillis,
+      maxRetries: init.maxRetries,
+      clusterId: init.clusterId ?? "",
+      deadline: init.deadlineMs === undefined ? undefined : timestampFromMs(init.deadlineMs),
       estimatedComputeTime: init.estimatedMs === undefined ? undefined : durationFromMillis(init.estimatedMs),
     },
   });
@@ -108,7 +121,19 @@ export class Fleet {
 
   async startCoordinator(extra: string[] = []): Promise<string> {
     const ready = join(this.dir, `ready-${Date.now()}`);
-    const p = run(["coordinator", "--listen", this.address || "127.0.0.1:0", "--ready-file", ready, "--log-level", "info", "--data-dir", this.coordinatorDir, ...(this.opts.insecure ? ["--insecure"] : []), ...extra]);
+    const p = run([
+      "coordinator",
+      "--listen",
+      this.address || "127.0.0.1:0",
+      "--ready-file",
+      ready,
+      "--log-level",
+      "info",
+      "--data-dir",
+      this.coordinatorDir,
+      ...(this.opts.insecure ? ["--insecure"] : []),
+      ...extra,
+    ]);
     this.procs.push(p);
     this.coordinator = p;
     this.address = await waitFor("coordinator ready file", () => {
@@ -144,28 +169,55 @@ export class Fleet {
   }
 
   /** Starts an agent process and waits until the coordinator lists it ready. */
-  async startAgent(cluster: string, extra: string[] = [], opts: { nodeId?: string; wait?: boolean; env?: Record<string, string> } = {}): Promise<{ nodeId: string; p: Proc }> {
+  async startAgent(
+    cluster: string,
+    extra: string[] = [],
+    opts: { nodeId?: string; wait?: boolean; env?: Record<string, string> } = {},
+  ): Promise<{ nodeId: string; p: Proc }> {
     const nodeId = opts.nodeId ?? `${cluster}-n${++this.agentSeq}`;
     const dataDir = join(this.dir, `agent-${nodeId}`);
     // The join token goes in the environment, not argv (where `ps` would show it).
     const env: Record<string, string> = this.opts.insecure ? {} : { EDGEPLANE_JOIN_TOKEN: await this.joinToken(cluster) };
-    const p = run(["agent", "--coordinator", this.address, "--cluster", cluster, "--node-id", nodeId, "--log-level", "info", "--data-dir", dataDir, ...(this.opts.insecure ? ["--insecure"] : []), ...extra], { ...env, ...opts.env });
+    const p = run(
+      [
+        "agent",
+        "--coordinator",
+        this.address,
+        "--cluster",
+        cluster,
+        "--node-id",
+        nodeId,
+        "--log-level",
+        "info",
+        "--data-dir",
+        dataDir,
+        ...(this.opts.insecure ? ["--insecure"] : []),
+        ...extra,
+      ],
+      { ...env, ...opts.env },
+    );
     this.procs.push(p);
     if (opts.wait !== false) await this.waitNodeState(nodeId, NodeState.READY, p);
     return { nodeId, p };
   }
 
   async waitNodeState(nodeId: string, state: NodeState, p?: Proc, timeoutMs = 20_000): Promise<void> {
-    await waitFor(`node ${nodeId} in state ${NodeState[state]}`, async () => {
-      if (p && p.proc.exitCode !== null) throw new Error(`agent ${nodeId} exited: ${p.output()}`);
-      const { nodes } = await this.clients.clusters.listNodes({});
-      return nodes.some((n) => n.id === nodeId && n.state === state);
-    }, timeoutMs);
+    await waitFor(
+      `node ${nodeId} in state ${NodeState[state]}`,
+      async () => {
+        if (p && p.proc.exitCode !== null) throw new Error(`agent ${nodeId} exited: ${p.output()}`);
+        const { nodes } = await this.clients.clusters.listNodes({});
+        return nodes.some((n) => n.id === nodeId && n.state === state);
+      },
+      timeoutMs,
+    );
   }
 
   /** Runs the CLI to completion. */
   async cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
-    const credentials: Record<string, string> = this.opts.insecure ? { EDGEPLANE_INSECURE: "1" } : { EDGEPLANE_TOKEN: this.adminToken, EDGEPLANE_CA: join(this.coordinatorDir, "ca.crt") };
+    const credentials: Record<string, string> = this.opts.insecure
+      ? { EDGEPLANE_INSECURE: "1" }
+      : { EDGEPLANE_TOKEN: this.adminToken, EDGEPLANE_CA: join(this.coordinatorDir, "ca.crt") };
     const p = run(args, { EDGEPLANE_ADDR: this.address, ...credentials, ...env });
     const code = await p.exited;
     return { code, out: p.output() };
@@ -174,7 +226,6 @@ export class Fleet {
   async submit(init: SubmitInit): Promise<string> {
     return (await this.clients.tasks.submitTask(submitRequest(init))).taskId;
   }
-
 
   /** Watches a task to its terminal state and returns it. */
   async finish(taskId: string, timeoutMs = 30_000): Promise<Task> {
@@ -197,5 +248,4 @@ export class Fleet {
   }
 }
 
-export const isTerminalState = (s: TaskState) =>
-  s === TaskState.SUCCEEDED || s === TaskState.FAILED || s === TaskState.CANCELLED || s === TaskState.EXPIRED;
+export const isTerminalState = (s: TaskState) => s === TaskState.SUCCEEDED || s === TaskState.FAILED || s === TaskState.CANCELLED || s === TaskState.EXPIRED;

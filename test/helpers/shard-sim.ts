@@ -16,14 +16,38 @@ import { silentLogger } from "../../lib/log.js";
 const MB = 1024 * 1024;
 
 export const simSpec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "t", handler: "stats", deviceId: "", priority: "normal", mode: "distributed", input: null, series: undefined,
-  memoryBytes: 64 * MB, cpuMillis: 100, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "", labels: {}, disconnectWindowMs: undefined, ...over,
+  name: "t",
+  handler: "stats",
+  deviceId: "",
+  priority: "normal",
+  mode: "distributed",
+  input: null,
+  series: undefined,
+  memoryBytes: 64 * MB,
+  cpuMillis: 100,
+  estimatedMs: 0,
+  deadline: undefined,
+  maxRetries: 2,
+  clusterId: "",
+  labels: {},
+  disconnectWindowMs: undefined,
+  ...over,
 });
 
 export function simNode(id: string, clusterId: string, over: Partial<NodeView> = {}): NodeView {
   return {
-    id, clusterId, tier: "edge", handlers: new Set(["stats", "anomaly", "aggregate", "threshold"]), deviceIds: new Set<string>(),
-    freeCpuMillis: 1000, freeMemoryBytes: 1024 * MB, totalCpuMillis: 4000, totalMemoryBytes: 4096 * MB, inFlight: 0, maxConcurrent: 2, ...over,
+    id,
+    clusterId,
+    tier: "edge",
+    handlers: new Set(["stats", "anomaly", "aggregate", "threshold"]),
+    deviceIds: new Set<string>(),
+    freeCpuMillis: 1000,
+    freeMemoryBytes: 1024 * MB,
+    totalCpuMillis: 4000,
+    totalMemoryBytes: 4096 * MB,
+    inFlight: 0,
+    maxConcurrent: 2,
+    ...over,
   };
 }
 
@@ -39,7 +63,12 @@ export class ShardSim {
   readonly cancelled: string[] = [];
   private readonly handlers: ReadonlyMap<string, Handler>;
 
-  constructor(public nodes: NodeView[], public clusters: ClusterView[] = [{ id: "c1", tier: "edge", health: 1 }], custom: Handler[] = [], options: Partial<SplitPlanOptions> = {}) {
+  constructor(
+    public nodes: NodeView[],
+    public clusters: ClusterView[] = [{ id: "c1", tier: "edge", health: 1 }],
+    custom: Handler[] = [],
+    options: Partial<SplitPlanOptions> = {},
+  ) {
     this.handlers = createRegistry(custom);
     this.driver = new ShardDriver({
       tasks: this.tasks,
@@ -59,7 +88,10 @@ export class ShardSim {
   }
 
   shardsOf(parentId: string): TaskRecord[] {
-    return this.tasks.reader.list({ includeShards: true }, 10_000, "").tasks.filter((t) => t.shard?.parentId === parentId).reverse();
+    return this.tasks.reader
+      .list({ includeShards: true }, 10_000, "")
+      .tasks.filter((t) => t.shard?.parentId === parentId)
+      .reverse();
   }
 
   /** Runs queued shards (one step at a time, on their planned node) until the parent is terminal or nothing is left. */
@@ -89,9 +121,16 @@ export class ShardSim {
     }
     try {
       const spec = t.spec;
-      const series = spec.series ? { values: Float64Array.from(spec.series.values), timestamps: spec.series.timestamps.length ? Float64Array.from(spec.series.timestamps) : undefined } : undefined;
+      const series = spec.series
+        ? { values: Float64Array.from(spec.series.values), timestamps: spec.series.timestamps.length ? Float64Array.from(spec.series.timestamps) : undefined }
+        : undefined;
       const input = buildHandlerInput(viaJson(spec.input), series);
-      const out = runShardStep(this.handlers.get(spec.handler)!, input, plainContext(), { phase: a.phase, round: a.round, offset: a.offset, global: viaJson(a.global) });
+      const out = runShardStep(this.handlers.get(spec.handler)!, input, plainContext(), {
+        phase: a.phase,
+        round: a.round,
+        offset: a.offset,
+        global: viaJson(a.global),
+      });
       if (out instanceof Promise) throw new Error("async handlers are not simulated");
       this.tasks.report({ ...base, outcome: "succeeded", output: viaJson(out as JsonValue), error: "" });
     } catch (err) {

@@ -45,18 +45,47 @@ export function peek(dir: string, readonly = true): Database.Database {
 }
 
 export const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "t", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: null, series: undefined,
-  memoryBytes: 1, cpuMillis: 1, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "", labels: {},
-  disconnectWindowMs: undefined, ...over,
+  name: "t",
+  handler: "stats",
+  deviceId: "",
+  priority: "normal",
+  mode: "local",
+  input: null,
+  series: undefined,
+  memoryBytes: 1,
+  cpuMillis: 1,
+  estimatedMs: 0,
+  deadline: undefined,
+  maxRetries: 2,
+  clusterId: "",
+  labels: {},
+  disconnectWindowMs: undefined,
+  ...over,
 });
 
 let nextSeq = 1;
 export function task(over: Partial<TaskRecord> = {}, specOver: Partial<TaskSpec> = {}): TaskRecord {
   const seq = over.seq ?? nextSeq++;
   return {
-    id: `t-${seq}`, spec: spec(specOver), state: "queued", attempt: 0, assignedCluster: "", assignedNode: "",
-    output: undefined, error: "", createdAt: 1000 + seq, updatedAt: 1000 + seq, finishedAt: undefined, attempts: [],
-    idempotencyKey: "", queuedAt: 1000 + seq, queuedMs: 0, notBefore: 0, seq, preemptions: 0, ...over,
+    id: `t-${seq}`,
+    spec: spec(specOver),
+    state: "queued",
+    attempt: 0,
+    assignedCluster: "",
+    assignedNode: "",
+    output: undefined,
+    error: "",
+    createdAt: 1000 + seq,
+    updatedAt: 1000 + seq,
+    finishedAt: undefined,
+    attempts: [],
+    idempotencyKey: "",
+    queuedAt: 1000 + seq,
+    queuedMs: 0,
+    notBefore: 0,
+    seq,
+    preemptions: 0,
+    ...over,
   };
 }
 
@@ -64,11 +93,28 @@ export function task(over: Partial<TaskRecord> = {}, specOver: Partial<TaskSpec>
 export function dispatched(t: TaskRecord, node = "n1", at = t.updatedAt + 1): TaskRecord {
   const attempt = t.attempt + 1;
   return {
-    ...t, state: "dispatched", attempt, assignedNode: node, assignedCluster: "c1", updatedAt: at,
-    attempts: [...t.attempts, {
-      attempt, nodeId: node, clusterId: "c1", outcome: undefined, error: "", dispatchedAt: at, startedAt: undefined,
-      finishedAt: undefined, processingMs: 0, peakMemoryBytes: 0, placementReason: "least loaded",
-    }],
+    ...t,
+    state: "dispatched",
+    attempt,
+    assignedNode: node,
+    assignedCluster: "c1",
+    updatedAt: at,
+    attempts: [
+      ...t.attempts,
+      {
+        attempt,
+        nodeId: node,
+        clusterId: "c1",
+        outcome: undefined,
+        error: "",
+        dispatchedAt: at,
+        startedAt: undefined,
+        finishedAt: undefined,
+        processingMs: 0,
+        peakMemoryBytes: 0,
+        placementReason: "least loaded",
+      },
+    ],
   };
 }
 
@@ -80,7 +126,11 @@ export function running(t: TaskRecord, at = t.updatedAt + 1): TaskRecord {
 /** running → succeeded, with an output. */
 export function succeeded(t: TaskRecord, at = t.updatedAt + 1): TaskRecord {
   return {
-    ...t, state: "succeeded", updatedAt: at, finishedAt: at, output: { mean: 1.5 },
+    ...t,
+    state: "succeeded",
+    updatedAt: at,
+    finishedAt: at,
+    output: { mean: 1.5 },
     attempts: t.attempts.map((a) => (a.attempt === t.attempt ? { ...a, outcome: "succeeded", finishedAt: at, processingMs: 12, peakMemoryBytes: 4096 } : a)),
   };
 }

@@ -24,10 +24,27 @@ describe("edgeplane CLI", () => {
 
   it("submit --json from a file of SubmitTaskRequests in the proto JSON shape, then task/tasks/watch show it", async () => {
     const file = join(fleet.dir, "tasks.json");
-    writeFileSync(file, JSON.stringify([
-      { task: { name: "from-file-1", handler: "aggregate", priority: "PRIORITY_HIGH", processingMode: "PROCESSING_MODE_LOCAL", input: { samples: [{ t: 0, v: 1 }, { t: 10, v: 3 }], windowMs: 100 } } },
-      { task: { name: "from-file-2", handler: "stats", priority: "PRIORITY_LOW", processingMode: "PROCESSING_MODE_LOCAL", input: { values: [1] } } },
-    ]));
+    writeFileSync(
+      file,
+      JSON.stringify([
+        {
+          task: {
+            name: "from-file-1",
+            handler: "aggregate",
+            priority: "PRIORITY_HIGH",
+            processingMode: "PROCESSING_MODE_LOCAL",
+            input: {
+              samples: [
+                { t: 0, v: 1 },
+                { t: 10, v: 3 },
+              ],
+              windowMs: 100,
+            },
+          },
+        },
+        { task: { name: "from-file-2", handler: "stats", priority: "PRIORITY_LOW", processingMode: "PROCESSING_MODE_LOCAL", input: { values: [1] } } },
+      ]),
+    );
     const sub = await fleet.cli(["submit", "--file", file, "--json"]);
     expect(sub.code).toBe(0);
     const ids = [...sub.out.matchAll(/"taskId":\s*"(t-[^"]+)"/g)].map((m) => m[1]);

@@ -20,10 +20,15 @@ async function restartCoordinator(signal: NodeJS.Signals = "SIGKILL", extra: str
 }
 
 async function terminal(ids: string[], timeoutMs = 60_000): Promise<Task[]> {
-  return waitFor(`${ids.length} tasks terminal`, async () => {
-    const tasks = await Promise.all(ids.map(async (taskId) => (await fleet.clients.tasks.getTask({ taskId })).task!));
-    return tasks.every((t) => isTerminalState(t.state)) ? tasks : undefined;
-  }, timeoutMs, 200);
+  return waitFor(
+    `${ids.length} tasks terminal`,
+    async () => {
+      const tasks = await Promise.all(ids.map(async (taskId) => (await fleet.clients.tasks.getTask({ taskId })).task!));
+      return tasks.every((t) => isTerminalState(t.state)) ? tasks : undefined;
+    },
+    timeoutMs,
+    200,
+  );
 }
 
 describe("coordinator crash and restart", () => {
@@ -112,7 +117,13 @@ describe("coordinator crash and restart", () => {
     expect(t.state).toBe(TaskState.SUCCEEDED);
     expect(t.attempts).toHaveLength(1);
     expect(second.p.output()).toMatch(/"redelivering":1,"msg":"registered with coordinator"/);
-    const runs = [first, second].map((a) => a.p.output().split("\n").filter((l) => l.includes(`"task":"${id}"`) && l.includes('"msg":"running task"')).length);
+    const runs = [first, second].map(
+      (a) =>
+        a.p
+          .output()
+          .split("\n")
+          .filter((l) => l.includes(`"task":"${id}"`) && l.includes('"msg":"running task"')).length,
+    );
     expect(runs).toEqual([1, 0]);
   }, 120_000);
 
@@ -130,7 +141,14 @@ describe("coordinator crash and restart", () => {
         return { rank, deadline, i };
       });
       const { results } = await fleet.clients.tasks.submitTasks({
-        tasks: batch.map((x) => submitRequest({ handler: "stats", input: { values: [x.i] }, priority: prios[x.rank], deadlineMs: Number.isFinite(x.deadline) ? x.deadline : undefined })),
+        tasks: batch.map((x) =>
+          submitRequest({
+            handler: "stats",
+            input: { values: [x.i] },
+            priority: prios[x.rank],
+            deadlineMs: Number.isFinite(x.deadline) ? x.deadline : undefined,
+          }),
+        ),
       });
       results.forEach((r, k) => expected.push({ id: r.accepted!.taskId, ...batch[k] }));
     }

@@ -21,7 +21,8 @@ const output = (t: Task) => (t.output ? toJson(ValueSchema, t.output) : undefine
 
 function percentile(sorted: number[], p: number): number {
   const rank = (p / 100) * (sorted.length - 1);
-  const lo = Math.floor(rank), hi = Math.ceil(rank);
+  const lo = Math.floor(rank),
+    hi = Math.ceil(rank);
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
 }
 
@@ -64,7 +65,12 @@ describe("submit → result over real processes", () => {
 
   it("aggregate groups samples into aligned tumbling windows", async () => {
     const samples = [
-      { t: 1_000, v: 1 }, { t: 1_500, v: 3 }, { t: 2_100, v: 10 }, { t: 4_999, v: -2 }, { t: 4_000, v: 4 }, { t: 1_999, v: 2 },
+      { t: 1_000, v: 1 },
+      { t: 1_500, v: 3 },
+      { t: 2_100, v: 10 },
+      { t: 4_999, v: -2 },
+      { t: 4_000, v: 4 },
+      { t: 1_999, v: 2 },
     ];
     const t = await fleet.finish(await fleet.submit({ handler: "aggregate", input: { samples, windowMs: 1000 } }));
     expect(t.state).toBe(TaskState.SUCCEEDED);
@@ -77,11 +83,18 @@ describe("submit → result over real processes", () => {
 
   it("threshold raises one alert per point and rule that matches, in input order", async () => {
     const values = [5, 20, 7, 30];
-    const rules = [{ name: "high", op: ">=", value: 20 }, { name: "exact7", op: "==", value: 7 }];
+    const rules = [
+      { name: "high", op: ">=", value: 20 },
+      { name: "exact7", op: "==", value: 7 },
+    ];
     const t = await fleet.finish(await fleet.submit({ handler: "threshold", input: { values, rules } }));
     expect(t.state).toBe(TaskState.SUCCEEDED);
     const alerts = output(t).alerts.map((a: any) => [a.rule, a.index, a.value]);
-    expect(alerts).toEqual([["high", 1, 20], ["exact7", 2, 7], ["high", 3, 30]]);
+    expect(alerts).toEqual([
+      ["high", 1, 20],
+      ["exact7", 2, 7],
+      ["high", 3, 30],
+    ]);
   });
 
   it("runs a custom handler loaded from --handlers", async () => {
@@ -194,7 +207,13 @@ describe("a finished task's data", () => {
     const values = Array.from({ length: 20_000 }, (_, i) => Math.cos(i) * 7);
     const timestamps = values.map((_, i) => BigInt(1_700_000_000_000 + i));
     const { taskId } = await fleet.clients.tasks.submitTask({
-      task: { handler: "stats", priority: Priority.NORMAL, processingMode: ProcessingMode.LOCAL, series: { values, timestamps }, input: fromJson(ValueSchema, { note: "kept" }) },
+      task: {
+        handler: "stats",
+        priority: Priority.NORMAL,
+        processingMode: ProcessingMode.LOCAL,
+        series: { values, timestamps },
+        input: fromJson(ValueSchema, { note: "kept" }),
+      },
     });
     const watched = await fleet.finish(taskId);
     expect(watched.state).toBe(TaskState.SUCCEEDED);

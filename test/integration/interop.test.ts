@@ -36,10 +36,14 @@ function credentials(): grpc.ChannelCredentials {
 }
 
 function loadClients(address: string, creds: grpc.ChannelCredentials = credentials()) {
-  const def = protoLoader.loadSync(
-    ["edgeplane/v1/task.proto", "edgeplane/v1/cluster.proto"],
-    { includeDirs: [join(ROOT, "proto")], keepCase: false, longs: String, enums: String, defaults: true, oneofs: true },
-  );
+  const def = protoLoader.loadSync(["edgeplane/v1/task.proto", "edgeplane/v1/cluster.proto"], {
+    includeDirs: [join(ROOT, "proto")],
+    keepCase: false,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     edgeplane: { v1: { TaskService: grpc.ServiceClientConstructor; ClusterService: grpc.ServiceClientConstructor } };
   };
@@ -58,7 +62,11 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
     const c = loadClients(fleet.address);
     const submitted = await call<{ taskId: string; state: string }>(c.tasks.submitTask.bind(c.tasks), {
       task: {
-        name: "interop", handler: "stats", deviceId: "sensor-1", priority: "PRIORITY_HIGH", processingMode: "PROCESSING_MODE_LOCAL",
+        name: "interop",
+        handler: "stats",
+        deviceId: "sensor-1",
+        priority: "PRIORITY_HIGH",
+        processingMode: "PROCESSING_MODE_LOCAL",
         input: { structValue: { fields: { values: { listValue: { values: [2, 4, 4, 4, 5, 5, 7, 9].map((n) => ({ numberValue: n })) } } } } },
       },
     });
@@ -71,7 +79,9 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
       s.on("error", reject);
     });
     expect(states.at(-1)).toBe("TASK_STATE_SUCCEEDED");
-    const got = await call<{ task: { output: { structValue: { fields: Record<string, { numberValue: number }> } } } }>(c.tasks.getTask.bind(c.tasks), { taskId: submitted.taskId });
+    const got = await call<{ task: { output: { structValue: { fields: Record<string, { numberValue: number }> } } } }>(c.tasks.getTask.bind(c.tasks), {
+      taskId: submitted.taskId,
+    });
     const f = got.task.output.structValue.fields;
     expect(f.count.numberValue).toBe(8);
     expect(f.mean.numberValue).toBe(5);
@@ -93,7 +103,10 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
 
   it("lists the registered node with its measured capacity", async () => {
     const c = loadClients(fleet.address);
-    const res = await call<{ nodes: { id: string; state: string; totalCpuMillis: number; totalMemoryBytes: string }[] }>(c.clusters.listNodes.bind(c.clusters), {});
+    const res = await call<{ nodes: { id: string; state: string; totalCpuMillis: number; totalMemoryBytes: string }[] }>(
+      c.clusters.listNodes.bind(c.clusters),
+      {},
+    );
     expect(res.nodes).toHaveLength(1);
     expect(res.nodes[0].state).toBe("NODE_STATE_READY");
     expect(res.nodes[0].totalCpuMillis).toBeGreaterThan(0);
@@ -112,16 +125,29 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
   });
 
   it("AgentService.Connect: enrols with a join token, connects with mTLS, and after the half-close the stream ends with OK", async () => {
-    const def = protoLoader.loadSync(["edgeplane/v1/agent.proto", "edgeplane/v1/auth.proto"], { includeDirs: [join(ROOT, "proto")], longs: String, enums: String, oneofs: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { edgeplane: { v1: { AgentService: grpc.ServiceClientConstructor; EnrolmentService: grpc.ServiceClientConstructor } } };
+    const def = protoLoader.loadSync(["edgeplane/v1/agent.proto", "edgeplane/v1/auth.proto"], {
+      includeDirs: [join(ROOT, "proto")],
+      longs: String,
+      enums: String,
+      oneofs: true,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      edgeplane: { v1: { AgentService: grpc.ServiceClientConstructor; EnrolmentService: grpc.ServiceClientConstructor } };
+    };
     // A cluster and a handler of its own, so this short-lived node neither takes work nor counts against site-a.
     const joinToken = await fleet.joinToken("interop-halfclose");
     const key = await generateKey();
-    const enrolment = new pkg.edgeplane.v1.EnrolmentService(fleet.address, grpc.credentials.createSsl(Buffer.from(fleet.caPem))) as unknown as Record<string, (req: unknown, md: grpc.Metadata, cb: Callback<{ certificatePem: string }>) => void> & grpc.Client;
+    const enrolment = new pkg.edgeplane.v1.EnrolmentService(fleet.address, grpc.credentials.createSsl(Buffer.from(fleet.caPem))) as unknown as Record<
+      string,
+      (req: unknown, md: grpc.Metadata, cb: Callback<{ certificatePem: string }>) => void
+    > &
+      grpc.Client;
     const md = new grpc.Metadata();
     md.set("authorization", `Bearer ${joinToken}`);
     const csrPem = await createCsr(key, "x");
-    const enrolled = await new Promise<{ certificatePem: string }>((resolve, reject) => enrolment.enrol({ csrPem, nodeId: "interop-halfclose", clusterId: "" }, md, (e, r) => (e ? reject(e) : resolve(r))));
+    const enrolled = await new Promise<{ certificatePem: string }>((resolve, reject) =>
+      enrolment.enrol({ csrPem, nodeId: "interop-halfclose", clusterId: "" }, md, (e, r) => (e ? reject(e) : resolve(r))),
+    );
     enrolment.close();
     const mtls = grpc.credentials.createSsl(Buffer.from(fleet.caPem), Buffer.from(await privateKeyToPem(key.privateKey)), Buffer.from(enrolled.certificatePem));
     const client = new pkg.edgeplane.v1.AgentService(fleet.address, mtls);
@@ -140,7 +166,16 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
       });
       stream.on("error", () => {});
     });
-    stream.write({ register: { nodeId: "interop-halfclose", clusterId: "interop-halfclose", handlers: ["interop-none"], totalCpuMillis: 1000, totalMemoryBytes: "1073741824", maxConcurrentTasks: 1 } });
+    stream.write({
+      register: {
+        nodeId: "interop-halfclose",
+        clusterId: "interop-halfclose",
+        handlers: ["interop-none"],
+        totalCpuMillis: 1000,
+        totalMemoryBytes: "1073741824",
+        maxConcurrentTasks: 1,
+      },
+    });
     const status = await ended;
     expect(seen[0]).toBe("registered");
     expect(status.code).toBe(grpc.status.OK);
@@ -149,7 +184,10 @@ describe("a plain @grpc/grpc-js + proto-loader client", () => {
 });
 
 describe("buf curl through server reflection (no proto files), over TLS with the token", () => {
-  const curl = (args: string[]) => exec(BUF, ["curl", "--protocol", "grpc", "--cacert", join(fleet.coordinatorDir, "ca.crt"), "-H", `authorization: Bearer ${fleet.adminToken}`, ...args], { cwd: "/" });
+  const curl = (args: string[]) =>
+    exec(BUF, ["curl", "--protocol", "grpc", "--cacert", join(fleet.coordinatorDir, "ca.crt"), "-H", `authorization: Bearer ${fleet.adminToken}`, ...args], {
+      cwd: "/",
+    });
 
   it("lists every service, health and reflection included", async () => {
     const { stdout } = await curl(["--list-services", `https://${fleet.address}`]);
@@ -162,14 +200,28 @@ describe("buf curl through server reflection (no proto files), over TLS with the
 
   it("submits with nested JSON input, a deadline and a duration, then streams the task to success", async () => {
     const deadline = new Date(Date.now() + 60_000).toISOString();
-    const { stdout } = await curl(["-d", JSON.stringify({
-      task: { name: "curl", handler: "threshold", priority: "PRIORITY_NORMAL", processingMode: "PROCESSING_MODE_LOCAL",
-        input: { values: [1, 50, 3], rules: [{ name: "hot", op: ">", value: 10 }] }, deadline, estimatedComputeTime: "0.250s" },
-    }), `https://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`]);
+    const { stdout } = await curl([
+      "-d",
+      JSON.stringify({
+        task: {
+          name: "curl",
+          handler: "threshold",
+          priority: "PRIORITY_NORMAL",
+          processingMode: "PROCESSING_MODE_LOCAL",
+          input: { values: [1, 50, 3], rules: [{ name: "hot", op: ">", value: 10 }] },
+          deadline,
+          estimatedComputeTime: "0.250s",
+        },
+      }),
+      `https://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`,
+    ]);
     const { taskId } = JSON.parse(stdout);
     const watch = await curl(["-d", JSON.stringify({ taskId }), `https://${fleet.address}/edgeplane.v1.TaskService/WatchTask`]);
     // buf curl prints one JSON document per streamed message.
-    const docs = watch.stdout.trim().split(/\n(?=\{)/).map((s) => JSON.parse(s));
+    const docs = watch.stdout
+      .trim()
+      .split(/\n(?=\{)/)
+      .map((s) => JSON.parse(s));
     const last = docs.at(-1).task;
     expect(last.state).toBe("TASK_STATE_SUCCEEDED");
     // The same instant; proto JSON leaves out a zero fraction ("…:46Z" for "…:46.000Z").
@@ -184,8 +236,11 @@ describe("buf curl through server reflection (no proto files), over TLS with the
   });
 
   it("reports INVALID_ARGUMENT for a deadline already past", async () => {
-    const err = await curl(["-d", JSON.stringify({ task: { handler: "stats", priority: "PRIORITY_NORMAL", processingMode: "PROCESSING_MODE_LOCAL", deadline: "2001-01-01T00:00:00Z" } }),
-      `https://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`]).catch((e: { stderr: string }) => e);
+    const err = await curl([
+      "-d",
+      JSON.stringify({ task: { handler: "stats", priority: "PRIORITY_NORMAL", processingMode: "PROCESSING_MODE_LOCAL", deadline: "2001-01-01T00:00:00Z" } }),
+      `https://${fleet.address}/edgeplane.v1.TaskService/SubmitTask`,
+    ]).catch((e: { stderr: string }) => e);
     expect((err as { stderr: string }).stderr).toMatch(/invalid_argument/i);
     expect((err as { stderr: string }).stderr).toMatch(/deadline.*already past/);
   });

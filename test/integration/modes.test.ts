@@ -38,7 +38,11 @@ function expectSameStats(a: Stats, b: Stats, values: number[], t: Task): void {
     return sum + (n <= 1025 ? 0 : Math.ceil((n - 1) / 1024) - 1);
   }, 0);
   const sorted = [...values].sort((x, y) => x - y);
-  for (const [got, want, q] of [[a.p50, b.p50, 0.5], [a.p95, b.p95, 0.95], [a.p99, b.p99, 0.99]]) {
+  for (const [got, want, q] of [
+    [a.p50, b.p50, 0.5],
+    [a.p95, b.p95, 0.95],
+    [a.p99, b.p99, 0.99],
+  ]) {
     if (e === 0) {
       expect(got).toBe(want);
     } else {
@@ -155,7 +159,7 @@ describe("DISTRIBUTED scatter-gather", () => {
     const id = await fleet.submit({ handler: "slowstats", input: { values, delayMs: 2500 }, clusterId: "site-a", mode: ProcessingMode.DISTRIBUTED });
     await waitFor("every shard running", async () => {
       const t = (await fleet.clients.tasks.getTask({ taskId: id })).task!;
-      return t.shards.length === 3 && t.shards.every((s) => s.state === TaskState.RUNNING) || undefined;
+      return (t.shards.length === 3 && t.shards.every((s) => s.state === TaskState.RUNNING)) || undefined;
     });
     fleet.coordinator!.kill("SIGKILL");
     await fleet.coordinator!.exited;
@@ -184,7 +188,8 @@ describe("HYBRID", () => {
     expect(hybrid.shards[0].nodeId).toBe(device.nodeId);
     expect(hybrid.shards.length).toBeGreaterThanOrEqual(2);
     expect(hybrid.shards.map((sh) => [Number(sh.start), Number(sh.end)])).toEqual(
-      hybrid.shards.map((_, i) => [i === 0 ? 0 : Number(hybrid.shards[i - 1].end), Number(hybrid.shards[i].end)]));
+      hybrid.shards.map((_, i) => [i === 0 ? 0 : Number(hybrid.shards[i - 1].end), Number(hybrid.shards[i].end)]),
+    );
     expect(Number(hybrid.shards.at(-1)!.end)).toBe(30_000);
 
     // Too few points to pay for shipping: all of it stays on the device's node.
@@ -261,4 +266,3 @@ describe("CLOUD_FALLBACK", () => {
     expect(timestampDate(p.attempts[0].dispatchedAt!).getTime()).toBeGreaterThanOrEqual(timestampDate(b.attempts[0].finishedAt!).getTime() - 50);
   });
 });
-

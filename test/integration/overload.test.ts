@@ -23,13 +23,15 @@ describe("a flood on one connection", () => {
       r.task!.labels = label;
       return create(SubmitTaskRequestSchema, r);
     };
-    const outcomes = await Promise.all(Array.from({ length: 3000 }, async (): Promise<{ id: string } | { err: ConnectError }> => {
-      try {
-        return { id: (await fleet.clients.tasks.submitTask(req())).taskId };
-      } catch (err) {
-        return { err: ConnectError.from(err) };
-      }
-    }));
+    const outcomes = await Promise.all(
+      Array.from({ length: 3000 }, async (): Promise<{ id: string } | { err: ConnectError }> => {
+        try {
+          return { id: (await fleet.clients.tasks.submitTask(req())).taskId };
+        } catch (err) {
+          return { err: ConnectError.from(err) };
+        }
+      }),
+    );
     const accepted = outcomes.flatMap((o) => ("id" in o ? [o.id] : []));
     const refused = outcomes.flatMap((o) => ("err" in o ? [o.err] : []));
     expect(accepted.length).toBeGreaterThanOrEqual(100);

@@ -42,7 +42,10 @@ async function first(it: AsyncIterable<unknown>): Promise<void> {
 }
 
 let seq = 0;
-const submit = () => create(SubmitTaskRequestSchema, { task: { handler: "stats", priority: Priority.LOW, processingMode: ProcessingMode.LOCAL, input: fromJson(ValueSchema, { values: [1] }) } });
+const submit = () =>
+  create(SubmitTaskRequestSchema, {
+    task: { handler: "stats", priority: Priority.LOW, processingMode: ProcessingMode.LOCAL, input: fromJson(ValueSchema, { values: [1] }) },
+  });
 
 /** Every RPC behind the guard, a harmless request for it, and the roles allowed to make it. */
 const ALL = ["viewer", "submitter", "operator", "admin"] as const;
@@ -72,7 +75,14 @@ const TABLE: [method: string, call: (c: EdgeplaneClients) => Promise<unknown>, a
 /** Opens the agent stream with a register (as a node would) and reads the first reply. */
 async function connectOnce(c: EdgeplaneClients): Promise<void> {
   const out = new AsyncQueue<ConnectRequest>();
-  out.push(create(ConnectRequestSchema, { msg: { case: "register", value: { nodeId: "table-node", clusterId: "table", handlers: ["none"], totalCpuMillis: 1, totalMemoryBytes: 1n, maxConcurrentTasks: 1 } } }));
+  out.push(
+    create(ConnectRequestSchema, {
+      msg: {
+        case: "register",
+        value: { nodeId: "table-node", clusterId: "table", handlers: ["none"], totalCpuMillis: 1, totalMemoryBytes: 1n, maxConcurrentTasks: 1 },
+      },
+    }),
+  );
   try {
     await first((c as unknown as { agent: { connect(i: AsyncIterable<ConnectRequest>): AsyncIterable<unknown> } }).agent.connect(out));
   } finally {
@@ -87,7 +97,8 @@ const tokens = new Map<Who, string>();
 beforeAll(async () => {
   fleet = new Fleet();
   await fleet.startCoordinator(["--heartbeat-interval", "200ms"]);
-  for (const [who, role] of Object.entries(ROLES_OF) as [Who, Role][]) tokens.set(who, await fleet.createToken({ kind: TokenKind.API, role, description: who }));
+  for (const [who, role] of Object.entries(ROLES_OF) as [Who, Role][])
+    tokens.set(who, await fleet.createToken({ kind: TokenKind.API, role, description: who }));
   tokens.set("join", await fleet.joinToken("site-a"));
   tokens.set("expired", await fleet.createToken({ kind: TokenKind.API, role: Role.ADMIN, ttl: { nanos: 300_000_000 } }));
   const revoked = await fleet.clients.tokens.createToken({ kind: TokenKind.API, role: Role.ADMIN });
@@ -121,7 +132,8 @@ describe("each role against each RPC", () => {
         const expected = allowed.includes(who) || publicMethod ? "allowed" : UNAUTHENTICATED.includes(who) ? "UNAUTHENTICATED" : "PERMISSION_DENIED";
         const outcome = got.code === Code.Unauthenticated ? "UNAUTHENTICATED" : got.code === Code.PermissionDenied ? "PERMISSION_DENIED" : "allowed";
         expect({ who, outcome, message: outcome === expected ? "" : got.message }).toEqual({ who, outcome: expected, message: "" });
-        if (outcome === "PERMISSION_DENIED" && who !== "join" && method !== "edgeplane.v1.AgentService/Connect") expect(got.message).toMatch(/needs role (viewer|submitter|operator|admin) or higher \(permission [a-z.]+\); token:\w+ has role \w+/);
+        if (outcome === "PERMISSION_DENIED" && who !== "join" && method !== "edgeplane.v1.AgentService/Connect")
+          expect(got.message).toMatch(/needs role (viewer|submitter|operator|admin) or higher \(permission [a-z.]+\); token:\w+ has role \w+/);
         if (outcome === "PERMISSION_DENIED" && who === "join") expect(got.message).toMatch(/is a join token: it only enrols agents/);
       }
     });
@@ -131,7 +143,9 @@ describe("each role against each RPC", () => {
 describe("bearer tokens", () => {
   it("missing, garbage, expired and revoked tokens are UNAUTHENTICATED, each saying what is wrong", async () => {
     const msg = async (who: Who) => (await codeOf(clients.get(who)!.clusters.getStatus({}))).message;
-    expect(await msg("none")).toMatch(/needs credentials: a bearer token \(authorization: Bearer <token>, from edgeplane token create\) or a client certificate/);
+    expect(await msg("none")).toMatch(
+      /needs credentials: a bearer token \(authorization: Bearer <token>, from edgeplane token create\) or a client certificate/,
+    );
     expect(await msg("garbage")).toMatch(/the bearer token is not an edgeplane token \(expected EP1<ca-sha256>::<id>\.<secret>/);
     expect(await msg("expired")).toMatch(/token \w+ expired at .*; ask an admin for a new one/);
     expect(await msg("revoked")).toMatch(/token \w+ was revoked at/);
@@ -165,9 +179,12 @@ describe("ownership and cluster scope", () => {
     const mine = await scoped.tasks.submitTask(submitRequest({ handler: "stats", input: { values: [2] } }));
     expect((await scoped.tasks.getTask({ taskId: mine.taskId })).task?.spec?.clusterId).toBe("site-a");
     const wrong = await codeOf(scoped.tasks.submitTask(submitRequest({ handler: "stats", input: { values: [1] }, clusterId: "site-b" })));
-    expect(wrong).toEqual({ code: Code.PermissionDenied, message: expect.stringMatching(/task\.clusterId: cluster site-b is outside token:\w+'s clusters \(site-a\)/) });
+    expect(wrong).toEqual({
+      code: Code.PermissionDenied,
+      message: expect.stringMatching(/task\.clusterId: cluster site-b is outside token:\w+'s clusters \(site-a\)/),
+    });
     expect((await codeOf(scoped.tasks.getTask({ taskId: inB }))).code).toBe(Code.PermissionDenied);
-    expect((await codeOf(first(scoped.tasks.watchTask({ taskId: inB }))))).toMatchObject({ code: Code.PermissionDenied });
+    expect(await codeOf(first(scoped.tasks.watchTask({ taskId: inB })))).toMatchObject({ code: Code.PermissionDenied });
     const listed = (await scoped.tasks.listTasks({})).tasks.map((t) => t.id);
     expect(listed).toContain(mine.taskId);
     expect(listed).not.toContain(inB);
@@ -181,7 +198,10 @@ describe("quotas", () => {
     const a = await q.tasks.submitTask(submitRequest({ handler: "stats", input: { values: [1] } }));
     const b = await q.tasks.submitTask(submitRequest({ handler: "stats", input: { values: [1] } }));
     const over = await codeOf(q.tasks.submitTask(submitRequest({ handler: "stats", input: { values: [1] } })));
-    expect(over).toEqual({ code: Code.ResourceExhausted, message: expect.stringMatching(/already has 2 tasks queued or running, its limit of 2 \(max_active_tasks quota\)/) });
+    expect(over).toEqual({
+      code: Code.ResourceExhausted,
+      message: expect.stringMatching(/already has 2 tasks queued or running, its limit of 2 \(max_active_tasks quota\)/),
+    });
     const batch = await q.tasks.submitTasks({ tasks: [submit(), submit()] });
     expect(batch.results.map((r) => r.errorCode)).toEqual(["RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]);
     // The accepted tasks are still there, untouched.
@@ -201,7 +221,10 @@ describe("quotas", () => {
   it("largest input: RESOURCE_EXHAUSTED with the limit", async () => {
     const q = fleet.connect({ token: await fleet.createToken({ kind: TokenKind.API, role: Role.SUBMITTER, quota: { maxInputBytes: 100n } }) });
     const big = await codeOf(q.tasks.submitTask(submitRequest({ handler: "stats", input: { values: Array.from({ length: 100 }, (_, i) => i) } })));
-    expect(big).toEqual({ code: Code.ResourceExhausted, message: expect.stringMatching(/task input is \d+ bytes; token \w+ may submit inputs of at most 100 bytes/) });
+    expect(big).toEqual({
+      code: Code.ResourceExhausted,
+      message: expect.stringMatching(/task input is \d+ bytes; token \w+ may submit inputs of at most 100 bytes/),
+    });
   });
 });
 
@@ -209,7 +232,9 @@ describe("audit log and secrets in logs", () => {
   it("records mutating calls and refusals with principal, peer, method, target and outcome, and no input or secret anywhere", async () => {
     const { p } = await fleet.startAgent("site-a", ["--workers", "1"], { nodeId: "audit-1" });
     const marker = "input-marker-4cc5d2e1";
-    const { taskId } = await fleet.clients.tasks.submitTask(submitRequest({ handler: "stats", input: { values: [1, 2], note: marker } as never, clusterId: "site-a" }));
+    const { taskId } = await fleet.clients.tasks.submitTask(
+      submitRequest({ handler: "stats", input: { values: [1, 2], note: marker } as never, clusterId: "site-a" }),
+    );
     expect((await fleet.finish(taskId)).state).toBe(TaskState.SUCCEEDED);
     const created = await fleet.clients.tokens.createToken({ kind: TokenKind.API, role: Role.VIEWER, description: "audited" });
     await codeOf(clients.get("viewer")!.clusters.drainNode({ nodeId: "audit-1" }));
@@ -217,21 +242,51 @@ describe("audit log and secrets in logs", () => {
 
     const lines = await waitFor("audit lines", () => {
       const text = readFileSync(join(fleet.coordinatorDir, "audit.log"), "utf8");
-      const ls = text.trim().split("\n").map((l) => JSON.parse(l) as Record<string, string>);
+      const ls = text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Record<string, string>);
       return ls.some((l) => l.method === "edgeplane.v1.ClusterService/GetStatus" && l.outcome === "UNAUTHENTICATED") ? ls : undefined;
     });
     const adminId = `token:${fleet.adminToken.slice(69, fleet.adminToken.indexOf("."))}`;
-    expect(lines).toContainEqual(expect.objectContaining({ principal: adminId, role: "admin", method: "edgeplane.v1.TaskService/SubmitTask", target: taskId, outcome: "OK", peer: expect.stringMatching(/127\.0\.0\.1/), time: expect.any(String) }));
-    expect(lines).toContainEqual(expect.objectContaining({ principal: adminId, method: "edgeplane.v1.TokenService/CreateToken", target: `token ${created.token!.id}`, outcome: "OK" }));
-    expect(lines).toContainEqual(expect.objectContaining({ role: "viewer", method: "edgeplane.v1.ClusterService/DrainNode", target: "audit-1", outcome: "PERMISSION_DENIED", reason: expect.stringMatching(/needs role operator/) }));
-    expect(lines).toContainEqual(expect.objectContaining({ principal: "anonymous", method: "edgeplane.v1.ClusterService/GetStatus", outcome: "UNAUTHENTICATED" }));
-    expect(lines).toContainEqual(expect.objectContaining({ principal: expect.stringMatching(/^join:\w+$/), method: "edgeplane.v1.EnrolmentService/Enrol", target: "audit-1", outcome: "OK" }));
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        principal: adminId,
+        role: "admin",
+        method: "edgeplane.v1.TaskService/SubmitTask",
+        target: taskId,
+        outcome: "OK",
+        peer: expect.stringMatching(/127\.0\.0\.1/),
+        time: expect.any(String),
+      }),
+    );
+    expect(lines).toContainEqual(
+      expect.objectContaining({ principal: adminId, method: "edgeplane.v1.TokenService/CreateToken", target: `token ${created.token!.id}`, outcome: "OK" }),
+    );
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        role: "viewer",
+        method: "edgeplane.v1.ClusterService/DrainNode",
+        target: "audit-1",
+        outcome: "PERMISSION_DENIED",
+        reason: expect.stringMatching(/needs role operator/),
+      }),
+    );
+    expect(lines).toContainEqual(
+      expect.objectContaining({ principal: "anonymous", method: "edgeplane.v1.ClusterService/GetStatus", outcome: "UNAUTHENTICATED" }),
+    );
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        principal: expect.stringMatching(/^join:\w+$/),
+        method: "edgeplane.v1.EnrolmentService/Enrol",
+        target: "audit-1",
+        outcome: "OK",
+      }),
+    );
 
     p.kill("SIGTERM");
     await p.exited;
-    const everything = [
-      readFileSync(join(fleet.coordinatorDir, "audit.log"), "utf8"), fleet.coordinator!.output(), p.output(),
-    ].join("\n");
+    const everything = [readFileSync(join(fleet.coordinatorDir, "audit.log"), "utf8"), fleet.coordinator!.output(), p.output()].join("\n");
     expect(everything).not.toContain(marker);
     for (const secret of [created.secret, fleet.adminToken, await fleet.joinToken("site-a"), ...tokens.values()].filter((t) => t.length > 20)) {
       const secretPart = secret.slice(secret.indexOf(".") + 1);
@@ -245,7 +300,11 @@ describe("server reflection", () => {
     const other = new Fleet();
     try {
       await other.startCoordinator(["--no-reflection"]);
-      const res = await exec(join(ROOT, "node_modules/.bin/buf"), ["curl", "--protocol", "grpc", "--cacert", join(other.coordinatorDir, "ca.crt"), "--list-services", `https://${other.address}`], { cwd: "/" }).catch((e: { stderr: string }) => e);
+      const res = await exec(
+        join(ROOT, "node_modules/.bin/buf"),
+        ["curl", "--protocol", "grpc", "--cacert", join(other.coordinatorDir, "ca.crt"), "--list-services", `https://${other.address}`],
+        { cwd: "/" },
+      ).catch((e: { stderr: string }) => e);
       expect((res as { stderr: string }).stderr).toMatch(/unimplemented/i);
       expect((await other.clients.clusters.getStatus({})).clusters).toBe(0);
     } finally {

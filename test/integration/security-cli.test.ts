@@ -24,9 +24,15 @@ describe("edgeplane dev (npm start)", () => {
   afterAll(() => rmSync(cwd, { recursive: true, force: true }));
 
   it("creates the CA, an admin token and join tokens, enrols its agents, and prints the token and export lines that work", async () => {
-    const dev = spawn(process.execPath, [CLI, "dev", "--listen", "127.0.0.1:0", "--ready-file", "ready", "--edge-agents", "1", "--cloud-agents", "1", "--workers", "1", "--log-level", "warn"], {
-      cwd, env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"],
-    });
+    const dev = spawn(
+      process.execPath,
+      [CLI, "dev", "--listen", "127.0.0.1:0", "--ready-file", "ready", "--edge-agents", "1", "--cloud-agents", "1", "--workers", "1", "--log-level", "warn"],
+      {
+        cwd,
+        env: { PATH: process.env.PATH ?? "" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let out = "";
     let err = "";
     dev.stdout.on("data", (d) => (out += d));
@@ -43,11 +49,16 @@ describe("edgeplane dev (npm start)", () => {
 
       // Another shell with the printed exports, from anywhere.
       const elsewhere = mkdtempSync(join(tmpdir(), "edgeplane-shell-"));
-      await waitFor("both agents enrolled and ready", async () => {
-        const r = await cliIn(elsewhere, ["nodes", "--json"], exports);
-        const nodes = r.code === 0 ? (JSON.parse(r.out).nodes ?? []) : [];
-        return nodes.filter((n: { state: string }) => n.state === NodeState[NodeState.READY] || n.state === "NODE_STATE_READY").length === 2;
-      }, 30_000, 250);
+      await waitFor(
+        "both agents enrolled and ready",
+        async () => {
+          const r = await cliIn(elsewhere, ["nodes", "--json"], exports);
+          const nodes = r.code === 0 ? (JSON.parse(r.out).nodes ?? []) : [];
+          return nodes.filter((n: { state: string }) => n.state === NodeState[NodeState.READY] || n.state === "NODE_STATE_READY").length === 2;
+        },
+        30_000,
+        250,
+      );
       const submitted = await cliIn(elsewhere, ["submit", "--handler", "stats", "--values", "1,2,3,4", "--wait"], exports);
       rmSync(elsewhere, { recursive: true, force: true });
       expect(submitted.code).toBe(0);
@@ -111,7 +122,9 @@ describe("token, node and cert commands", () => {
     const issued = await fleet.cli(["cert", "issue", "--out", dir]);
     expect(issued.code).toBe(0);
     expect(statSync(join(dir, "client.key")).mode & 0o777).toBe(0o600);
-    const withCert = await fleet.cli(["token", "list", "--cert", join(dir, "client.crt"), "--key", join(dir, "client.key"), "--ca", join(dir, "ca.crt")], { EDGEPLANE_TOKEN: "" });
+    const withCert = await fleet.cli(["token", "list", "--cert", join(dir, "client.crt"), "--key", join(dir, "client.key"), "--ca", join(dir, "ca.crt")], {
+      EDGEPLANE_TOKEN: "",
+    });
     expect(withCert.code).toBe(0);
     expect(withCert.out).toMatch(/bootstrap admin/);
   });

@@ -29,7 +29,11 @@ function storedIdentity(fleet: Fleet, nodeId: string): { keyPem: string; certPem
 async function registerWith(fleet: Fleet, tls: { keyPem: string; certPem: string }, nodeId: string, clusterId: string): Promise<string> {
   const transport = createGrpcTransport({ baseUrl: `https://${fleet.address}`, nodeOptions: { ca: fleet.caPem, cert: tls.certPem, key: tls.keyPem } });
   const out = new AsyncQueue<ConnectRequest>();
-  out.push(create(ConnectRequestSchema, { msg: { case: "register", value: { nodeId, clusterId, handlers: ["none"], totalCpuMillis: 1000, totalMemoryBytes: 1n << 30n, maxConcurrentTasks: 1 } } }));
+  out.push(
+    create(ConnectRequestSchema, {
+      msg: { case: "register", value: { nodeId, clusterId, handlers: ["none"], totalCpuMillis: 1000, totalMemoryBytes: 1n << 30n, maxConcurrentTasks: 1 } },
+    }),
+  );
   const ac = new AbortController();
   try {
     for await (const res of createClient(AgentService, transport).connect(out, { signal: ac.signal, timeoutMs: 10_000 })) return `ok:${res.msg.case}`;
@@ -128,14 +132,20 @@ describe("agent enrolment and node identity", () => {
     p.kill("SIGKILL");
     await p.exited;
     const tls = storedIdentity(fleet, nodeId);
-    expect(await registerWith(fleet, tls, "someone-else", "site-a")).toMatch(/permission_denied.*this certificate is for node claim-1 in cluster site-a; Register claimed node someone-else in cluster site-a/i);
+    expect(await registerWith(fleet, tls, "someone-else", "site-a")).toMatch(
+      /permission_denied.*this certificate is for node claim-1 in cluster site-a; Register claimed node someone-else in cluster site-a/i,
+    );
     expect(await registerWith(fleet, tls, nodeId, "site-b")).toMatch(/permission_denied.*Register claimed node claim-1 in cluster site-b/i);
     // So no node of site-b exists to receive site-b's tasks; its own identity still registers.
     const { nodes } = await fleet.clients.clusters.listNodes({ clusterId: "site-b" });
     expect(nodes).toEqual([]);
     expect(await registerWith(fleet, tls, nodeId, "site-a")).toBe("ok:registered");
     // The agent refuses to run as another node on that identity, before connecting.
-    const other = await fleet.startAgent("site-a", ["--data-dir", join(fleet.dir, "agent-claim-1")], { nodeId: "claim-2", wait: false, env: { EDGEPLANE_JOIN_TOKEN: "" } });
+    const other = await fleet.startAgent("site-a", ["--data-dir", join(fleet.dir, "agent-claim-1")], {
+      nodeId: "claim-2",
+      wait: false,
+      env: { EDGEPLANE_JOIN_TOKEN: "" },
+    });
     const refused = await exitOf(other.p);
     expect(refused.code).toBe(1);
     expect(refused.out).toMatch(/is node claim-1 of cluster site-a, but this agent runs as node claim-2 of cluster site-a/);
@@ -143,11 +153,22 @@ describe("agent enrolment and node identity", () => {
 
   it("refuses a client certificate from a foreign CA (the other way round: the agent refuses a foreign coordinator)", async () => {
     const key = await generateKey();
-    const foreignCa = await createCaCertificate(key, { commonName: "foreign", notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
+    const foreignCa = await createCaCertificate(key, {
+      commonName: "foreign",
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+    });
     const nodeKey = await generateKey();
     const cert = await issueCertificate({
-      caPem: foreignCa, caKey: key, publicKey: nodeKey.publicKey, commonName: "claim-1", organization: "site-a",
-      sans: [{ type: "uri", value: "edgeplane://node/site-a/claim-1" }], usage: "client", notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
+      caPem: foreignCa,
+      caKey: key,
+      publicKey: nodeKey.publicKey,
+      commonName: "claim-1",
+      organization: "site-a",
+      sans: [{ type: "uri", value: "edgeplane://node/site-a/claim-1" }],
+      usage: "client",
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
     });
     const res = await registerWith(fleet, { keyPem: await privateKeyToPem(nodeKey.privateKey), certPem: cert.pem }, "claim-1", "site-a");
     expect(res).toMatch(/unauthenticated.*needs credentials/i);
@@ -185,10 +206,15 @@ describe("data at rest", () => {
       const dir = join(fleet.dir, `agent-${nodeId}`);
       let files: string[] = [];
       try {
-        files = await waitFor("a journaled result", () => {
-          const fs = readdirSync(dir).filter((f) => f !== "node.pem" && f !== "ca.crt");
-          return fs.length > 0 ? fs : undefined;
-        }, 15_000, 100);
+        files = await waitFor(
+          "a journaled result",
+          () => {
+            const fs = readdirSync(dir).filter((f) => f !== "node.pem" && f !== "ca.crt");
+            return fs.length > 0 ? fs : undefined;
+          },
+          15_000,
+          100,
+        );
       } finally {
         fleet.coordinator!.proc.kill("SIGCONT");
       }
@@ -219,7 +245,9 @@ describe("--encrypt-journal", () => {
       expect(done).toBe(TaskState.SUCCEEDED);
       expect(statSync(keyFile).mode & 0o777).toBe(0o600);
       const dir = join(fleet.dir, "agent-enc-1");
-      const onDisk = readdirSync(dir).filter((f) => f.startsWith("journal-")).map((f) => readFileSync(join(dir, f)));
+      const onDisk = readdirSync(dir)
+        .filter((f) => f.startsWith("journal-"))
+        .map((f) => readFileSync(join(dir, f)));
       expect(onDisk.length).toBeGreaterThan(0);
       // The output (and the task id) appear nowhere in the journal's bytes, as text or as the double.
       const asDouble = Buffer.alloc(8);
@@ -245,10 +273,15 @@ describe("certificate lifetimes", () => {
   it("renews a node's certificate over its open stream at two thirds of its life, and reconnects with the new one", async () => {
     const { nodeId, p } = await fleet.startAgent("site-a", ["--workers", "1"], { nodeId: "renew-1" });
     const first = certificateInfo(storedIdentity(fleet, nodeId).certPem);
-    const renewed = await waitFor("a renewed certificate on disk", () => {
-      const c = certificateInfo(storedIdentity(fleet, nodeId).certPem);
-      return c.serial !== first.serial ? c : undefined;
-    }, 15_000, 200);
+    const renewed = await waitFor(
+      "a renewed certificate on disk",
+      () => {
+        const c = certificateInfo(storedIdentity(fleet, nodeId).certPem);
+        return c.serial !== first.serial ? c : undefined;
+      },
+      15_000,
+      200,
+    );
     expect(renewed.notAfter.getTime()).toBeGreaterThan(first.notAfter.getTime());
     expect(p.output()).toMatch(/node certificate renewed/);
     const { nodes } = await fleet.clients.identities.listNodeIdentities({});

@@ -22,14 +22,20 @@ function hostPort(address: string): { host: string; port: number } {
 }
 
 /** Opens a TLS connection (as a gRPC client would: ALPN h2) and returns the peer certificate and protocol. */
-function handshake(address: string, opts: { ca?: string; maxVersion?: "TLSv1.1" | "TLSv1.2" | "TLSv1.3"; minVersion?: "TLSv1" | "TLSv1.1" | "TLSv1.2" }): Promise<{ cert: PeerCertificate; protocol: string | null }> {
+function handshake(
+  address: string,
+  opts: { ca?: string; maxVersion?: "TLSv1.1" | "TLSv1.2" | "TLSv1.3"; minVersion?: "TLSv1" | "TLSv1.1" | "TLSv1.2" },
+): Promise<{ cert: PeerCertificate; protocol: string | null }> {
   const { host, port } = hostPort(address);
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host, port, ca: opts.ca, servername: "localhost", ALPNProtocols: ["h2"], maxVersion: opts.maxVersion, minVersion: opts.minVersion }, () => {
-      const out = { cert: s.getPeerCertificate(), protocol: s.getProtocol() };
-      s.destroy();
-      resolve(out);
-    });
+    const s = tlsConnect(
+      { host, port, ca: opts.ca, servername: "localhost", ALPNProtocols: ["h2"], maxVersion: opts.maxVersion, minVersion: opts.minVersion },
+      () => {
+        const out = { cert: s.getPeerCertificate(), protocol: s.getProtocol() };
+        s.destroy();
+        resolve(out);
+      },
+    );
     s.once("error", reject);
   });
 }
@@ -54,7 +60,8 @@ describe("a coordinator with the secure default", () => {
     const dir = fleet.coordinatorDir;
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dir, "ca.key")).mode & 0o777).toBe(0o600);
-    for (const f of ["admin.token", "auth.db", "audit.log", "edgeplane.db"]) expect({ f, mode: statSync(join(dir, f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
+    for (const f of ["admin.token", "auth.db", "audit.log", "edgeplane.db"])
+      expect({ f, mode: statSync(join(dir, f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
     const ca = new X509Certificate(readFileSync(join(dir, "ca.crt")));
     expect(ca.ca).toBe(true);
   });
@@ -67,15 +74,22 @@ describe("a coordinator with the secure default", () => {
     expect(new X509Certificate(cert.raw).checkIssued(new X509Certificate(fleet.caPem))).toBe(true);
     const tls12 = await handshake(fleet.address, { ca: fleet.caPem, maxVersion: "TLSv1.2" });
     expect(tls12.protocol).toBe("TLSv1.2");
-    await expect(handshake(fleet.address, { ca: fleet.caPem, maxVersion: "TLSv1.1", minVersion: "TLSv1" })).rejects.toThrow(/protocol version|unsupported protocol|no protocols available/i);
+    await expect(handshake(fleet.address, { ca: fleet.caPem, maxVersion: "TLSv1.1", minVersion: "TLSv1" })).rejects.toThrow(
+      /protocol version|unsupported protocol|no protocols available/i,
+    );
   });
 
   it("renews the serving certificate at two thirds of its life, without a restart", async () => {
     const first = (await handshake(fleet.address, { ca: fleet.caPem })).cert;
-    const renewed = await waitFor("a renewed serving certificate", async () => {
-      const c = (await handshake(fleet.address, { ca: fleet.caPem })).cert;
-      return c.serialNumber !== first.serialNumber ? c : undefined;
-    }, 10_000, 200);
+    const renewed = await waitFor(
+      "a renewed serving certificate",
+      async () => {
+        const c = (await handshake(fleet.address, { ca: fleet.caPem })).cert;
+        return c.serialNumber !== first.serialNumber ? c : undefined;
+      },
+      10_000,
+      200,
+    );
     expect(Date.parse(renewed.valid_to)).toBeGreaterThan(Date.parse(first.valid_to));
     // Same process, still answering on new connections with the new certificate.
     const again = fleet.connect({ token: fleet.adminToken });
@@ -85,26 +99,70 @@ describe("a coordinator with the secure default", () => {
 
   it("answers health checks and server reflection without a token on the TLS port", async () => {
     const caFile = join(fleet.coordinatorDir, "ca.crt");
-    const health = await exec(BUF, ["curl", "--protocol", "grpc", "--cacert", caFile, "-d", "{}", `https://${fleet.address}/grpc.health.v1.Health/Check`], { cwd: "/" });
+    const health = await exec(BUF, ["curl", "--protocol", "grpc", "--cacert", caFile, "-d", "{}", `https://${fleet.address}/grpc.health.v1.Health/Check`], {
+      cwd: "/",
+    });
     expect(JSON.parse(health.stdout).status).toBe("SERVING");
     const list = await exec(BUF, ["curl", "--protocol", "grpc", "--cacert", caFile, "--list-services", `https://${fleet.address}`], { cwd: "/" });
     expect(list.stdout).toContain("edgeplane.v1.TokenService");
     // Everything else needs a token.
-    const refused = await exec(BUF, ["curl", "--protocol", "grpc", "--cacert", caFile, "-d", "{}", `https://${fleet.address}/edgeplane.v1.ClusterService/GetStatus`], { cwd: "/" }).catch((e: { stderr: string }) => e);
+    const refused = await exec(
+      BUF,
+      ["curl", "--protocol", "grpc", "--cacert", caFile, "-d", "{}", `https://${fleet.address}/edgeplane.v1.ClusterService/GetStatus`],
+      { cwd: "/" },
+    ).catch((e: { stderr: string }) => e);
     expect((refused as { stderr: string }).stderr).toMatch(/unauthenticated/i);
-    const ok = await exec(BUF, ["curl", "--protocol", "grpc", "--cacert", caFile, "-H", `authorization: Bearer ${fleet.adminToken}`, "-d", "{}", `https://${fleet.address}/edgeplane.v1.ClusterService/GetStatus`], { cwd: "/" });
+    const ok = await exec(
+      BUF,
+      [
+        "curl",
+        "--protocol",
+        "grpc",
+        "--cacert",
+        caFile,
+        "-H",
+        `authorization: Bearer ${fleet.adminToken}`,
+        "-d",
+        "{}",
+        `https://${fleet.address}/edgeplane.v1.ClusterService/GetStatus`,
+      ],
+      { cwd: "/" },
+    );
     expect(JSON.parse(ok.stdout)).toHaveProperty("startedAt");
   });
 
   it("serves grpc.health.v1, and nothing else, in plaintext on --health-listen", async () => {
-    const line = fleet.coordinator!.output().split("\n").find((l) => l.includes("plaintext health listener"));
+    const line = fleet
+      .coordinator!.output()
+      .split("\n")
+      .find((l) => l.includes("plaintext health listener"));
     const address = JSON.parse(line!).address as string;
     // No reflection there either: the schema comes from the proto files.
-    const health = await exec(BUF, ["curl", "--http2-prior-knowledge", "--protocol", "grpc", "--schema", join(ROOT, "proto"), "-d", "{}", `http://${address}/grpc.health.v1.Health/Check`], { cwd: "/" });
+    const health = await exec(
+      BUF,
+      ["curl", "--http2-prior-knowledge", "--protocol", "grpc", "--schema", join(ROOT, "proto"), "-d", "{}", `http://${address}/grpc.health.v1.Health/Check`],
+      { cwd: "/" },
+    );
     expect(JSON.parse(health.stdout).status).toBe("SERVING");
-    const reflection = await exec(BUF, ["curl", "--http2-prior-knowledge", "--protocol", "grpc", "--list-services", `http://${address}`], { cwd: "/" }).catch((e: { stderr: string }) => e);
+    const reflection = await exec(BUF, ["curl", "--http2-prior-knowledge", "--protocol", "grpc", "--list-services", `http://${address}`], { cwd: "/" }).catch(
+      (e: { stderr: string }) => e,
+    );
     expect((reflection as { stderr: string }).stderr).toMatch(/unimplemented/i);
-    const other = await exec(BUF, ["curl", "--http2-prior-knowledge", "--protocol", "grpc", "--schema", join(ROOT, "proto"), "-d", "{}", `http://${address}/edgeplane.v1.ClusterService/GetStatus`], { cwd: "/" }).catch((e: { stderr: string }) => e);
+    const other = await exec(
+      BUF,
+      [
+        "curl",
+        "--http2-prior-knowledge",
+        "--protocol",
+        "grpc",
+        "--schema",
+        join(ROOT, "proto"),
+        "-d",
+        "{}",
+        `http://${address}/edgeplane.v1.ClusterService/GetStatus`,
+      ],
+      { cwd: "/" },
+    ).catch((e: { stderr: string }) => e);
     expect((other as { stderr: string }).stderr).toMatch(/unimplemented/i);
   });
 
@@ -112,7 +170,14 @@ describe("a coordinator with the secure default", () => {
     const client = new grpc.Client(fleet.address, grpc.credentials.createInsecure());
     const started = Date.now();
     const err = await new Promise<grpc.ServiceError>((resolve) => {
-      client.makeUnaryRequest("/grpc.health.v1.Health/Check", (x: Buffer) => x, (b: Buffer) => b, Buffer.alloc(0), { deadline: Date.now() + 10_000 }, (e) => resolve(e!));
+      client.makeUnaryRequest(
+        "/grpc.health.v1.Health/Check",
+        (x: Buffer) => x,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+        { deadline: Date.now() + 10_000 },
+        (e) => resolve(e!),
+      );
     });
     client.close();
     expect(err.code).toBe(grpc.status.UNAVAILABLE);
@@ -125,9 +190,16 @@ describe("a coordinator with the secure default", () => {
 
   it("a client that trusts another CA refuses the coordinator's certificate", async () => {
     const key = await generateKey();
-    const foreign = await createCaCertificate(key, { commonName: "someone else's CA", notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
+    const foreign = await createCaCertificate(key, {
+      commonName: "someone else's CA",
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+    });
     await expect(handshake(fleet.address, { ca: foreign })).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
-    const err = await fleet.connect({ caPem: foreign, token: fleet.adminToken }).clusters.getStatus({}).catch((e: Error) => e);
+    const err = await fleet
+      .connect({ caPem: foreign, token: fleet.adminToken })
+      .clusters.getStatus({})
+      .catch((e: Error) => e);
     expect(String(err)).toMatch(/self[- ]signed|unable to verify|certificate/i);
   });
 
@@ -167,7 +239,10 @@ describe("start-up checks", () => {
     try {
       await fleet.startCoordinator();
       expect((await fleet.clients.clusters.getStatus({})).clusters).toBe(0);
-      const tls = await fleet.connect({ insecure: false, caPem: "" }).clusters.getStatus({}).catch((e: Error) => e);
+      const tls = await fleet
+        .connect({ insecure: false, caPem: "" })
+        .clusters.getStatus({})
+        .catch((e: Error) => e);
       expect(String(tls)).toMatch(/wrong version number|EPROTO|ssl/i);
     } finally {
       await fleet.stop();

@@ -13,13 +13,23 @@ const times = { processingMs: 12.5, peakMemoryBytes: 1048576.4, startedAt: 1_700
 describe("Dispatch → executor request", () => {
   it("carries input, series, memory limit and deadline", () => {
     const d = create(DispatchSchema, {
-      taskId: "t-1", attempt: 3, handler: "stats", input: fromJson(ValueSchema, { window: 5, tags: ["a"] }),
+      taskId: "t-1",
+      attempt: 3,
+      handler: "stats",
+      input: fromJson(ValueSchema, { window: 5, tags: ["a"] }),
       series: create(NumericSeriesSchema, { values: [1.5, 2.5], timestamps: [10n, 20n] }),
-      memoryLimitBytes: 64n * 1024n * 1024n, deadline: timestampFromMs(1_700_000_000_123),
+      memoryLimitBytes: 64n * 1024n * 1024n,
+      deadline: timestampFromMs(1_700_000_000_123),
     });
     expect(execRequestFromDispatch(d)).toEqual({
-      taskId: "t-1", attempt: 3, handler: "stats", input: { window: 5, tags: ["a"] },
-      series: { values: [1.5, 2.5], timestamps: [10, 20] }, memoryLimitBytes: 64 * 1024 * 1024, deadline: 1_700_000_000_123, shard: undefined,
+      taskId: "t-1",
+      attempt: 3,
+      handler: "stats",
+      input: { window: 5, tags: ["a"] },
+      series: { values: [1.5, 2.5], timestamps: [10, 20] },
+      memoryLimitBytes: 64 * 1024 * 1024,
+      deadline: 1_700_000_000_123,
+      shard: undefined,
     });
   });
 
@@ -42,9 +52,13 @@ describe("Dispatch → executor request", () => {
 
   it("maps each shard phase and its context", () => {
     const base = { taskId: "t-s", attempt: 1, handler: "anomaly" };
-    const shard = (phase: ShardPhase) => execRequestFromDispatch(create(DispatchSchema, {
-      ...base, shard: { parentId: "t-p", shardIndex: 1, shardCount: 3, offset: 500n, phase, round: 2, global: fromJson(ValueSchema, { mean: 4 }) },
-    })).shard;
+    const shard = (phase: ShardPhase) =>
+      execRequestFromDispatch(
+        create(DispatchSchema, {
+          ...base,
+          shard: { parentId: "t-p", shardIndex: 1, shardCount: 3, offset: 500n, phase, round: 2, global: fromJson(ValueSchema, { mean: 4 }) },
+        }),
+      ).shard;
     expect(shard(ShardPhase.PREPARE)).toEqual({ phase: "prepare", round: 2, offset: 500, global: { mean: 4 } });
     expect(shard(ShardPhase.PARTIAL)).toEqual({ phase: "partial", round: 2, offset: 500, global: { mean: 4 } });
     expect(shard(ShardPhase.MERGE)?.phase).toBe("merge");
@@ -90,20 +104,49 @@ describe("executor result → TaskResult", () => {
 
   it("a refused dispatch is a cancelled result with nothing measured", () => {
     const r = refusedResult({ taskId: "t", attempt: 4 }, "node n1 is draining", 1_700_000_000_000);
-    expect([r.taskId, r.attempt, r.outcome, r.error, r.peakMemoryBytes, durationMs(r.processingTime!)]).toEqual(["t", 4, AttemptOutcome.CANCELLED, "node n1 is draining", 0n, 0]);
+    expect([r.taskId, r.attempt, r.outcome, r.error, r.peakMemoryBytes, durationMs(r.processingTime!)]).toEqual([
+      "t",
+      4,
+      AttemptOutcome.CANCELLED,
+      "node n1 is draining",
+      0n,
+      0,
+    ]);
   });
 });
 
 describe("messages the agent sends", () => {
   it("register carries the node's facts, measured capacity and what still runs", () => {
-    const m = registerMessage({
-      nodeId: "n1", clusterId: "site-a", tier: "cloud", labels: { rack: "3" }, deviceIds: ["d1"], handlers: ["stats"], distributable: ["stats"],
-      maxConcurrentTasks: 4, agentVersion: "9.9.9", running: [{ taskId: "t-1", attempt: 2 }], draining: true,
-    }, cap);
+    const m = registerMessage(
+      {
+        nodeId: "n1",
+        clusterId: "site-a",
+        tier: "cloud",
+        labels: { rack: "3" },
+        deviceIds: ["d1"],
+        handlers: ["stats"],
+        distributable: ["stats"],
+        maxConcurrentTasks: 4,
+        agentVersion: "9.9.9",
+        running: [{ taskId: "t-1", attempt: 2 }],
+        draining: true,
+      },
+      cap,
+    );
     expect(m.msg.case).toBe("register");
     const r = m.msg.value as Extract<typeof m.msg, { case: "register" }>["value"];
-    expect([r.nodeId, r.clusterId, r.tier, r.labels, r.deviceIds, r.handlers, r.distributableHandlers, r.maxConcurrentTasks, r.agentVersion, r.draining])
-      .toEqual(["n1", "site-a", Tier.CLOUD, { rack: "3" }, ["d1"], ["stats"], ["stats"], 4, "9.9.9", true]);
+    expect([
+      r.nodeId,
+      r.clusterId,
+      r.tier,
+      r.labels,
+      r.deviceIds,
+      r.handlers,
+      r.distributableHandlers,
+      r.maxConcurrentTasks,
+      r.agentVersion,
+      r.draining,
+    ]).toEqual(["n1", "site-a", Tier.CLOUD, { rack: "3" }, ["d1"], ["stats"], ["stats"], 4, "9.9.9", true]);
     expect([r.totalCpuMillis, r.totalMemoryBytes, r.freeCpuMillis, r.freeMemoryBytes]).toEqual([2000, 8_000_000_000n, 1500, 4_000_000_000n]);
     expect(r.running.map((x) => [x.taskId, x.attempt])).toEqual([["t-1", 2]]);
   });
@@ -111,7 +154,14 @@ describe("messages the agent sends", () => {
   it("a heartbeat carries the devices only when they changed", () => {
     const same = heartbeatMessage({ sequence: 5n, capacity: cap, lastRttMs: 1.25 }, [{ taskId: "t", attempt: 1 }], undefined);
     const hb = same.msg.value as Extract<typeof same.msg, { case: "heartbeat" }>["value"];
-    expect([hb.sequence, hb.freeCpuMillis, hb.freeMemoryBytes, hb.load, hb.deviceIds, hb.deviceIdsChanged]).toEqual([5n, 1500, 4_000_000_000n, 0.25, [], false]);
+    expect([hb.sequence, hb.freeCpuMillis, hb.freeMemoryBytes, hb.load, hb.deviceIds, hb.deviceIdsChanged]).toEqual([
+      5n,
+      1500,
+      4_000_000_000n,
+      0.25,
+      [],
+      false,
+    ]);
     expect(hb.lastRtt!.nanos).toBe(1_250_000);
     expect(hb.running.map((x) => x.taskId)).toEqual(["t"]);
     const changed = heartbeatMessage({ sequence: 6n, capacity: cap, lastRttMs: undefined }, [], []);

@@ -76,7 +76,10 @@ describe("heartbeats", () => {
     h.clock.advance(5);
     h.hb.ack(1n);
     // One beat, with the figures of the last tick (the 4th sample), and the first beat's round trip.
-    expect(h.sent.map((b) => [b.sequence, b.capacity.freeCpuMillis, b.lastRttMs])).toEqual([[1n, 100, undefined], [2n, 400, 3005]]);
+    expect(h.sent.map((b) => [b.sequence, b.capacity.freeCpuMillis, b.lastRttMs])).toEqual([
+      [1n, 100, undefined],
+      [2n, 400, 3005],
+    ]);
     h.hb.ack(2n);
     expect(h.sent).toHaveLength(2);
   });

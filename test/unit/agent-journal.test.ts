@@ -56,13 +56,19 @@ class Turns {
 
 function result(taskId: string, attempt = 1, outputBytes = 0): TaskResult {
   return create(TaskResultSchema, {
-    taskId, attempt, outcome: AttemptOutcome.SUCCEEDED, error: outputBytes > 0 ? "x".repeat(outputBytes) : "",
+    taskId,
+    attempt,
+    outcome: AttemptOutcome.SUCCEEDED,
+    error: outputBytes > 0 ? "x".repeat(outputBytes) : "",
     peakMemoryBytes: 1234n,
   });
 }
 
 const ids = (rs: readonly { taskId: string }[]) => rs.map((r) => r.taskId);
-const segments = () => readdirSync(dir).filter((n) => /^journal-\d{12}\.log$/.test(n)).sort();
+const segments = () =>
+  readdirSync(dir)
+    .filter((n) => /^journal-\d{12}\.log$/.test(n))
+    .sort();
 
 interface Harness {
   journal: ResultJournal;
@@ -233,7 +239,7 @@ describe("result journal: acks, deletion, compaction", () => {
 
   it("compaction while results keep coming, acks arrive out of order and the agent restarts: the journal always holds exactly the unacknowledged results", () => {
     let seed = 42;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     let h = open({ segmentBytes: 2048 });
     const live: string[] = [];
     let next = 0;
@@ -323,7 +329,10 @@ describe("result journal: damage after a crash", () => {
     writeFileSync(join(dir, "journal-000000000009.log"), Buffer.from("EPJ"));
     const h = open();
     expect(ids(h.recovered.results)).toEqual(["t-a", "t-b", "t-c"]);
-    expect(h.recovered.tornTails.map((t) => [t.file, t.bytes])).toEqual([["journal-000000000001.log", 3], ["journal-000000000009.log", 3]]);
+    expect(h.recovered.tornTails.map((t) => [t.file, t.bytes])).toEqual([
+      ["journal-000000000001.log", 3],
+      ["journal-000000000009.log", 3],
+    ]);
     // The next segment is numbered after the highest one on disk.
     expect(segments()).toContain("journal-000000000010.log");
   });
@@ -433,7 +442,9 @@ describe("encrypted journal (--encrypt-journal)", () => {
       const secret = "result-secret-0123456789";
       journal.appendAll([create(TaskResultSchema, { taskId: "t-enc", attempt: 1, outcome: AttemptOutcome.SUCCEEDED, error: secret })]);
       await journal.close();
-      const raw = readdirSync(join(dir, "j")).map((f) => readFileSync(join(dir, "j", f), "latin1")).join("");
+      const raw = readdirSync(join(dir, "j"))
+        .map((f) => readFileSync(join(dir, "j", f), "latin1"))
+        .join("");
       expect(raw).not.toContain(secret);
       expect(raw).not.toContain("t-enc");
       expect(readJournal(join(dir, "j"), { sealer }).results.map((r) => r.error)).toEqual([secret]);

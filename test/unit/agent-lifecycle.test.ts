@@ -8,7 +8,12 @@ const LEGAL = new Set(["starting>running", "starting>draining", "running>drainin
 /** A lifecycle in `state`, reached by legal moves. */
 function at(state: AgentState): Lifecycle {
   const l = new Lifecycle();
-  const path: Record<AgentState, AgentState[]> = { starting: [], running: ["running"], draining: ["running", "draining"], stopped: ["running", "draining", "stopped"] };
+  const path: Record<AgentState, AgentState[]> = {
+    starting: [],
+    running: ["running"],
+    draining: ["running", "draining"],
+    stopped: ["running", "draining", "stopped"],
+  };
   for (const s of path[state]) l.to(s);
   return l;
 }

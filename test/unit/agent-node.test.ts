@@ -3,10 +3,7 @@
 // not sent per task, drain and stop. No sockets, no worker threads.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import {
-  ConnectResponseSchema, RegisteredSchema, TaskResultSchema,
-  type ConnectRequest, type TaskResult,
-} from "../../gen/edgeplane/v1/agent_pb.js";
+import { ConnectResponseSchema, RegisteredSchema, TaskResultSchema, type ConnectRequest, type TaskResult } from "../../gen/edgeplane/v1/agent_pb.js";
 import { AttemptOutcome } from "../../gen/edgeplane/v1/types_pb.js";
 import { durationFromMillis } from "../../lib/duration.js";
 import { silentLogger } from "../../lib/log.js";
@@ -67,23 +64,30 @@ function harness(opts: { recovered?: TaskResult[] } = {}) {
   let up = true;
   let devices = ["d1"];
   const agent = new NodeAgent({
-    nodeId: "n1", clusterId: "site-a", tier: "edge", labels: {}, agentVersion: "test",
+    nodeId: "n1",
+    clusterId: "site-a",
+    tier: "edge",
+    labels: {},
+    agentVersion: "test",
     executor: {
       size: 2,
       handlers: () => ["stats"],
       distributable: () => ["stats"],
-      run: (req, signal) => new Promise<ExecResult>((resolve) => {
-        events.push(`run ${req.taskId}`);
-        runs.set(req.taskId, { req, signal, finish: resolve });
-        signal.addEventListener("abort", () => {
-          events.push(`abort ${req.taskId}`);
-          resolve({ type: "cancelled", reason: (signal.reason as Error).message, ...ZERO });
-        });
-      }),
+      run: (req, signal) =>
+        new Promise<ExecResult>((resolve) => {
+          events.push(`run ${req.taskId}`);
+          runs.set(req.taskId, { req, signal, finish: resolve });
+          signal.addEventListener("abort", () => {
+            events.push(`abort ${req.taskId}`);
+            resolve({ type: "cancelled", reason: (signal.reason as Error).message, ...ZERO });
+          });
+        }),
       close: async () => void events.push("executor closed"),
     },
     journal: {
-      appendAll: (rs) => { for (const r of rs) events.push(`journal ${r.taskId}`); },
+      appendAll: (rs) => {
+        for (const r of rs) events.push(`journal ${r.taskId}`);
+      },
       ack: (taskId) => (events.push(`journal ack ${taskId}`), true),
       close: async () => void events.push("journal closed"),
     },
@@ -115,7 +119,15 @@ function harness(opts: { recovered?: TaskResult[] } = {}) {
   };
   const dispatch = (taskId: string) => ({ taskId, attempt: 1, handler: "stats" });
   return {
-    agent, events, sent, clock, runs, endTurn, receive, register, dispatch,
+    agent,
+    events,
+    sent,
+    clock,
+    runs,
+    endTurn,
+    receive,
+    register,
+    dispatch,
     samples: () => samples,
     setUp: (v: boolean) => (up = v),
     setDevices: (d: string[]) => (devices = d),
@@ -174,7 +186,11 @@ describe("node agent: what goes on the stream", () => {
     h.take();
     h.receive({
       case: "batch",
-      value: { dispatches: [h.dispatch("t-new")], cancels: [{ taskId: "t-run", attempt: 1, reason: "preempted" }], resultAcks: [{ taskId: "t-done", attempt: 1 }] },
+      value: {
+        dispatches: [h.dispatch("t-new")],
+        cancels: [{ taskId: "t-run", attempt: 1, reason: "preempted" }],
+        resultAcks: [{ taskId: "t-done", attempt: 1 }],
+      },
     });
     expect(h.take()).toEqual(["journal ack t-done", "run t-new", "abort t-run"]);
     await settle();
@@ -300,7 +316,14 @@ describe("node agent: drain and stop", () => {
     const b = h.agent.stop();
     expect(b).toBe(a);
     await a;
-    expect(h.take()).toEqual(["abort t-1", "journal t-1", "send batch accepted=[] results=[t-1:CANCELLED]", "stream stopped", "executor closed", "journal closed"]);
+    expect(h.take()).toEqual([
+      "abort t-1",
+      "journal t-1",
+      "send batch accepted=[] results=[t-1:CANCELLED]",
+      "stream stopped",
+      "executor closed",
+      "journal closed",
+    ]);
     expect(h.agent.state).toBe("stopped");
     // A message arriving after the stop is ignored.
     h.receive({ case: "dispatch", value: h.dispatch("t-2") });

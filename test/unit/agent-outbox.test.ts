@@ -14,7 +14,9 @@ function harness(ok = () => true) {
 
 const res = (taskId: string) => create(TaskResultSchema, { taskId, attempt: 1 });
 const batches = (sent: ConnectRequest[]) =>
-  sent.map((m) => (m.msg.case === "batch" ? { accepted: m.msg.value.accepted.map((a) => a.taskId), results: m.msg.value.results.map((r) => r.taskId) } : m.msg.case));
+  sent.map((m) =>
+    m.msg.case === "batch" ? { accepted: m.msg.value.accepted.map((a) => a.taskId), results: m.msg.value.results.map((r) => r.taskId) } : m.msg.case,
+  );
 
 describe("agent outbox", () => {
   it("sends a turn's accepts and results as one batch when the turn ends, in order", () => {
@@ -37,7 +39,10 @@ describe("agent outbox", () => {
     h.endTurn();
     h.outbox.result(res("b"));
     h.endTurn();
-    expect(batches(h.sent)).toEqual([{ accepted: [], results: ["a"] }, { accepted: [], results: ["b"] }]);
+    expect(batches(h.sent)).toEqual([
+      { accepted: [], results: ["a"] },
+      { accepted: [], results: ["b"] },
+    ]);
   });
 
   it("flush() sends at once (before a heartbeat), and the end of the turn then has nothing left", () => {

@@ -14,17 +14,22 @@ function viaStream(bytes: Uint8Array): ConnectResponse {
   return fromStream(fromBinary(streamOutput, bytes) as unknown as ConnectResponse);
 }
 
-const dispatch = (values: number[], extra: Partial<{ timestamps: bigint[]; input: boolean }> = {}) => create(ConnectResponseSchema, {
-  msg: {
-    case: "dispatch",
-    value: {
-      taskId: "t-1", attempt: 2, handler: "stats", memoryLimitBytes: 1n << 30n, cpuMillis: 500,
-      input: extra.input ? create(ValueSchema, { kind: { case: "stringValue", value: "x" } }) : undefined,
-      series: { values, timestamps: extra.timestamps ?? [] },
-      shard: { parentId: "p", shardIndex: 1, shardCount: 4, offset: 250_000n },
+const dispatch = (values: number[], extra: Partial<{ timestamps: bigint[]; input: boolean }> = {}) =>
+  create(ConnectResponseSchema, {
+    msg: {
+      case: "dispatch",
+      value: {
+        taskId: "t-1",
+        attempt: 2,
+        handler: "stats",
+        memoryLimitBytes: 1n << 30n,
+        cpuMillis: 500,
+        input: extra.input ? create(ValueSchema, { kind: { case: "stringValue", value: "x" } }) : undefined,
+        series: { values, timestamps: extra.timestamps ?? [] },
+        shard: { parentId: "p", shardIndex: 1, shardCount: 4, offset: 250_000n },
+      },
     },
-  },
-});
+  });
 
 describe("agent stream decoding (agent/wire.ts)", () => {
   it("is a different schema object from the generated one (the shortcut is in use on this machine)", () => {
@@ -65,7 +70,14 @@ describe("agent stream decoding (agent/wire.ts)", () => {
       return m.value;
     };
     const msg = create(ConnectResponseSchema, {
-      msg: { case: "batch", value: { dispatches: [one(values), one([]), one([2.5, -1])], cancels: [{ taskId: "c", attempt: 1, reason: "r" }], resultAcks: [{ taskId: "a", attempt: 3 }] } },
+      msg: {
+        case: "batch",
+        value: {
+          dispatches: [one(values), one([]), one([2.5, -1])],
+          cancels: [{ taskId: "c", attempt: 1, reason: "r" }],
+          resultAcks: [{ taskId: "a", attempt: 3 }],
+        },
+      },
     });
     const bytes = toBinary(ConnectResponseSchema, msg);
     expect(viaStream(bytes)).toStrictEqual(fromBinary(ConnectResponseSchema, bytes));

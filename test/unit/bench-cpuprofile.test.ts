@@ -45,7 +45,10 @@ describe("summarizeProfile", () => {
 
   it("rolls self time up by module", () => {
     expect(Object.fromEntries(s.modules.map((m) => [m.name, m.selfMs]))).toEqual({
-      "coordinator/": 4, "(native / V8)": 1.5, "@bufbuild/protobuf": 1, "(program)": 0.5,
+      "coordinator/": 4,
+      "(native / V8)": 1.5,
+      "@bufbuild/protobuf": 1,
+      "(program)": 0.5,
     });
   });
 

@@ -66,8 +66,15 @@ describe("open loop", () => {
   });
 
   const base: OpenLoopFigures = {
-    offeredPerS: 2000, arrivals: 40_000, sent: 40_000, accepted: 40_000, succeeded: 40_000, completed: 40_000,
-    firstIntendedAt: 0, lastIntendedAt: 19_999.5, lastCompletionAt: 20_005,
+    offeredPerS: 2000,
+    arrivals: 40_000,
+    sent: 40_000,
+    accepted: 40_000,
+    succeeded: 40_000,
+    completed: 40_000,
+    firstIntendedAt: 0,
+    lastIntendedAt: 19_999.5,
+    lastCompletionAt: 20_005,
   };
 
   it("keeps up when everything came back fast", () => {
@@ -169,15 +176,18 @@ describe("child log problems", () => {
   it("count pino errors and crashes as errors, Node's process warnings as warnings", () => {
     const dir = mkdtempSync(join(tmpdir(), "bench-log-"));
     const file = join(dir, "c.log");
-    writeFileSync(file, [
-      JSON.stringify({ level: 30, msg: "fine" }),
-      JSON.stringify({ level: 40, msg: "node disconnected" }),
-      "(node:123) MaxListenersExceededWarning: Possible EventTarget memory leak detected.",
-      "(Use `node --trace-warnings ...` to show where the warning was created)",
-      JSON.stringify({ level: 50, msg: "store failed" }),
-      "TypeError: x is not a function",
-      "",
-    ].join("\n"));
+    writeFileSync(
+      file,
+      [
+        JSON.stringify({ level: 30, msg: "fine" }),
+        JSON.stringify({ level: 40, msg: "node disconnected" }),
+        "(node:123) MaxListenersExceededWarning: Possible EventTarget memory leak detected.",
+        "(Use `node --trace-warnings ...` to show where the warning was created)",
+        JSON.stringify({ level: 50, msg: "store failed" }),
+        "TypeError: x is not a function",
+        "",
+      ].join("\n"),
+    );
     try {
       const p = logProblems({ name: "coordinator", logFile: file } as Child);
       expect(p.warnings).toBe(3);

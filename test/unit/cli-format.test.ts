@@ -5,15 +5,32 @@ import { durationFromMs, timestampFromDate, ValueSchema } from "@bufbuild/protob
 import { describe, expect, it } from "vitest";
 import { CliError, grpcCodeName, isUnreachable, reportError, toCliError, UsageError } from "../../cli/errors.js";
 import {
-  enumLabel, formatAge, formatBytes, formatCpu, formatLabels, formatMs, formatPercent, formatTimestamp, renderKeyValues,
-  renderTable, truncate,
+  enumLabel,
+  formatAge,
+  formatBytes,
+  formatCpu,
+  formatLabels,
+  formatMs,
+  formatPercent,
+  formatTimestamp,
+  renderKeyValues,
+  renderTable,
+  truncate,
 } from "../../cli/format.js";
 import { renderClusterTable, renderNodeTable, renderStatus } from "../../cli/fleet-view.js";
 import { renderTaskDetail, renderTaskTable, renderTransition } from "../../cli/task-view.js";
 import { ClusterSchema, GetStatusResponseSchema, NodeSchema } from "../../gen/edgeplane/v1/cluster_pb.js";
 import {
-  AttemptOutcome, NodeState, NodeStateSchema, Priority, PrioritySchema, ProcessingModeSchema, TaskSchema, TaskState,
-  TaskStateSchema, Tier,
+  AttemptOutcome,
+  NodeState,
+  NodeStateSchema,
+  Priority,
+  PrioritySchema,
+  ProcessingModeSchema,
+  TaskSchema,
+  TaskState,
+  TaskStateSchema,
+  Tier,
 } from "../../gen/edgeplane/v1/types_pb.js";
 
 const now = new Date("2030-01-01T00:10:00.000Z");
@@ -34,7 +51,11 @@ describe("enumLabel", () => {
 
 describe("human units", () => {
   it.each([
-    [0, "0 B"], [512, "512 B"], [1536, "1.5 KiB"], [64 * 1024 ** 2, "64 MiB"], [1.25 * 1024 ** 3, "1.3 GiB"],
+    [0, "0 B"],
+    [512, "512 B"],
+    [1536, "1.5 KiB"],
+    [64 * 1024 ** 2, "64 MiB"],
+    [1.25 * 1024 ** 3, "1.3 GiB"],
     [12 * 1024 ** 3, "12 GiB"],
   ])("formatBytes(%d) = %s", (n, s) => {
     expect(formatBytes(n)).toBe(s);
@@ -42,8 +63,16 @@ describe("human units", () => {
   });
 
   it.each([
-    [0, "0s"], [0.42, "420µs"], [3.25, "3.3ms"], [250, "250ms"], [2500, "2.5s"], [12_345, "12.3s"], [60_000, "1m"],
-    [330_000, "5m30s"], [7_500_000, "2h5m"], [273_600_000, "3d4h"],
+    [0, "0s"],
+    [0.42, "420µs"],
+    [3.25, "3.3ms"],
+    [250, "250ms"],
+    [2500, "2.5s"],
+    [12_345, "12.3s"],
+    [60_000, "1m"],
+    [330_000, "5m30s"],
+    [7_500_000, "2h5m"],
+    [273_600_000, "3d4h"],
   ])("formatMs(%d) = %s", (ms, s) => {
     expect(formatMs(ms)).toBe(s);
   });
@@ -78,13 +107,24 @@ describe("human units", () => {
 
 describe("renderTable and renderKeyValues", () => {
   it("prints a borderless table with aligned columns and no trailing spaces", () => {
-    expect(renderTable(["ID", "STATE"], [["t-1", "queued"], ["t-long-id", "ok"]])).toBe(
-      ["ID         STATE", "t-1        queued", "t-long-id  ok"].join("\n"),
-    );
+    expect(
+      renderTable(
+        ["ID", "STATE"],
+        [
+          ["t-1", "queued"],
+          ["t-long-id", "ok"],
+        ],
+      ),
+    ).toBe(["ID         STATE", "t-1        queued", "t-long-id  ok"].join("\n"));
   });
 
   it("aligns values and indents continuation lines", () => {
-    expect(renderKeyValues([["a", "1"], ["long key", "x\ny"]])).toBe("a         1\nlong key  x\n          y");
+    expect(
+      renderKeyValues([
+        ["a", "1"],
+        ["long key", "x\ny"],
+      ]),
+    ).toBe("a         1\nlong key  x\n          y");
   });
 });
 
@@ -92,8 +132,14 @@ function sampleTask() {
   return create(TaskSchema, {
     id: "t-1",
     spec: {
-      name: "nightly", handler: "stats", deviceId: "sensor-1", priority: Priority.HIGH, processingMode: 1,
-      input: fromJson(ValueSchema, { values: [1, 2, 3] }), requiredMemoryBytes: 64n * 1024n * 1024n, maxRetries: 2,
+      name: "nightly",
+      handler: "stats",
+      deviceId: "sensor-1",
+      priority: Priority.HIGH,
+      processingMode: 1,
+      input: fromJson(ValueSchema, { values: [1, 2, 3] }),
+      requiredMemoryBytes: 64n * 1024n * 1024n,
+      maxRetries: 2,
       labels: { zone: "eu" },
     },
     state: TaskState.SUCCEEDED,
@@ -109,7 +155,14 @@ function sampleTask() {
     peakMemoryBytes: 2n * 1024n * 1024n,
     attempts: [
       { attempt: 1, nodeId: "site-a-2", clusterId: "site-a", outcome: AttemptOutcome.FAILED, error: "worker crashed", dispatchedAt: ago(119_000) },
-      { attempt: 2, nodeId: "site-a-1", clusterId: "site-a", outcome: AttemptOutcome.SUCCEEDED, processingTime: durationFromMs(12), peakMemoryBytes: 2n * 1024n * 1024n },
+      {
+        attempt: 2,
+        nodeId: "site-a-1",
+        clusterId: "site-a",
+        outcome: AttemptOutcome.SUCCEEDED,
+        processingTime: durationFromMs(12),
+        peakMemoryBytes: 2n * 1024n * 1024n,
+      },
     ],
   });
 }
@@ -142,9 +195,19 @@ describe("task views", () => {
 describe("fleet views", () => {
   it("lists nodes with free/total capacity in human units", () => {
     const node = create(NodeSchema, {
-      id: "site-a-1", clusterId: "site-a", tier: Tier.EDGE, state: NodeState.READY, deviceIds: ["sensor-1", "sensor-2"],
-      totalCpuMillis: 4000, freeCpuMillis: 1500, totalMemoryBytes: 8n * 1024n ** 3n, freeMemoryBytes: 2n * 1024n ** 3n,
-      runningTaskIds: ["t-1"], maxConcurrentTasks: 4, lastHeartbeat: ago(2_000), heartbeatRtt: durationFromMs(3),
+      id: "site-a-1",
+      clusterId: "site-a",
+      tier: Tier.EDGE,
+      state: NodeState.READY,
+      deviceIds: ["sensor-1", "sensor-2"],
+      totalCpuMillis: 4000,
+      freeCpuMillis: 1500,
+      totalMemoryBytes: 8n * 1024n ** 3n,
+      freeMemoryBytes: 2n * 1024n ** 3n,
+      runningTaskIds: ["t-1"],
+      maxConcurrentTasks: 4,
+      lastHeartbeat: ago(2_000),
+      heartbeatRtt: durationFromMs(3),
     });
     const [head, row] = renderNodeTable([node], now).split("\n");
     expect(head).toMatch(/^ID\s+CLUSTER\s+TIER\s+STATE\s+CPU\s+MEM\s+RUNNING\s+DEVICES\s+LAST HEARTBEAT\s+RTT$/);
@@ -153,17 +216,34 @@ describe("fleet views", () => {
 
   it("lists clusters with ready/total nodes and percentages", () => {
     const c = create(ClusterSchema, {
-      id: "site-a", tier: Tier.EDGE, nodeCount: 3, readyNodeCount: 2, health: 2 / 3, utilization: 0.25,
-      totalCpuMillis: 8000, freeCpuMillis: 6000, networkLatency: durationFromMs(4),
+      id: "site-a",
+      tier: Tier.EDGE,
+      nodeCount: 3,
+      readyNodeCount: 2,
+      health: 2 / 3,
+      utilization: 0.25,
+      totalCpuMillis: 8000,
+      freeCpuMillis: 6000,
+      networkLatency: durationFromMs(4),
     });
     expect(renderClusterTable([c]).split("\n")[1]).toMatch(/^site-a\s+edge\s+2\/3\s+67%\s+6\/8\s+0 B\/0 B\s+25%\s+4ms$/);
   });
 
   it("summarises status and lists per-cluster health", () => {
     const s = create(GetStatusResponseSchema, {
-      clusters: 1, nodes: 2, nodesByState: [{ state: NodeState.READY, count: 2 }], queuedTasks: 3n,
-      queuedByPriority: [{ priority: Priority.CRITICAL, count: 1n }, { priority: Priority.LOW, count: 2n }],
-      totalProcessed: 5n, succeeded: 4n, failed: 1n, clusterUtilization: 0.5, startedAt: ago(300_000),
+      clusters: 1,
+      nodes: 2,
+      nodesByState: [{ state: NodeState.READY, count: 2 }],
+      queuedTasks: 3n,
+      queuedByPriority: [
+        { priority: Priority.CRITICAL, count: 1n },
+        { priority: Priority.LOW, count: 2n },
+      ],
+      totalProcessed: 5n,
+      succeeded: 4n,
+      failed: 1n,
+      clusterUtilization: 0.5,
+      startedAt: ago(300_000),
       clusterHealth: [{ clusterId: "site-a", tier: Tier.EDGE, health: 1, utilization: 0.5, acceptingWork: true }],
     });
     const text = renderStatus(s, "127.0.0.1:50051", now);
@@ -192,9 +272,7 @@ describe("errors", () => {
     const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" });
     const wrapped = new ConnectError("unavailable", Code.Unavailable, undefined, undefined, refused);
     expect(isUnreachable(wrapped)).toBe(true);
-    expect(toCliError(wrapped, "127.0.0.1:1").message).toBe(
-      "cannot reach coordinator at 127.0.0.1:1 (is it running? set --coordinator or EDGEPLANE_ADDR)",
-    );
+    expect(toCliError(wrapped, "127.0.0.1:1").message).toBe("cannot reach coordinator at 127.0.0.1:1 (is it running? set --coordinator or EDGEPLANE_ADDR)");
     expect(isUnreachable(new ConnectError("x", Code.Unavailable))).toBe(false);
   });
 

@@ -2,8 +2,20 @@
 import { describe, expect, it } from "vitest";
 import { UsageError } from "../../cli/errors.js";
 import {
-  collectLabel, collectList, enumChoices, parseBytes, parseDeadline, parseDuration, parseEnum, parseFraction,
-  parseHostPort, parseInteger, parseLabel, parseLabels, parseMillicores, parseNumberList,
+  collectLabel,
+  collectList,
+  enumChoices,
+  parseBytes,
+  parseDeadline,
+  parseDuration,
+  parseEnum,
+  parseFraction,
+  parseHostPort,
+  parseInteger,
+  parseLabel,
+  parseLabels,
+  parseMillicores,
+  parseNumberList,
 } from "../../cli/parse.js";
 import { Priority, PrioritySchema, ProcessingMode, ProcessingModeSchema, TaskState, TaskStateSchema } from "../../gen/edgeplane/v1/types_pb.js";
 

@@ -10,9 +10,7 @@ import { reportError } from "../../cli/errors.js";
 import { buildProgram } from "../../cli/program.js";
 import { agentConfigFromFlags, coordinatorConfigFromFlags, devAgentArgs, planDevAgents, renderDevBanner } from "../../cli/run.js";
 import { DEFAULT_COORDINATOR_CONFIG } from "../../coordinator/config.js";
-import {
-  ListTasksResponseSchema, SubmitTaskResponseSchema, type ListTasksRequest, type SubmitTaskRequest,
-} from "../../gen/edgeplane/v1/task_pb.js";
+import { ListTasksResponseSchema, SubmitTaskResponseSchema, type ListTasksRequest, type SubmitTaskRequest } from "../../gen/edgeplane/v1/task_pb.js";
 import { Priority, ProcessingMode, TaskSchema, TaskState, type Task } from "../../gen/edgeplane/v1/types_pb.js";
 
 const NOW = new Date("2030-01-01T00:00:00.000Z");
@@ -65,8 +63,23 @@ describe("submit", () => {
       },
     });
     const code = await h.run(
-      "submit", "--handler", "stats", "--values", "1,2,3", "--priority", "critical", "--mode", "hybrid",
-      "--memory", "1Gi", "--label", "a=1", "--label", "b=2", "--deadline", "1m",
+      "submit",
+      "--handler",
+      "stats",
+      "--values",
+      "1,2,3",
+      "--priority",
+      "critical",
+      "--mode",
+      "hybrid",
+      "--memory",
+      "1Gi",
+      "--label",
+      "a=1",
+      "--label",
+      "b=2",
+      "--deadline",
+      "1m",
     );
     expect(code).toBe(0);
     const t = sent[0].task!;
@@ -177,13 +190,23 @@ describe("watch", () => {
       stream(task(TaskState.QUEUED, { assignedNode: "" }), task(TaskState.QUEUED, { assignedNode: "" }), task(TaskState.RUNNING), task(TaskState.SUCCEEDED));
     const h = harness({ tasks: { watchTask: updates } });
     expect(await h.run("watch", "t-1")).toBe(0);
-    expect(h.out().trim().split("\n").map((l) => l.split(/\s+/)[1])).toEqual(["queued", "running", "succeeded"]);
+    expect(
+      h
+        .out()
+        .trim()
+        .split("\n")
+        .map((l) => l.split(/\s+/)[1]),
+    ).toEqual(["queued", "running", "succeeded"]);
 
     const j = harness({ tasks: { watchTask: updates } });
     expect(await j.run("watch", "t-1", "--json")).toBe(0);
-    expect(j.out().trim().split("\n").map((l) => JSON.parse(l).state)).toEqual([
-      "TASK_STATE_QUEUED", "TASK_STATE_QUEUED", "TASK_STATE_RUNNING", "TASK_STATE_SUCCEEDED",
-    ]);
+    expect(
+      j
+        .out()
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).state),
+    ).toEqual(["TASK_STATE_QUEUED", "TASK_STATE_QUEUED", "TASK_STATE_RUNNING", "TASK_STATE_SUCCEEDED"]);
   });
 });
 
@@ -213,8 +236,18 @@ describe("help", () => {
     await h.run("coordinator", "--help");
     const help = h.out().replace(/\s+/g, " ");
     expect(Object.keys(coordinatorConfigFromFlags({}))).toEqual(Object.keys(DEFAULT_COORDINATOR_CONFIG));
-    for (const text of ["--listen <host:port>", "(default: 127.0.0.1:50051)", "--heartbeat-interval", "(default: 1s)",
-      "--max-input-bytes", "(default: 100 MiB)", "--disconnect-window", "--drain-grace", "(default: 1m)", "--log-level"]) {
+    for (const text of [
+      "--listen <host:port>",
+      "(default: 127.0.0.1:50051)",
+      "--heartbeat-interval",
+      "(default: 1s)",
+      "--max-input-bytes",
+      "(default: 100 MiB)",
+      "--disconnect-window",
+      "--drain-grace",
+      "(default: 1m)",
+      "--log-level",
+    ]) {
       expect(help).toContain(text);
     }
   });
@@ -232,25 +265,75 @@ describe("run commands", () => {
 
   it("turns coordinator flags into its config, parsing units", () => {
     const config = coordinatorConfigFromFlags(
-      parsedFlags("coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval", "250ms", "--max-input-bytes", "1Mi",
-        "--health-threshold", "50%", "--default-cpu", "200m", "--log-level", "warn",
-        "--max-shards", "8", "--split-points-per-core-ms", "5000", "--split-shard-overhead", "40ms"),
+      parsedFlags(
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--heartbeat-interval",
+        "250ms",
+        "--max-input-bytes",
+        "1Mi",
+        "--health-threshold",
+        "50%",
+        "--default-cpu",
+        "200m",
+        "--log-level",
+        "warn",
+        "--max-shards",
+        "8",
+        "--split-points-per-core-ms",
+        "5000",
+        "--split-shard-overhead",
+        "40ms",
+      ),
     );
     expect(config).toMatchObject({
-      listen: "127.0.0.1:0", heartbeatIntervalMs: 250, maxInputBytes: 1024 ** 2, healthThreshold: 0.5,
-      defaultCpuMillis: 200, logLevel: "warn", retryMaxMs: DEFAULT_COORDINATOR_CONFIG.retryMaxMs,
-      maxShards: 8, splitPointsPerCoreMs: 5000, splitShardOverheadMs: 40,
+      listen: "127.0.0.1:0",
+      heartbeatIntervalMs: 250,
+      maxInputBytes: 1024 ** 2,
+      healthThreshold: 0.5,
+      defaultCpuMillis: 200,
+      logLevel: "warn",
+      retryMaxMs: DEFAULT_COORDINATOR_CONFIG.retryMaxMs,
+      maxShards: 8,
+      splitPointsPerCoreMs: 5000,
+      splitShardOverheadMs: 40,
     });
   });
 
   it("turns agent flags into its config, merging --devices and --device", () => {
     const config = agentConfigFromFlags(
-      parsedFlags("agent", "--cluster", "site-a", "--devices", "d1,d2", "--device", "d3", "--device", "d1", "--label", "k=v",
-        "--tier", "cloud", "--workers", "2", "--max-memory", "512Mi", "--drain-grace", "5s") as never,
+      parsedFlags(
+        "agent",
+        "--cluster",
+        "site-a",
+        "--devices",
+        "d1,d2",
+        "--device",
+        "d3",
+        "--device",
+        "d1",
+        "--label",
+        "k=v",
+        "--tier",
+        "cloud",
+        "--workers",
+        "2",
+        "--max-memory",
+        "512Mi",
+        "--drain-grace",
+        "5s",
+      ) as never,
     );
     expect(config).toMatchObject({
-      clusterId: "site-a", deviceIds: ["d1", "d2", "d3"], labels: { k: "v" }, tier: "cloud", workers: 2,
-      maxMemoryBytes: 512 * 1024 ** 2, drainGraceMs: 5000, coordinator: "127.0.0.1:50051",
+      clusterId: "site-a",
+      deviceIds: ["d1", "d2", "d3"],
+      labels: { k: "v" },
+      tier: "cloud",
+      workers: 2,
+      maxMemoryBytes: 512 * 1024 ** 2,
+      drainGraceMs: 5000,
+      coordinator: "127.0.0.1:50051",
     });
   });
 
@@ -262,12 +345,27 @@ describe("run commands", () => {
       { nodeId: "cloud-1", clusterId: "cloud", tier: "cloud", deviceIds: [] },
     ]);
     expect(devAgentArgs(plans[0], "127.0.0.1:4000", { logLevel: "info" })).toEqual([
-      "agent", "--coordinator", "127.0.0.1:4000", "--cluster", "site-a", "--node-id", "site-a-1", "--tier", "edge",
-      "--log-level", "info", "--devices", "sensor-1,sensor-2",
+      "agent",
+      "--coordinator",
+      "127.0.0.1:4000",
+      "--cluster",
+      "site-a",
+      "--node-id",
+      "site-a-1",
+      "--tier",
+      "edge",
+      "--log-level",
+      "info",
+      "--devices",
+      "sensor-1,sensor-2",
     ]);
     // The args `dev` builds are ones `agent` accepts.
-    expect(agentConfigFromFlags(parsedFlags(...devAgentArgs(plans[1], "127.0.0.1:4000", { logLevel: "info" })) as never))
-      .toMatchObject({ clusterId: "site-a", nodeId: "site-a-2", deviceIds: ["sensor-3", "sensor-4"], coordinator: "127.0.0.1:4000" });
+    expect(agentConfigFromFlags(parsedFlags(...devAgentArgs(plans[1], "127.0.0.1:4000", { logLevel: "info" })) as never)).toMatchObject({
+      clusterId: "site-a",
+      nodeId: "site-a-2",
+      deviceIds: ["sensor-3", "sensor-4"],
+      coordinator: "127.0.0.1:4000",
+    });
   });
 
   it("prints example commands in the dev banner, naming the address when it is not the default", () => {

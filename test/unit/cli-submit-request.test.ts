@@ -13,9 +13,20 @@ describe("buildSubmitRequest", () => {
   it("fills every field from flags, parsing units", () => {
     const req = buildSubmitRequest(
       {
-        handler: "stats", name: "nightly", device: "sensor-1", priority: "high", mode: "cloud_fallback",
-        values: "1,2,3", memory: "64Mi", cpu: "250", estimate: "250ms", deadline: "30s", maxRetries: "5",
-        cluster: "site-a", label: ["zone=eu", "line=3"], idempotencyKey: "k-1",
+        handler: "stats",
+        name: "nightly",
+        device: "sensor-1",
+        priority: "high",
+        mode: "cloud_fallback",
+        values: "1,2,3",
+        memory: "64Mi",
+        cpu: "250",
+        estimate: "250ms",
+        deadline: "30s",
+        maxRetries: "5",
+        cluster: "site-a",
+        label: ["zone=eu", "line=3"],
+        idempotencyKey: "k-1",
       },
       now,
     );

@@ -39,9 +39,21 @@ describe("dispatch and durability", () => {
     const b = h.submit();
     await h.settle();
     h.store.auto = false;
-    h.dispatcher.fromAgent(h.sessions.get("n1")!, [], [a, b].map((taskId) => ({
-      taskId, attempt: 1, outcome: "succeeded" as const, output: 1, error: "", processingMs: 1, peakMemoryBytes: 1, startedAt: undefined, finishedAt: undefined,
-    })));
+    h.dispatcher.fromAgent(
+      h.sessions.get("n1")!,
+      [],
+      [a, b].map((taskId) => ({
+        taskId,
+        attempt: 1,
+        outcome: "succeeded" as const,
+        output: 1,
+        error: "",
+        processingMs: 1,
+        peakMemoryBytes: 1,
+        startedAt: undefined,
+        finishedAt: undefined,
+      })),
+    );
     await h.settle();
     expect(h.sent("n1", "result-ack")).toEqual([]);
     h.store.commit();
@@ -134,7 +146,10 @@ describe("reconcile on re-registration", () => {
     await h.settle();
     h.disconnect("n1");
     // The agent comes back listing `kept`, and an attempt of a task the coordinator never had.
-    const s = h.connect("n1", { maxConcurrent: 3 }, [{ taskId: kept, attempt: 1 }, { taskId: "t-unknown", attempt: 4 }]);
+    const s = h.connect("n1", { maxConcurrent: 3 }, [
+      { taskId: kept, attempt: 1 },
+      { taskId: "t-unknown", attempt: 4 },
+    ]);
     await h.settle();
     expect(h.task(kept)).toMatchObject({ state: "dispatched", attempt: 1, assignedNode: "n1" });
     expect(h.cancels("n1")).toContain("t-unknown#4");

@@ -18,7 +18,9 @@ describe("ShardDriver", () => {
     const parent = sim.run(id);
     expect(parent.state).toBe("succeeded");
     expect(parent.split!.shards.map((s) => [s.nodeId, s.start, s.end, s.state, s.attempts])).toEqual([
-      ["a", 0, 100, "succeeded", 1], ["b", 100, 200, "succeeded", 1], ["c", 200, 300, "succeeded", 1],
+      ["a", 0, 100, "succeeded", 1],
+      ["b", 100, 200, "succeeded", 1],
+      ["c", 200, 300, "succeeded", 1],
     ]);
     expect(parent.assignedCluster).toBe("c1");
     expect(parent.assignedNode).toBe("a,b,c");
@@ -48,7 +50,17 @@ describe("ShardDriver", () => {
     const shards = sim.shardsOf(id);
     // b and c are running on their agents; a fails.
     for (const t of shards) sim.tasks.accepted(t.id, sim.tasks.dispatched(t.id, t.shard!.preferNode, "c1").attempt);
-    sim.tasks.report({ taskId: shards[0].id, attempt: 1, outcome: "failed", output: undefined, error: "bad sensor", processingMs: 1, peakMemoryBytes: 0, startedAt: undefined, finishedAt: undefined });
+    sim.tasks.report({
+      taskId: shards[0].id,
+      attempt: 1,
+      outcome: "failed",
+      output: undefined,
+      error: "bad sensor",
+      processingMs: 1,
+      peakMemoryBytes: 0,
+      startedAt: undefined,
+      finishedAt: undefined,
+    });
     const parent = sim.tasks.get(id);
     expect(parent.state).toBe("failed");
     expect(parent.error).toMatch(/^shard 0 \(points 0\.\.100\) failed: bad sensor/);
@@ -104,7 +116,9 @@ describe("checkSplittable", () => {
   it("refuses a handler without merge, and an input without points, with INVALID_ARGUMENT saying what to do", () => {
     const ok = new Set(["stats"]);
     expect(() => checkSplittable(simSpec({ handler: "plain", input: { values: [1] } }), ok)).toThrow(InvalidArgumentError);
-    expect(() => checkSplittable(simSpec({ handler: "plain", input: { values: [1] } }), ok)).toThrow(/"plain" cannot run in PROCESSING_MODE_DISTRIBUTED: it exports no merge function/);
+    expect(() => checkSplittable(simSpec({ handler: "plain", input: { values: [1] } }), ok)).toThrow(
+      /"plain" cannot run in PROCESSING_MODE_DISTRIBUTED: it exports no merge function/,
+    );
     expect(() => checkSplittable(simSpec({ handler: "stats", input: { x: 1 } }), ok)).toThrow(/needs a non-empty series, "values" array or "samples" array/);
     expect(() => checkSplittable(simSpec({ handler: "stats", input: { values: [1] } }), ok)).not.toThrow();
   });

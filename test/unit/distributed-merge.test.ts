@@ -3,7 +3,16 @@
 // HYBRID results equal LOCAL's (handler.run on the whole input) — exactly up to float rounding for counts, means,
 // extremes, stddev, windows, alerts and zscore anomalies; percentiles within the documented rank bound.
 import { describe, expect, it } from "vitest";
-import { anomalyHandler, plainContext, quantileSorted, runAggregate, runStats, runThreshold, buildHandlerInput, SUMMARY_INTERVALS } from "../../lib/analytics/index.js";
+import {
+  anomalyHandler,
+  plainContext,
+  quantileSorted,
+  runAggregate,
+  runStats,
+  runThreshold,
+  buildHandlerInput,
+  SUMMARY_INTERVALS,
+} from "../../lib/analytics/index.js";
 import type { TaskSpec } from "../../coordinator/tasks/types.js";
 import { ShardSim, simNode, simSpec } from "../helpers/shard-sim.js";
 
@@ -43,7 +52,13 @@ function distributed(r: () => number, k: number, spec: TaskSpec, n: number): Rec
   return parent.output as Record<string, unknown>;
 }
 
-const local = (spec: TaskSpec) => buildHandlerInput(spec.input, spec.series ? { values: Float64Array.from(spec.series.values), timestamps: spec.series.timestamps.length ? Float64Array.from(spec.series.timestamps) : undefined } : undefined);
+const local = (spec: TaskSpec) =>
+  buildHandlerInput(
+    spec.input,
+    spec.series
+      ? { values: Float64Array.from(spec.series.values), timestamps: spec.series.timestamps.length ? Float64Array.from(spec.series.timestamps) : undefined }
+      : undefined,
+  );
 
 function close(actual: unknown, expected: number, scale: number): void {
   expect(typeof actual).toBe("number");
@@ -63,7 +78,13 @@ describe("DISTRIBUTED / HYBRID equal LOCAL through the coordinator's split and m
       const n = int(r, k, r() < 0.25 ? 6000 : 1500);
       const values = Array.from({ length: n }, () => (r() < 0.5 ? normal(r) * 100 : (r() - 0.5) * 1e6));
       const packed = r() < 0.5;
-      const spec = simSpec({ handler: "stats", mode: MODES[seed % 2], deviceId: "d1", input: packed ? {} : { values }, series: packed ? { values, timestamps: [] } : undefined });
+      const spec = simSpec({
+        handler: "stats",
+        mode: MODES[seed % 2],
+        deviceId: "d1",
+        input: packed ? {} : { values },
+        series: packed ? { values, timestamps: [] } : undefined,
+      });
       const sim = fleet(r, k);
       const id = sim.submit(spec);
       const parent = sim.run(id);
@@ -78,7 +99,11 @@ describe("DISTRIBUTED / HYBRID equal LOCAL through the coordinator's split and m
       close(out.stddev, whole.stddev, scale * 1e-6);
       const sorted = Float64Array.from(values).sort();
       const e = rankBound(parent.split!.shards.map((s) => s.end - s.start));
-      for (const [key, q] of [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]] as const) {
+      for (const [key, q] of [
+        ["p50", 0.5],
+        ["p95", 0.95],
+        ["p99", 0.99],
+      ] as const) {
         if (e === 0) {
           expect(out[key]).toBe(quantileSorted(sorted, q));
         } else {
@@ -135,7 +160,9 @@ describe("DISTRIBUTED / HYBRID equal LOCAL through the coordinator's split and m
       const samples = Array.from({ length: n }, () => ({ t: (t += int(r, 0, 900)), v: normal(r) * 3 }));
       const packed = r() < 0.5;
       const spec = simSpec({
-        handler: "aggregate", mode: MODES[seed % 2], deviceId: "d1",
+        handler: "aggregate",
+        mode: MODES[seed % 2],
+        deviceId: "d1",
         input: packed ? { windowMs: 5000 } : { windowMs: 5000, samples },
         series: packed ? { values: samples.map((s) => s.v), timestamps: samples.map((s) => s.t) } : undefined,
       });
@@ -152,7 +179,11 @@ describe("DISTRIBUTED / HYBRID equal LOCAL through the coordinator's split and m
       const k = ((seed - 400) % 8) + 1;
       const n = int(r, k, 2000);
       const values = Array.from({ length: n }, () => Math.round(normal(r) * 10) + 0); // + 0: no -0, which JSON cannot carry
-      const rules = [{ name: "hi", op: ">", value: 12 }, { name: "zero", op: "==", value: 0 }, { name: "lo", op: "<=", value: -15 }];
+      const rules = [
+        { name: "hi", op: ">", value: 12 },
+        { name: "zero", op: "==", value: 0 },
+        { name: "lo", op: "<=", value: -15 },
+      ];
       const spec = simSpec({ handler: "threshold", mode: MODES[seed % 2], deviceId: "d1", input: { values, rules } });
       const out = distributed(r, k, spec, n);
       expect(out).toEqual(runThreshold(local(spec), ctx));

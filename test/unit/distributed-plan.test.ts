@@ -6,9 +6,18 @@ import type { ClusterView, NodeView } from "../../coordinator/scheduler/place.js
 const MB = 1024 * 1024;
 function node(id: string, clusterId: string, over: Partial<NodeView> = {}): NodeView {
   return {
-    id, clusterId, tier: "edge", handlers: new Set(["stats"]), deviceIds: new Set<string>(),
-    freeCpuMillis: 1000, freeMemoryBytes: 1024 * MB, totalCpuMillis: 4000, totalMemoryBytes: 4096 * MB,
-    inFlight: 0, maxConcurrent: 2, ...over,
+    id,
+    clusterId,
+    tier: "edge",
+    handlers: new Set(["stats"]),
+    deviceIds: new Set<string>(),
+    freeCpuMillis: 1000,
+    freeMemoryBytes: 1024 * MB,
+    totalCpuMillis: 4000,
+    totalMemoryBytes: 4096 * MB,
+    inFlight: 0,
+    maxConcurrent: 2,
+    ...over,
   };
 }
 const cluster = (id: string, over: Partial<ClusterView> = {}): ClusterView => ({ id, tier: "edge", health: 1, ...over });
@@ -79,7 +88,11 @@ describe("planSplit", () => {
   });
 
   it("without a device or cluster picks the freest healthy edge cluster, never a cloud one", () => {
-    const nodes = [node("busy", "c1", { freeCpuMillis: 100 }), node("idle", "c2", { freeCpuMillis: 4000 }), node("cloud", "cc", { tier: "cloud", freeCpuMillis: 64_000, totalCpuMillis: 64_000 })];
+    const nodes = [
+      node("busy", "c1", { freeCpuMillis: 100 }),
+      node("idle", "c2", { freeCpuMillis: 4000 }),
+      node("cloud", "cc", { tier: "cloud", freeCpuMillis: 64_000, totalCpuMillis: 64_000 }),
+    ];
     const p = planSplit(req(), nodes, [...clusters, cluster("cc", { tier: "cloud" })]);
     expect(p.type === "planned" && p.clusterId).toBe("c2");
   });

@@ -284,7 +284,11 @@ describe("executor: small built-in attempts run inline", () => {
   it("gives the same outcome inline as in a worker, and takes no worker for it", async () => {
     const inline = await executor({ size: 1 });
     const workers = await executor({ size: 1, inlineMaxBytes: 0 });
-    for (const [handler, input] of [["stats", { values }], ["anomaly", { values, threshold: 2 }], ["stats", { values: "not numbers" }]] as const) {
+    for (const [handler, input] of [
+      ["stats", { values }],
+      ["anomaly", { values, threshold: 2 }],
+      ["stats", { values: "not numbers" }],
+    ] as const) {
       const a = await inline.run(req(handler, input), noSignal);
       const b = await workers.run(req(handler, input), noSignal);
       expect(a.type).toBe(b.type);

@@ -47,7 +47,8 @@ describe("fromBinaryFast", () => {
     s.values[7] = Number.POSITIVE_INFINITY;
     s.values[8] = 5e-324;
     const req = create(SubmitTaskRequestSchema, {
-      idempotencyKey: "k", task: { name: "n", handler: "stats", labels: { a: "b" }, series: s, input: create(ValueSchema, { kind: { case: "stringValue", value: "x" } }) },
+      idempotencyKey: "k",
+      task: { name: "n", handler: "stats", labels: { a: "b" }, series: s, input: create(ValueSchema, { kind: { case: "stringValue", value: "x" } }) },
     });
     const bytes = toBinary(SubmitTaskRequestSchema, req);
     expect(same(SubmitTaskRequestSchema, bytes, true)).toBe(true);
@@ -60,7 +61,8 @@ describe("fromBinaryFast", () => {
 
   it("decodes a batch mixing big, small and no series", () => {
     const tasks = [series(big, 1), series(5, 2), undefined, series(big * 3, 3), series(0)].map((s, i) =>
-      create(SubmitTaskRequestSchema, { idempotencyKey: `k${i}`, task: { handler: "stats", series: s } }));
+      create(SubmitTaskRequestSchema, { idempotencyKey: `k${i}`, task: { handler: "stats", series: s } }),
+    );
     expect(same(SubmitTasksRequestSchema, toBinary(SubmitTasksRequestSchema, create(SubmitTasksRequestSchema, { tasks })))).toBe(true);
     // Small series only: nothing worth the shortcut.
     const small = [series(5), series(big - 10)].map((s) => create(SubmitTaskRequestSchema, { task: { handler: "stats", series: s } }));
@@ -85,7 +87,10 @@ describe("fromBinaryFast", () => {
   it("keeps a real unknown field that happens to use the spare number, and other unknown fields", () => {
     const base = toBinary(NumericSeriesSchema, create(NumericSeriesSchema, series(big)));
     for (const no of [3, 15, 100]) {
-      const extra = new BinaryWriter().tag(no, WireType.LengthDelimited).bytes(new Uint8Array(FAST_MIN_BYTES + 8)).finish();
+      const extra = new BinaryWriter()
+        .tag(no, WireType.LengthDelimited)
+        .bytes(new Uint8Array(FAST_MIN_BYTES + 8))
+        .finish();
       // The spare number for field 1 is 3 (the first one NumericSeries does not use): then no shortcut.
       expect(same(NumericSeriesSchema, concat(base, extra))).toBe(no !== 3);
       expect(same(NumericSeriesSchema, concat(extra, base))).toBe(no !== 3);
@@ -95,7 +100,10 @@ describe("fromBinaryFast", () => {
   it("fails where fromBinary fails: truncated bytes, a payload not a multiple of 8, a length past the end", () => {
     const bytes = toBinary(SubmitTaskRequestSchema, create(SubmitTaskRequestSchema, { task: { handler: "stats", series: series(big) } }));
     for (const cut of [1, 7, 100, bytes.length - 3]) sameError(SubmitTaskRequestSchema, bytes.subarray(0, cut));
-    const odd = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(new Uint8Array(FAST_MIN_BYTES + 5)).finish();
+    const odd = new BinaryWriter()
+      .tag(1, WireType.LengthDelimited)
+      .bytes(new Uint8Array(FAST_MIN_BYTES + 5))
+      .finish();
     sameError(NumericSeriesSchema, odd);
     expect(() => fromBinaryFast(NumericSeriesSchema, odd.slice())).toThrow(/multiple of 8|premature EOF|range/i);
     const past = new Uint8Array([0x0a, 0xff, 0xff, 0x01, 1, 2, 3]);
@@ -107,10 +115,15 @@ describe("fromBinaryFast", () => {
     let fast = 0;
     const rnd = (n: number) => ((seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) >>> 8) % n;
     for (let round = 0; round < 30; round++) {
-      const tasks = Array.from({ length: 1 + rnd(4) }, (_, i) => create(SubmitTaskRequestSchema, {
-        idempotencyKey: rnd(2) ? `k${i}` : "",
-        task: rnd(5) === 0 ? undefined : { handler: "h", name: "x".repeat(rnd(300)), series: rnd(3) === 0 ? undefined : series(rnd(2) ? big + rnd(5000) : rnd(50), round + i) },
-      }));
+      const tasks = Array.from({ length: 1 + rnd(4) }, (_, i) =>
+        create(SubmitTaskRequestSchema, {
+          idempotencyKey: rnd(2) ? `k${i}` : "",
+          task:
+            rnd(5) === 0
+              ? undefined
+              : { handler: "h", name: "x".repeat(rnd(300)), series: rnd(3) === 0 ? undefined : series(rnd(2) ? big + rnd(5000) : rnd(50), round + i) },
+        }),
+      );
       if (same(SubmitTasksRequestSchema, toBinary(SubmitTasksRequestSchema, create(SubmitTasksRequestSchema, { tasks })))) fast++;
     }
     expect(fast).toBeGreaterThan(5);

@@ -4,12 +4,7 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadCustomHandlers } from "../../agent/handlers/custom-loader.js";
-import {
-  createRegistry,
-  HandlerLoadError,
-  plainContext,
-  runScatterGather,
-} from "../../lib/analytics/index.js";
+import { createRegistry, HandlerLoadError, plainContext, runScatterGather } from "../../lib/analytics/index.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/handlers/", import.meta.url));
 

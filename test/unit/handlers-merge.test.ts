@@ -71,8 +71,7 @@ function randomShards(r: () => number, input: HandlerInput, n: number, k: number
 }
 
 /** The documented bound E: Σ over shards of (⌈(n_i - 1)/m⌉ - 1), 0 for shards of at most m+1 values. */
-const rankBound = (sizes: number[]) =>
-  sizes.reduce((e, n) => e + (n <= SUMMARY_INTERVALS + 1 ? 0 : Math.ceil((n - 1) / SUMMARY_INTERVALS) - 1), 0);
+const rankBound = (sizes: number[]) => sizes.reduce((e, n) => e + (n <= SUMMARY_INTERVALS + 1 ? 0 : Math.ceil((n - 1) / SUMMARY_INTERVALS) - 1), 0);
 
 function expectRelClose(actual: number, expected: number, scale: number): void {
   expect(Math.abs(actual - expected)).toBeLessThanOrEqual(1e-9 * Math.max(Math.abs(expected), scale, 1e-300));

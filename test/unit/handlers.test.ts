@@ -104,7 +104,12 @@ describe("stats", () => {
 
   for (const [name, dist] of Object.entries(DISTRIBUTIONS)) {
     it(`matches the naive reference on ${name} data`, () => {
-      for (const [seed, n] of [[1, 2], [2, 17], [3, 1000], [4, 70_000]]) {
+      for (const [seed, n] of [
+        [1, 2],
+        [2, 17],
+        [3, 1000],
+        [4, 70_000],
+      ]) {
         const xs = sample(seed, n, dist);
         const got = runStats({ values: xs }, ctx);
         const scale = Math.max(...xs.map(Math.abs));
@@ -113,7 +118,12 @@ describe("stats", () => {
         expect(got.max).toBe(Math.max(...xs));
         expectClose(got.mean, refMean(xs), scale);
         expectClose(got.stddev, refStddev(xs), scale);
-        for (const [k, q] of [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]] as const) expectClose(got[k], refQuantile(xs, q), scale);
+        for (const [k, q] of [
+          ["p50", 0.5],
+          ["p95", 0.95],
+          ["p99", 0.99],
+        ] as const)
+          expectClose(got[k], refQuantile(xs, q), scale);
       }
     });
   }
@@ -121,7 +131,15 @@ describe("stats", () => {
   it("finds by selection exactly the order statistics a full sort gives (quantilesOf)", () => {
     const qs = [0, 0.01, 0.25, 0.5, 0.5, 0.95, 0.99, 0.999, 1];
     for (const [name, dist] of Object.entries(DISTRIBUTIONS)) {
-      for (const [seed, n] of [[11, 1], [12, 2], [13, 3], [14, 599], [15, 601], [16, 4_099], [17, 100_003]]) {
+      for (const [seed, n] of [
+        [11, 1],
+        [12, 2],
+        [13, 3],
+        [14, 599],
+        [15, 601],
+        [16, 4_099],
+        [17, 100_003],
+      ]) {
         const xs = sample(seed, n, dist);
         const scratch = new Float64Array(xs);
         let checkpoints = 0;
@@ -178,7 +196,11 @@ describe("anomaly", () => {
   };
 
   it("flags |x - mean| / stddev > threshold (zscore, the default) like a two-pass reference", () => {
-    for (const [seed, n, threshold] of [[1, 500, undefined], [2, 5000, 2.5], [3, 100_000, 4]] as const) {
+    for (const [seed, n, threshold] of [
+      [1, 500, undefined],
+      [2, 5000, 2.5],
+      [3, 100_000, 4],
+    ] as const) {
       const xs = withOutliers(seed, n);
       const got = runAnomaly(threshold === undefined ? { values: xs } : { values: xs, threshold }, ctx);
       const t = threshold ?? 3;
@@ -199,10 +221,16 @@ describe("anomaly", () => {
   });
 
   it("flags |0.6745 (x - median) / MAD| > threshold (mad) like a sort-based reference", () => {
-    for (const [seed, n] of [[4, 501], [5, 4000]]) {
+    for (const [seed, n] of [
+      [4, 501],
+      [5, 4000],
+    ]) {
       const xs = withOutliers(seed, n);
       const median = refQuantile(xs, 0.5);
-      const mad = refQuantile(xs.map((x) => Math.abs(x - median)), 0.5);
+      const mad = refQuantile(
+        xs.map((x) => Math.abs(x - median)),
+        0.5,
+      );
       const got = runAnomaly({ values: xs, method: "mad", threshold: 3.5 }, ctx);
       if (got.method !== "mad") throw new Error("expected mad");
       expect(got.median).toBe(median);
@@ -218,7 +246,12 @@ describe("anomaly", () => {
     expect(runAnomaly({ values: [5, 5, 5, 5] }, ctx)).toEqual({ count: 0, method: "zscore", threshold: 3, mean: 5, stddev: 0, anomalies: [] });
     // More than half the values equal: MAD is 0 although 1000 is clearly odd — documented behaviour.
     expect(runAnomaly({ values: [1, 1, 1, 1000], method: "mad" }, ctx)).toEqual({
-      count: 0, method: "mad", threshold: 3, median: 1, mad: 0, anomalies: [],
+      count: 0,
+      method: "mad",
+      threshold: 3,
+      median: 1,
+      mad: 0,
+      anomalies: [],
     });
   });
 
@@ -244,7 +277,11 @@ describe("aggregate", () => {
 
   it("groups unsorted samples into aligned tumbling windows, sorted, empty windows omitted", () => {
     const samples = [
-      { t: 2500, v: 4 }, { t: 1000, v: 1 }, { t: 1999, v: 3 }, { t: 7000, v: 10 }, { t: -1, v: -5 },
+      { t: 2500, v: 4 },
+      { t: 1000, v: 1 },
+      { t: 1999, v: 3 },
+      { t: 7000, v: 10 },
+      { t: -1, v: -5 },
     ];
     expect(runAggregate({ samples, windowMs: 1000 }, ctx)).toEqual({
       windowMs: 1000,
@@ -267,7 +304,11 @@ describe("aggregate", () => {
   });
 
   it("reads a packed series with timestamps, and values + timestamps arrays, like samples", () => {
-    const samples = [{ t: 10, v: 1 }, { t: 25, v: 2 }, { t: 12, v: 3 }];
+    const samples = [
+      { t: 10, v: 1 },
+      { t: 25, v: 2 },
+      { t: 12, v: 3 },
+    ];
     const expected = runAggregate({ samples, windowMs: 10 }, ctx);
     const packed = buildHandlerInput({ windowMs: 10 }, { values: new Float64Array([1, 2, 3]), timestamps: new Float64Array([10, 25, 12]) });
     expect(runAggregate(packed, ctx)).toEqual(expected);
@@ -279,7 +320,9 @@ describe("aggregate", () => {
     expect(inputError(() => runAggregate({ samples }, ctx))).toBe('aggregate: "windowMs" must be a positive integer; it is missing');
     expect(inputError(() => runAggregate({ samples, windowMs: 0 }, ctx))).toBe('aggregate: "windowMs" must be a positive integer; got 0');
     expect(inputError(() => runAggregate({ samples, windowMs: 1.5 }, ctx))).toBe('aggregate: "windowMs" must be a positive integer; got 1.5');
-    expect(inputError(() => runAggregate({ windowMs: 10 }, ctx))).toBe('aggregate: "samples" must be a non-empty array of {"t": epoch ms, "v": number}; it is missing');
+    expect(inputError(() => runAggregate({ windowMs: 10 }, ctx))).toBe(
+      'aggregate: "samples" must be a non-empty array of {"t": epoch ms, "v": number}; it is missing',
+    );
     expect(inputError(() => runAggregate({ samples: [{ t: 1, v: 1 }, { t: 2 }], windowMs: 10 }, ctx))).toBe(
       'aggregate: "samples" must be a non-empty array of {"t": epoch ms, "v": number}; element 1 has "v": missing',
     );
@@ -299,10 +342,18 @@ describe("threshold", () => {
     { name: "not-20", op: "!=", value: 20 },
   ] as const;
   const refAlerts = (values: number[], times?: number[]) => {
-    const test = { ">": (x: number, v: number) => x > v, ">=": (x: number, v: number) => x >= v, "<": (x: number, v: number) => x < v, "<=": (x: number, v: number) => x <= v, "==": (x: number, v: number) => x === v, "!=": (x: number, v: number) => x !== v };
+    const test = {
+      ">": (x: number, v: number) => x > v,
+      ">=": (x: number, v: number) => x >= v,
+      "<": (x: number, v: number) => x < v,
+      "<=": (x: number, v: number) => x <= v,
+      "==": (x: number, v: number) => x === v,
+      "!=": (x: number, v: number) => x !== v,
+    };
     const out: object[] = [];
     values.forEach((x, index) => {
-      for (const r of rules) if (test[r.op](x, r.value)) out.push(times ? { rule: r.name, index, value: x, t: times[index] } : { rule: r.name, index, value: x });
+      for (const r of rules)
+        if (test[r.op](x, r.value)) out.push(times ? { rule: r.name, index, value: x, t: times[index] } : { rule: r.name, index, value: x });
     });
     return out;
   };
@@ -328,7 +379,9 @@ describe("threshold", () => {
     expect(inputError(() => runThreshold({ values: [1] }, ctx))).toBe(`threshold: ${shape}; it is missing`);
     expect(inputError(() => runThreshold({ values: [1], rules: [] }, ctx))).toBe(`threshold: ${shape}; it is empty`);
     expect(inputError(() => runThreshold({ values: [1], rules: [{ name: "a", op: "=>", value: 1 }] }, ctx))).toBe(`threshold: ${shape}; rule 0 has "op": "=>"`);
-    expect(inputError(() => runThreshold({ values: [1], rules: [{ name: "a", op: ">", value: "1" }] }, ctx))).toBe(`threshold: ${shape}; rule 0 has "value": "1"`);
+    expect(inputError(() => runThreshold({ values: [1], rules: [{ name: "a", op: ">", value: "1" }] }, ctx))).toBe(
+      `threshold: ${shape}; rule 0 has "value": "1"`,
+    );
     expect(inputError(() => runThreshold({ values: [1], samples: [], rules }, ctx))).toBe('threshold: give either "samples" or "values", not both');
   });
 });
@@ -345,7 +398,10 @@ describe("buildHandlerInput", () => {
     const input = buildHandlerInput({ values: [9], samples: [], windowMs: 5 }, { values: [1, 2], timestamps: [10, 20] });
     expect(input.values).toEqual([1, 2]);
     expect(input.windowMs).toBe(5);
-    expect(input.samples).toEqual([{ t: 10, v: 1 }, { t: 20, v: 2 }]);
+    expect(input.samples).toEqual([
+      { t: 10, v: 1 },
+      { t: 20, v: 2 },
+    ]);
     expect(Object.keys(input)).not.toContain("samples");
     expect(buildHandlerInput(undefined)).toEqual({});
   });

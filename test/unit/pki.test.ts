@@ -2,15 +2,27 @@
 import { X509Certificate } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
-  certificateInfo, certificateSha256, createCaCertificate, createCsr, generateKey, issueCertificate, issuedBy,
-  privateKeyToPem, signingKeyFromPem, verifiedCsrKey,
+  certificateInfo,
+  certificateSha256,
+  createCaCertificate,
+  createCsr,
+  generateKey,
+  issueCertificate,
+  issuedBy,
+  privateKeyToPem,
+  signingKeyFromPem,
+  verifiedCsrKey,
 } from "../../lib/pki.js";
 
 const day = 86_400_000;
 
 async function ca() {
   const key = await generateKey();
-  const pem = await createCaCertificate(key, { commonName: "edgeplane test CA", notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 365 * day) });
+  const pem = await createCaCertificate(key, {
+    commonName: "edgeplane test CA",
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 365 * day),
+  });
   return { key, pem };
 }
 
@@ -30,8 +42,15 @@ describe("lib/pki", () => {
     const csr = await createCsr(nodeKey, "i-am-someone-else");
     const pub = await verifiedCsrKey(csr);
     const issued = await issueCertificate({
-      caPem: authority.pem, caKey: authority.key, publicKey: pub, commonName: "n1", organization: "site-a",
-      sans: [{ type: "uri", value: "edgeplane://node/site-a/n1" }], usage: "client", notBefore: new Date(), notAfter: new Date(Date.now() + day),
+      caPem: authority.pem,
+      caKey: authority.key,
+      publicKey: pub,
+      commonName: "n1",
+      organization: "site-a",
+      sans: [{ type: "uri", value: "edgeplane://node/site-a/n1" }],
+      usage: "client",
+      notBefore: new Date(),
+      notAfter: new Date(Date.now() + day),
     });
     const info = certificateInfo(issued.pem);
     expect(info.subject).toContain("CN=n1");
@@ -58,8 +77,17 @@ describe("lib/pki", () => {
     const authority = await ca();
     const reread = await signingKeyFromPem(await privateKeyToPem(authority.key.privateKey), "ca.key");
     const leaf = await issueCertificate({
-      caPem: authority.pem, caKey: reread, publicKey: (await generateKey()).publicKey, commonName: "localhost",
-      sans: [{ type: "dns", value: "localhost" }, { type: "ip", value: "127.0.0.1" }], usage: "server", notBefore: new Date(), notAfter: new Date(Date.now() + day),
+      caPem: authority.pem,
+      caKey: reread,
+      publicKey: (await generateKey()).publicKey,
+      commonName: "localhost",
+      sans: [
+        { type: "dns", value: "localhost" },
+        { type: "ip", value: "127.0.0.1" },
+      ],
+      usage: "server",
+      notBefore: new Date(),
+      notAfter: new Date(Date.now() + day),
     });
     expect(issuedBy(leaf.pem, authority.pem)).toBe(true);
     expect(certificateInfo(leaf.pem).sans).toEqual(["DNS:localhost", "IP Address:127.0.0.1"]);

@@ -3,19 +3,42 @@ import { AlreadyExistsError, InvalidArgumentError } from "../../coordinator/erro
 import { NodeRegistry, reservationKey, type RegisterInfo } from "../../coordinator/nodes/registry.js";
 
 function setup() {
-  let mono = 0, wall = 1_000_000;
+  let mono = 0,
+    wall = 1_000_000;
   const reg = new NodeRegistry({ mono: () => mono, wall: () => wall });
-  return { reg, tick: (ms: number) => { mono += ms; wall += ms; } };
+  return {
+    reg,
+    tick: (ms: number) => {
+      mono += ms;
+      wall += ms;
+    },
+  };
 }
 
 const info = (over: Partial<RegisterInfo> = {}): RegisterInfo => ({
-  nodeId: "n1", clusterId: "c1", tier: "edge", labels: {}, deviceIds: ["d1"], handlers: ["stats"],
-  totalCpuMillis: 2000, totalMemoryBytes: 4000, freeCpuMillis: 1500, freeMemoryBytes: 3000, maxConcurrent: 2,
-  sessionId: "s1", address: "peer", ...over,
+  nodeId: "n1",
+  clusterId: "c1",
+  tier: "edge",
+  labels: {},
+  deviceIds: ["d1"],
+  handlers: ["stats"],
+  totalCpuMillis: 2000,
+  totalMemoryBytes: 4000,
+  freeCpuMillis: 1500,
+  freeMemoryBytes: 3000,
+  maxConcurrent: 2,
+  sessionId: "s1",
+  address: "peer",
+  ...over,
 });
 
 const hb = (free: number, mem: number, running: string[] = []) => ({
-  freeCpuMillis: free, freeMemoryBytes: mem, load: 0.1, runningTaskIds: new Set(running), rttMs: 2, deviceIds: undefined,
+  freeCpuMillis: free,
+  freeMemoryBytes: mem,
+  load: 0.1,
+  runningTaskIds: new Set(running),
+  rttMs: 2,
+  deviceIds: undefined,
 });
 
 describe("NodeRegistry", () => {

@@ -1,13 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { TaskQueue, type QueuedTask } from "../../coordinator/scheduler/queue.js";
-import {
-  fitsAnywhereEver,
-  maxNodeMemory,
-  planPass,
-  type ClusterView,
-  type NodeView,
-  type Placement,
-} from "../../coordinator/scheduler/place.js";
+import { fitsAnywhereEver, maxNodeMemory, planPass, type ClusterView, type NodeView, type Placement } from "../../coordinator/scheduler/place.js";
 
 const MB = 1024 * 1024;
 const NOW = 1_000_000;
@@ -212,11 +205,7 @@ describe("planPass processing modes", () => {
   });
 
   it("local: stays in the device's cluster when the device's node is full", () => {
-    const nodes = [
-      node("free-elsewhere", "c1"),
-      node("dev", "c2", { deviceIds: new Set(["d1"]), inFlight: 4 }),
-      node("peer", "c2", { freeCpuMillis: 300 }),
-    ];
+    const nodes = [node("free-elsewhere", "c1"), node("dev", "c2", { deviceIds: new Set(["d1"]), inFlight: 4 }), node("peer", "c2", { freeCpuMillis: 300 })];
     const placed = place(queueOf(task("t", { deviceId: "d1" })), nodes, twoClusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c2" });
     expect(placed[0].reason).toMatch(/^local: device d1's node busy/);
@@ -236,11 +225,7 @@ describe("planPass processing modes", () => {
 
   it("distributed/hybrid: whole task anywhere in the device's cluster, no node preference", () => {
     for (const mode of ["distributed", "hybrid"] as const) {
-      const nodes = [
-        node("free-elsewhere", "c1"),
-        node("dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 }),
-        node("peer", "c2"),
-      ];
+      const nodes = [node("free-elsewhere", "c1"), node("dev", "c2", { deviceIds: new Set(["d1"]), freeCpuMillis: 300 }), node("peer", "c2")];
       const placed = place(queueOf(task("t", { deviceId: "d1", mode, rank: 0 })), nodes, twoClusters, NOW, OPTS);
       expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c2" });
       expect(placed[0].reason.startsWith(`${mode}: device d1's cluster`)).toBe(true);
@@ -258,7 +243,13 @@ describe("planPass processing modes", () => {
     const placed = place(queueOf(task("s", { mode: "hybrid", clusterId: "c1", preferNode: "planned", rank: 0 })), nodes, twoClusters, NOW, OPTS);
     expect(placed[0]).toMatchObject({ nodeId: "peer", clusterId: "c1" });
     expect(placed[0].reason).toMatch(/^shard: planned node planned busy or gone; /);
-    const gone = place(queueOf(task("s2", { mode: "distributed", clusterId: "c1", preferNode: "vanished", rank: 0 })), [node("other", "c2")], twoClusters, NOW, OPTS);
+    const gone = place(
+      queueOf(task("s2", { mode: "distributed", clusterId: "c1", preferNode: "vanished", rank: 0 })),
+      [node("other", "c2")],
+      twoClusters,
+      NOW,
+      OPTS,
+    );
     expect(gone).toEqual([]);
   });
 
@@ -320,7 +311,9 @@ describe("planPass processing modes", () => {
       expect(r.placed).toEqual([]);
       expect(r.waits).toEqual([{ taskId: "t", at: NOW + 500, nodeId: "edge" }]);
       // Past that recheck time it is no longer expected: the cloud.
-      expect(plan(task("t", { mode: "cloud_fallback", deadline: NOW + 5000 }), full([{ ...overrun, until: NOW - 1 }])).placed).toMatchObject([{ nodeId: "cloud" }]);
+      expect(plan(task("t", { mode: "cloud_fallback", deadline: NOW + 5000 }), full([{ ...overrun, until: NOW - 1 }])).placed).toMatchObject([
+        { nodeId: "cloud" },
+      ]);
     });
 
     it("goes to the cloud without a deadline (as before), and when what frees up is still not enough", () => {
@@ -328,13 +321,19 @@ describe("planPass processing modes", () => {
       const tooBig = plan(task("t", { mode: "cloud_fallback", deadline: NOW + 60_000, memoryBytes: 768 * MB }), full([release]));
       expect(tooBig.placed).toMatchObject([{ nodeId: "cloud" }]);
       // A node that lacks the handler is no reason to wait.
-      expect(plan(task("t", { mode: "cloud_fallback", deadline: NOW + 60_000, handler: "other" }), [
-        node("cloud", "cc", { tier: "cloud", handlers: new Set(["other"]) }), ...full([release]).slice(1),
-      ]).placed).toMatchObject([{ nodeId: "cloud" }]);
+      expect(
+        plan(task("t", { mode: "cloud_fallback", deadline: NOW + 60_000, handler: "other" }), [
+          node("cloud", "cc", { tier: "cloud", handlers: new Set(["other"]) }),
+          ...full([release]).slice(1),
+        ]).placed,
+      ).toMatchObject([{ nodeId: "cloud" }]);
     });
 
     it("picks the edge node expected to free first, and an identical task with a tighter deadline still goes to the cloud", () => {
-      const nodes = [...full([{ ...release, at: NOW + 3000 }]), node("edge2", "c1", { maxConcurrent: 1, inFlight: 1, freeMemoryBytes: 0, expectedReleases: [release] })];
+      const nodes = [
+        ...full([{ ...release, at: NOW + 3000 }]),
+        node("edge2", "c1", { maxConcurrent: 1, inFlight: 1, freeMemoryBytes: 0, expectedReleases: [release] }),
+      ];
       const waits: { taskId: string; at: number; nodeId: string }[] = [];
       const q = queueOf(
         task("late", { mode: "cloud_fallback", deadline: NOW + 9000, estimatedMs: 100 }),
@@ -537,7 +536,9 @@ describe("planPass: preemption is part of the plan", () => {
     const nodes = [full("a", "c1", [run("bg1", 4), run("n1", 2)]), full("b", "c1", [run("low1", 3), run("bg2", 4)])];
     const plan = planPass(q, { now: NOW, nodes, clusters: [cluster("c1")] }, OPTS);
     expect(plan.placements).toEqual([]);
-    expect(plan.preemptions).toEqual([{ taskId: "crit", nodeId: "a", clusterId: "c1", victims: ["bg1"], reason: "preempted 1 lower-priority attempt(s) on a" }]);
+    expect(plan.preemptions).toEqual([
+      { taskId: "crit", nodeId: "a", clusterId: "c1", victims: ["bg1"], reason: "preempted 1 lower-priority attempt(s) on a" },
+    ]);
     // Only CRITICAL preempts: the NORMAL task waits.
     expect(ids(q)).toEqual(["crit", "normal"]);
   });
@@ -546,17 +547,28 @@ describe("planPass: preemption is part of the plan", () => {
     const q = queueOf(task("c1", { rank: 0 }), task("c2", { rank: 0 }));
     const nodes = [full("a", "x", [run("bg1", 4, 1), run("bg2", 4, 2)])];
     const plan = planPass(q, { now: NOW, nodes, clusters: [cluster("x")] }, OPTS);
-    expect(plan.preemptions.map((p) => [p.taskId, p.victims])).toEqual([["c1", ["bg2"]], ["c2", ["bg1"]]]);
+    expect(plan.preemptions.map((p) => [p.taskId, p.victims])).toEqual([
+      ["c1", ["bg2"]],
+      ["c2", ["bg1"]],
+    ]);
   });
 
   it("obeys the same eligibility as placement: LOCAL stays in its device's cluster, the cloud is only a fallback", () => {
     const q = queueOf(task("crit", { rank: 0, deviceId: "d1" }));
-    const nodes = [full("other-site", "c2", [run("bg", 4)]), full("cloud", "cc", [run("bg-c", 4)], { tier: "cloud" }), full("dev", "c1", [run("n", 2)], { deviceIds: new Set(["d1"]) })];
+    const nodes = [
+      full("other-site", "c2", [run("bg", 4)]),
+      full("cloud", "cc", [run("bg-c", 4)], { tier: "cloud" }),
+      full("dev", "c1", [run("n", 2)], { deviceIds: new Set(["d1"]) }),
+    ];
     const plan = planPass(q, { now: NOW, nodes, clusters: [cluster("c1"), cluster("c2"), cluster("cc", { tier: "cloud" })] }, OPTS);
     expect(plan.preemptions).toEqual([]);
     const q2 = queueOf(task("crit2", { rank: 0, deviceId: "d1" }));
     const withVictim = [...nodes.slice(0, 2), full("dev", "c1", [run("bg-dev", 4)], { deviceIds: new Set(["d1"]) })];
-    expect(planPass(q2, { now: NOW, nodes: withVictim, clusters: [cluster("c1"), cluster("c2"), cluster("cc", { tier: "cloud" })] }, OPTS).preemptions.map((p) => p.nodeId)).toEqual(["dev"]);
+    expect(
+      planPass(q2, { now: NOW, nodes: withVictim, clusters: [cluster("c1"), cluster("c2"), cluster("cc", { tier: "cloud" })] }, OPTS).preemptions.map(
+        (p) => p.nodeId,
+      ),
+    ).toEqual(["dev"]);
   });
 
   it("never preempts for a task in retry backoff, nor when a slot is free", () => {

@@ -6,12 +6,33 @@ import { eligible } from "../../coordinator/scheduler/rules.js";
 
 const MB = 1 << 20;
 const task = (over: Partial<QueuedTask> = {}): QueuedTask => ({
-  id: "crit", rank: 0, deadline: undefined, seq: 1, notBefore: 0, handler: "stats", memoryBytes: 64 * MB, cpuMillis: 100,
-  mode: "local", deviceId: "", clusterId: "", estimatedMs: 0, ...over,
+  id: "crit",
+  rank: 0,
+  deadline: undefined,
+  seq: 1,
+  notBefore: 0,
+  handler: "stats",
+  memoryBytes: 64 * MB,
+  cpuMillis: 100,
+  mode: "local",
+  deviceId: "",
+  clusterId: "",
+  estimatedMs: 0,
+  ...over,
 });
 const node = (id: string, over: Partial<NodeView> = {}): NodeView => ({
-  id, clusterId: "c", tier: "edge", handlers: new Set(["stats"]), deviceIds: new Set(), freeCpuMillis: 0, freeMemoryBytes: 0,
-  totalCpuMillis: 2000, totalMemoryBytes: 1024 * MB, inFlight: 2, maxConcurrent: 2, ...over,
+  id,
+  clusterId: "c",
+  tier: "edge",
+  handlers: new Set(["stats"]),
+  deviceIds: new Set(),
+  freeCpuMillis: 0,
+  freeMemoryBytes: 0,
+  totalCpuMillis: 2000,
+  totalMemoryBytes: 1024 * MB,
+  inFlight: 2,
+  maxConcurrent: 2,
+  ...over,
 });
 /** The node as a preemption candidate: its room from the view, what runs there from `running`. */
 const cand = (nodes: NodeView[], running: Map<string, RunningAttempt[]>): PreemptionCandidate[] =>

@@ -258,9 +258,12 @@ describe("TaskQueue.positionsOfNewest", () => {
     for (let round = 0; round < 50; round++) {
       const q = new TaskQueue();
       let seq = 0;
-      for (let i = 0; i < 200; i++) q.push(task(`old${round}-${i}`, { seq: seq++, rank: Math.floor(rand() * 5), deadline: rand() < 0.2 ? Math.floor(rand() * 50) : undefined }));
+      for (let i = 0; i < 200; i++)
+        q.push(task(`old${round}-${i}`, { seq: seq++, rank: Math.floor(rand() * 5), deadline: rand() < 0.2 ? Math.floor(rand() * 50) : undefined }));
       for (let i = 0; i < 30; i++) if (rand() < 0.5) q.remove(`old${round}-${Math.floor(rand() * 200)}`);
-      const batch = Array.from({ length: 40 }, (_, i) => task(`new${round}-${i}`, { seq: seq++, rank: Math.floor(rand() * 5), deadline: rand() < 0.1 ? 25 : undefined }));
+      const batch = Array.from({ length: 40 }, (_, i) =>
+        task(`new${round}-${i}`, { seq: seq++, rank: Math.floor(rand() * 5), deadline: rand() < 0.1 ? 25 : undefined }),
+      );
       for (const t of batch) q.push(t);
       const fast = q.positionsOfNewest(batch.map((t) => t.id));
       for (const t of batch) expect(fast.get(t.id), t.id).toBe(q.position(t.id));

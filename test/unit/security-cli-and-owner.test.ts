@@ -18,8 +18,21 @@ afterEach(() => {
 });
 
 const spec: TaskSpec = {
-  name: "t", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: { values: [1] }, series: undefined,
-  memoryBytes: 1, cpuMillis: 1, estimatedMs: 0, deadline: undefined, maxRetries: 0, clusterId: "", labels: {}, disconnectWindowMs: undefined,
+  name: "t",
+  handler: "stats",
+  deviceId: "",
+  priority: "normal",
+  mode: "local",
+  input: { values: [1] },
+  series: undefined,
+  memoryBytes: 1,
+  cpuMillis: 1,
+  estimatedMs: 0,
+  deadline: undefined,
+  maxRetries: 0,
+  clusterId: "",
+  labels: {},
+  disconnectWindowMs: undefined,
 };
 
 describe("TaskRecord.owner", () => {
@@ -52,15 +65,45 @@ describe("security flags", () => {
   it("coordinator flags reach the config, with the secure defaults when absent", () => {
     const none = resolveCoordinatorConfig(parse());
     expect(none).toMatchObject({ insecure: false, reflection: true, healthListen: "", nodeCertTtlMs: 7 * 86_400_000, quotaSubmitRate: 2000 });
-    const set = resolveCoordinatorConfig(parse("--insecure", "--no-reflection", "--health-listen", "127.0.0.1:8081", "--node-cert-ttl", "1h", "--tls-san", "edge.example,10.0.0.5", "--quota-max-active", "7", "--quota-max-input", "1Mi", "--audit-log", "-"));
-    expect(set).toMatchObject({ insecure: true, reflection: false, healthListen: "127.0.0.1:8081", nodeCertTtlMs: 3_600_000, tlsSans: ["edge.example", "10.0.0.5"], quotaMaxActiveTasks: 7, quotaMaxInputBytes: 1024 * 1024, auditLog: "-" });
+    const set = resolveCoordinatorConfig(
+      parse(
+        "--insecure",
+        "--no-reflection",
+        "--health-listen",
+        "127.0.0.1:8081",
+        "--node-cert-ttl",
+        "1h",
+        "--tls-san",
+        "edge.example,10.0.0.5",
+        "--quota-max-active",
+        "7",
+        "--quota-max-input",
+        "1Mi",
+        "--audit-log",
+        "-",
+      ),
+    );
+    expect(set).toMatchObject({
+      insecure: true,
+      reflection: false,
+      healthListen: "127.0.0.1:8081",
+      nodeCertTtlMs: 3_600_000,
+      tlsSans: ["edge.example", "10.0.0.5"],
+      quotaMaxActiveTasks: 7,
+      quotaMaxInputBytes: 1024 * 1024,
+      auditLog: "-",
+    });
     expect(() => resolveCoordinatorConfig(parse("--insecure", "--listen", "0.0.0.0:50051"))).toThrow(/allowed only on a loopback address/);
     expect(() => resolveCoordinatorConfig(parse("--insecure", "--listen", "[::1]:0"))).not.toThrow();
   });
 
   it("agent flags: join token, CA file, insecure; dev passes --insecure on", () => {
     const base: AgentFlags = { coordinator: "h:1", cluster: "c" };
-    expect(agentConfigFromFlags({ ...base, joinToken: "EP1x", caCert: "/ca.crt", insecure: true })).toMatchObject({ joinToken: "EP1x", caCert: "/ca.crt", insecure: true });
+    expect(agentConfigFromFlags({ ...base, joinToken: "EP1x", caCert: "/ca.crt", insecure: true })).toMatchObject({
+      joinToken: "EP1x",
+      caCert: "/ca.crt",
+      insecure: true,
+    });
     expect(devAgentArgs({ nodeId: "n", clusterId: "c", tier: "edge", deviceIds: [] }, "h:1", { logLevel: "info", insecure: true })).toContain("--insecure");
   });
 

@@ -34,8 +34,9 @@ const tmp = () => {
 
 describe("the rule table", () => {
   it("has a rule for every method of every service the coordinator serves, and none for methods it does not", () => {
-    const served = [TaskService, ClusterService, AgentService, EnrolmentService, TokenService, NodeIdentityService]
-      .flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`));
+    const served = [TaskService, ClusterService, AgentService, EnrolmentService, TokenService, NodeIdentityService].flatMap((s) =>
+      s.methods.map((m) => `${s.typeName}/${m.name}`),
+    );
     expect(Object.keys(METHOD_RULES).sort()).toEqual(served.sort());
   });
 
@@ -75,13 +76,17 @@ describe("TokenRegistry over an AuthStore", () => {
     const { token, text } = reg.create({ kind: "api", role: "operator", clusters: ["site-a"], createdBy: "test" });
     const secret = parseToken(text)!.secret;
     store.close();
-    const onDisk = readdirSync(dir).map((f) => readFileSync(join(dir, f)).toString("latin1")).join("");
+    const onDisk = readdirSync(dir)
+      .map((f) => readFileSync(join(dir, f)).toString("latin1"))
+      .join("");
     expect(onDisk.includes(secret)).toBe(false);
     expect(onDisk.includes(secretSha256(secret).toString("latin1"))).toBe(true);
     const again = new TokenRegistry(AuthStore.open(dir), CA, () => now);
     expect(again.authenticate(text)).toMatchObject({ id: token.id, role: "operator", clusters: ["site-a"] });
     expect(() => again.authenticate(text.replace(/.$/, (c) => (c === "A" ? "B" : "A")))).toThrow(/unknown token/);
-    expect(() => again.authenticate(formatToken("b".repeat(64), token.id, secret))).toThrow(new RegExp(`issued by a coordinator whose CA is ${"b".repeat(64)}; this coordinator's CA is ${CA}`));
+    expect(() => again.authenticate(formatToken("b".repeat(64), token.id, secret))).toThrow(
+      new RegExp(`issued by a coordinator whose CA is ${"b".repeat(64)}; this coordinator's CA is ${CA}`),
+    );
     expect(() => again.authenticate("garbage")).toThrow(UnauthenticatedError);
     now += 1;
   });
@@ -124,7 +129,21 @@ describe("TokenRegistry over an AuthStore", () => {
 
 describe("Quotas", () => {
   const principal = (quota = {}): Principal => {
-    const token = { id: "tok1", kind: "api" as const, role: "submitter" as const, clusters: ["*"], secretSha256: Buffer.alloc(32), description: "", createdAt: 0, createdBy: "", expiresAt: undefined, maxUses: 0, uses: 0, revokedAt: undefined, quota };
+    const token = {
+      id: "tok1",
+      kind: "api" as const,
+      role: "submitter" as const,
+      clusters: ["*"],
+      secretSha256: Buffer.alloc(32),
+      description: "",
+      createdAt: 0,
+      createdBy: "",
+      expiresAt: undefined,
+      maxUses: 0,
+      uses: 0,
+      revokedAt: undefined,
+      quota,
+    };
     return { kind: "token", id: "token:tok1", token, role: "submitter", clusters: "*", via: "bearer" };
   };
   const task = (id: string, state: TaskRecord["state"]) => ({ id, state, owner: "token:tok1" }) as TaskRecord;
@@ -166,21 +185,43 @@ describe("Quotas", () => {
 
 describe("scope and ownership", () => {
   const token = (role: "viewer" | "submitter" | "operator", clusters: string[], id = "t1"): Principal => ({
-    kind: "token", id: `token:${id}`, role, clusters: scopeOf(clusters), via: "bearer",
-    token: { id, kind: "api", role, clusters, secretSha256: Buffer.alloc(0), description: "", createdAt: 0, createdBy: "", expiresAt: undefined, maxUses: 0, uses: 0, revokedAt: undefined, quota: {} },
+    kind: "token",
+    id: `token:${id}`,
+    role,
+    clusters: scopeOf(clusters),
+    via: "bearer",
+    token: {
+      id,
+      kind: "api",
+      role,
+      clusters,
+      secretSha256: Buffer.alloc(0),
+      description: "",
+      createdAt: 0,
+      createdBy: "",
+      expiresAt: undefined,
+      maxUses: 0,
+      uses: 0,
+      revokedAt: undefined,
+      quota: {},
+    },
   });
   const task = (cluster: string, owner?: string) => ({ id: "t-x", spec: { clusterId: cluster }, assignedCluster: "", owner }) as unknown as TaskRecord;
 
   it("a token limited to one cluster submits there by default; to several it must name one of them", () => {
     expect(submitCluster(token("submitter", ["site-a"]), "", "task")).toBe("site-a");
-    expect(() => submitCluster(token("submitter", ["site-a"]), "site-b", "task")).toThrow(/task\.clusterId: cluster site-b is outside token:t1's clusters \(site-a\)/);
+    expect(() => submitCluster(token("submitter", ["site-a"]), "site-b", "task")).toThrow(
+      /task\.clusterId: cluster site-b is outside token:t1's clusters \(site-a\)/,
+    );
     expect(() => submitCluster(token("submitter", ["site-a", "site-c"]), "", "task")).toThrow(/may submit only to clusters site-a, site-c; name one of them/);
     expect(submitCluster(token("submitter", []), "", "task")).toBe("");
   });
 
   it("a submitter cancels only its own tasks, an operator any in scope", () => {
     expect(() => requireCancel(token("submitter", []), task("site-a", "token:t1"))).not.toThrow();
-    expect(() => requireCancel(token("submitter", [], "t2"), task("site-a", "token:t1"))).toThrow(/was submitted by token:t1; token:t2 may cancel only its own tasks/);
+    expect(() => requireCancel(token("submitter", [], "t2"), task("site-a", "token:t1"))).toThrow(
+      /was submitted by token:t1; token:t2 may cancel only its own tasks/,
+    );
     expect(() => requireCancel(token("operator", [], "t3"), task("site-a", "token:t1"))).not.toThrow();
     expect(() => requireCancel(token("operator", ["site-b"], "t3"), task("site-a", "token:t1"))).toThrow(PermissionDeniedError);
     expect(canSeeTask(token("viewer", ["site-b"]), task("site-a"))).toBe(false);

@@ -11,7 +11,13 @@ import { InvalidArgumentError } from "../../coordinator/errors.js";
 import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
 import { SCHEMA_VERSION } from "../../coordinator/store/migrations.js";
 import {
-  SqliteTaskStore, StoreConflictError, StoreCorruptError, StoreOpenError, StoreVersionError, StoreWriteError, type StoreLogger,
+  SqliteTaskStore,
+  StoreConflictError,
+  StoreCorruptError,
+  StoreOpenError,
+  StoreVersionError,
+  StoreWriteError,
+  type StoreLogger,
 } from "../../coordinator/store/sqlite-store.js";
 import type { TaskStore } from "../../coordinator/store/store.js";
 import type { TaskRecord, TaskSpec, TaskState } from "../../coordinator/tasks/types.js";
@@ -60,44 +66,116 @@ function peek(dir: string, readonly = true): Database.Database {
 }
 
 const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "t", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: null, series: undefined,
-  memoryBytes: 1, cpuMillis: 1, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "", labels: {},
-  disconnectWindowMs: undefined, ...over,
+  name: "t",
+  handler: "stats",
+  deviceId: "",
+  priority: "normal",
+  mode: "local",
+  input: null,
+  series: undefined,
+  memoryBytes: 1,
+  cpuMillis: 1,
+  estimatedMs: 0,
+  deadline: undefined,
+  maxRetries: 2,
+  clusterId: "",
+  labels: {},
+  disconnectWindowMs: undefined,
+  ...over,
 });
 
 let nextSeq = 1;
 function task(over: Partial<TaskRecord> = {}, specOver: Partial<TaskSpec> = {}): TaskRecord {
   const seq = over.seq ?? nextSeq++;
   return {
-    id: `t-${seq}`, spec: spec(specOver), state: "queued", attempt: 0, assignedCluster: "", assignedNode: "",
-    output: undefined, error: "", createdAt: 1000 + seq, updatedAt: 1000 + seq, finishedAt: undefined, attempts: [],
-    idempotencyKey: "", queuedAt: 1000 + seq, queuedMs: 0, notBefore: 0, seq, preemptions: 0, ...over,
+    id: `t-${seq}`,
+    spec: spec(specOver),
+    state: "queued",
+    attempt: 0,
+    assignedCluster: "",
+    assignedNode: "",
+    output: undefined,
+    error: "",
+    createdAt: 1000 + seq,
+    updatedAt: 1000 + seq,
+    finishedAt: undefined,
+    attempts: [],
+    idempotencyKey: "",
+    queuedAt: 1000 + seq,
+    queuedMs: 0,
+    notBefore: 0,
+    seq,
+    preemptions: 0,
+    ...over,
   };
 }
 
 /** Every field set, with undefined and null in the places where they mean different things. */
 function fullRecord(): TaskRecord {
   return {
-    id: "t-full", seq: 7, state: "running", attempt: 2, assignedCluster: "site-a", assignedNode: "n-2",
-    output: { mean: 1.5, tags: ["a", null], nested: { empty: {}, none: null } }, error: "attempt 1 failed: boom",
-    createdAt: 1_700_000_000_000, updatedAt: 1_700_000_000_900, finishedAt: undefined,
-    idempotencyKey: "key-full", queuedAt: 1_700_000_000_500, queuedMs: 420, notBefore: 1_700_000_000_600, preemptions: 1,
+    id: "t-full",
+    seq: 7,
+    state: "running",
+    attempt: 2,
+    assignedCluster: "site-a",
+    assignedNode: "n-2",
+    output: { mean: 1.5, tags: ["a", null], nested: { empty: {}, none: null } },
+    error: "attempt 1 failed: boom",
+    createdAt: 1_700_000_000_000,
+    updatedAt: 1_700_000_000_900,
+    finishedAt: undefined,
+    idempotencyKey: "key-full",
+    queuedAt: 1_700_000_000_500,
+    queuedMs: 420,
+    notBefore: 1_700_000_000_600,
+    preemptions: 1,
     spec: {
-      name: "full", handler: "moments", deviceId: "sensor-9", priority: "high", mode: "hybrid",
+      name: "full",
+      handler: "moments",
+      deviceId: "sensor-9",
+      priority: "high",
+      mode: "hybrid",
       input: null,
-      series: { values: [1.5, -0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2 ** 53, 5e-324, -1e308], timestamps: [1, 2, 3, 4, 5, 6, 7, 2 ** 53 - 1] },
-      memoryBytes: 64 * 1024 * 1024, cpuMillis: 250, estimatedMs: 1500, deadline: 1_700_000_060_000, maxRetries: 3,
-      clusterId: "site-a", labels: { zone: "north", "ü-key": "välue" }, disconnectWindowMs: undefined,
+      series: {
+        values: [1.5, -0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2 ** 53, 5e-324, -1e308],
+        timestamps: [1, 2, 3, 4, 5, 6, 7, 2 ** 53 - 1],
+      },
+      memoryBytes: 64 * 1024 * 1024,
+      cpuMillis: 250,
+      estimatedMs: 1500,
+      deadline: 1_700_000_060_000,
+      maxRetries: 3,
+      clusterId: "site-a",
+      labels: { zone: "north", "ü-key": "välue" },
+      disconnectWindowMs: undefined,
     },
     attempts: [
       {
-        attempt: 1, nodeId: "n-1", clusterId: "site-a", outcome: "failed", error: "boom", dispatchedAt: 1_700_000_000_100,
-        startedAt: 1_700_000_000_150, finishedAt: 1_700_000_000_400, processingMs: 250, peakMemoryBytes: 1234,
+        attempt: 1,
+        nodeId: "n-1",
+        clusterId: "site-a",
+        outcome: "failed",
+        error: "boom",
+        dispatchedAt: 1_700_000_000_100,
+        startedAt: 1_700_000_000_150,
+        finishedAt: 1_700_000_000_400,
+        processingMs: 250,
+        peakMemoryBytes: 1234,
         placementReason: "least loaded",
       },
       {
-        attempt: 2, nodeId: "n-2", clusterId: "site-a", outcome: undefined, error: "", dispatchedAt: 1_700_000_000_800,
-        startedAt: undefined, finishedAt: undefined, processingMs: 0, peakMemoryBytes: 0, placementReason: "", stillLive: true,
+        attempt: 2,
+        nodeId: "n-2",
+        clusterId: "site-a",
+        outcome: undefined,
+        error: "",
+        dispatchedAt: 1_700_000_000_800,
+        startedAt: undefined,
+        finishedAt: undefined,
+        processingMs: 0,
+        peakMemoryBytes: 0,
+        placementReason: "",
+        stillLive: true,
       },
     ],
   };
@@ -149,7 +227,7 @@ describe.each(factories)("TaskStore behaviour: %s", (_name, make) => {
     expect(s.get("t-nope")).toBeUndefined();
   });
 
-  it("list() pages newest first with an opaque cursor, and the last page has next = \"\"", () => {
+  it('list() pages newest first with an opaque cursor, and the last page has next = ""', () => {
     const s = make();
     const ts = Array.from({ length: 10 }, () => task());
     s.insert(ts);
@@ -227,14 +305,16 @@ describe("SqliteTaskStore answers like MemoryTaskStore", () => {
     const mem = new MemoryTaskStore();
     let sql = open(dir);
     let seed = 42;
-    const rnd = (n: number) => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % n);
+    const rnd = (n: number) => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % n;
     const states: TaskState[] = ["queued", "dispatched", "running", "succeeded", "failed", "cancelled", "expired"];
     const live: TaskRecord[] = [];
     for (let turn = 0; turn < 20; turn++) {
-      const batch = Array.from({ length: 1 + rnd(30) }, () => task(
-        { idempotencyKey: rnd(3) === 0 ? `k-${nextSeq}` : "" },
-        { priority: (["critical", "high", "normal", "low", "background"] as const)[rnd(5)], deviceId: `d${rnd(4)}`, clusterId: rnd(2) ? "" : `c${rnd(3)}` },
-      ));
+      const batch = Array.from({ length: 1 + rnd(30) }, () =>
+        task(
+          { idempotencyKey: rnd(3) === 0 ? `k-${nextSeq}` : "" },
+          { priority: (["critical", "high", "normal", "low", "background"] as const)[rnd(5)], deviceId: `d${rnd(4)}`, clusterId: rnd(2) ? "" : `c${rnd(3)}` },
+        ),
+      );
       mem.insert(batch);
       sql.insert(batch);
       live.push(...batch);
@@ -248,8 +328,12 @@ describe("SqliteTaskStore answers like MemoryTaskStore", () => {
     }
     const compare = (s: SqliteTaskStore) => {
       const filters: Parameters<TaskStore["list"]>[0][] = [
-        {}, { priority: "high" }, { deviceId: "d1" }, { clusterId: "c1" },
-        { states: new Set<TaskState>(["queued", "running"]) }, { states: new Set<TaskState>(["succeeded"]), clusterId: "c2" },
+        {},
+        { priority: "high" },
+        { deviceId: "d1" },
+        { clusterId: "c1" },
+        { states: new Set<TaskState>(["queued", "running"]) },
+        { states: new Set<TaskState>(["succeeded"]), clusterId: "c2" },
       ];
       for (const f of filters) {
         for (const size of [1, 7, 50]) expect(allPages(s, f, size)).toEqual(allPages(mem, f, size));
@@ -277,7 +361,9 @@ describe("SqliteTaskStore", () => {
     const s = open(dir);
     const rec = fullRecord();
     s.insert([rec]);
-    const withOutput: TaskRecord = { ...task({ output: null, finishedAt: 5 }, { input: { a: [1, "x", null, true] }, series: { values: [], timestamps: [] }, disconnectWindowMs: 30_000 }) };
+    const withOutput: TaskRecord = {
+      ...task({ output: null, finishedAt: 5 }, { input: { a: [1, "x", null, true] }, series: { values: [], timestamps: [] }, disconnectWindowMs: 30_000 }),
+    };
     s.insert([withOutput]);
     await s.flush();
     const again = await reopen(s, dir);
@@ -327,10 +413,11 @@ describe("SqliteTaskStore", () => {
     const parent = task({}, { mode: "distributed", series: { values, timestamps } });
     s.insert([parent]);
     await s.flush();
-    const shardOf = (start: number, end: number, series: TaskSpec["series"]): TaskRecord => task(
-      { shard: { parentId: parent.id, index: start, count: 3, start, end, offset: start, phase: "partial", round: 0, global: undefined, preferNode: "n1" } },
-      { mode: "distributed", input: { indexOffset: start }, series },
-    );
+    const shardOf = (start: number, end: number, series: TaskSpec["series"]): TaskRecord =>
+      task(
+        { shard: { parentId: parent.id, index: start, count: 3, start, end, offset: start, phase: "partial", round: 0, global: undefined, preferNode: "n1" } },
+        { mode: "distributed", input: { indexOffset: start }, series },
+      );
     const a = shardOf(0, 4000, { values: values.slice(0, 4000), timestamps: timestamps.slice(0, 4000) });
     const b = shardOf(4000, n, { values: values.slice(4000), timestamps: timestamps.slice(4000) });
     // Claims to be points [0, 3) but holds other numbers: stored in full.
@@ -376,7 +463,9 @@ describe("SqliteTaskStore", () => {
     const dir = tempDir();
     // A budget above the puts' 10,000 rows (the default is smaller: see the commit budget test in store-commit).
     const s = open(dir, { maxCommitRows: 20_000 });
-    const ts = Array.from({ length: 10_000 }, (_, i) => task({ idempotencyKey: i % 2 ? `key-${i}` : "" }, { series: { values: [i, i + 0.5], timestamps: [] } }));
+    const ts = Array.from({ length: 10_000 }, (_, i) =>
+      task({ idempotencyKey: i % 2 ? `key-${i}` : "" }, { series: { values: [i, i + 0.5], timestamps: [] } }),
+    );
     s.insert(ts);
     await s.flush();
     expect(s.stats()).toMatchObject({ commits: 1, pendingWrites: 0 });
@@ -388,7 +477,12 @@ describe("SqliteTaskStore", () => {
     expect(again.active().map((t) => t.id)).toEqual(ts.map((t) => t.id));
     expect(again.get(ts[4321].id)).toStrictEqual({ ...ts[4321], state: "dispatched", attempt: 1, assignedNode: "n1", assignedCluster: "c1" });
     expect(again.findByIdempotencyKey("key-9999")?.id).toBe(ts[9999].id);
-    expect(again.list({ clusterId: "c1" }, 5, "").tasks.map((t) => t.id)).toEqual(ts.slice(-5).reverse().map((t) => t.id));
+    expect(again.list({ clusterId: "c1" }, 5, "").tasks.map((t) => t.id)).toEqual(
+      ts
+        .slice(-5)
+        .reverse()
+        .map((t) => t.id),
+    );
   });
 
   it("flush() resolves only once the write is committed: another connection sees the row then, not before", async () => {
@@ -439,7 +533,10 @@ describe("SqliteTaskStore", () => {
     blocker.exec("BEGIN IMMEDIATE"); // holds the write lock, as a stuck backup would
     const t = task();
     s.insert([t]);
-    const err = await s.flush().then(() => undefined, (e: unknown) => e);
+    const err = await s.flush().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(StoreWriteError);
     expect((err as StoreWriteError).message).toContain(s.path);
     expect(((err as Error).cause as { code?: string }).code).toBe("SQLITE_BUSY");
@@ -566,7 +663,10 @@ describe("SqliteTaskStore crash safety", () => {
   it("a process killed with SIGKILL right after flush() loses none of the flushed tasks", () => {
     assertBuilt();
     const dir = tempDir();
-    const child = spawnSync(process.execPath, ["--input-type=module", "-e", CHILD, pathToFileURL(DIST_MODULE).href, dir], { encoding: "utf8", timeout: 30_000 });
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e", CHILD, pathToFileURL(DIST_MODULE).href, dir], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
     expect(child.signal, child.stderr).toBe("SIGKILL");
     const lines = child.stdout.trim().split("\n");
     const flushed = lines.filter((l) => l.startsWith("flushed ")).flatMap((l) => l.slice("flushed ".length).split(","));

@@ -10,9 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { StoreWriteError, type SqliteTaskStore } from "../../coordinator/store/sqlite-store.js";
 import { encodeSpecRow } from "../../coordinator/store/task-row.js";
 import type { AttemptRecord, TaskRecord } from "../../coordinator/tasks/types.js";
-import {
-  cleanUp, dispatched, openStore, peek, recordingLogger, running, succeeded, task, tempDir, turn, waitFor,
-} from "../helpers/store-fixtures.js";
+import { cleanUp, dispatched, openStore, peek, recordingLogger, running, succeeded, task, tempDir, turn, waitFor } from "../helpers/store-fixtures.js";
 
 afterEach(cleanUp);
 
@@ -23,7 +21,11 @@ async function reopen(s: SqliteTaskStore, dir: string): Promise<SqliteTaskStore>
   return openStore(dir);
 }
 
-const rejection = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+const rejection = (p: Promise<unknown>): Promise<unknown> =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 
 describe("group commit through the commit worker", () => {
   it("a write queued while a commit is in flight lands in the next commit, and each flush waits for its own", async () => {
@@ -196,7 +198,10 @@ describe("lazy writes", () => {
     expect(after.commits - before.commits).toBe(1);
     expect(after.rowsWritten - before.rowsWritten).toBe(2); // the tasks row and the attempt's row
     expect(state()).toBe("succeeded");
-    expect(peek(dir).prepare("SELECT outcome, started_at FROM attempts WHERE task_id = ?").get(d.id)).toEqual({ outcome: "succeeded", started_at: r.attempts[0].startedAt });
+    expect(peek(dir).prepare("SELECT outcome, started_at FROM attempts WHERE task_id = ?").get(d.id)).toEqual({
+      outcome: "succeeded",
+      started_at: r.attempts[0].startedAt,
+    });
   });
 });
 
@@ -243,7 +248,9 @@ describe("failures lose nothing", () => {
     await waitFor("the worker restarted", () => s.stats().worker === "ready");
     await s.flush();
     expect(s.stats()).toMatchObject({ workerRestarts: 1, pendingWrites: 0 });
-    expect(log.lines.some((l) => l.level === "error" && l.msg === "task store commit worker stopped; the writes stay queued and the worker is restarted")).toBe(true);
+    expect(log.lines.some((l) => l.level === "error" && l.msg === "task store commit worker stopped; the writes stay queued and the worker is restarted")).toBe(
+      true,
+    );
     const again = await reopen(s, dir);
     expect(again.get(da.id)).toStrictEqual(da);
     expect(again.get(b.id)).toStrictEqual(b);
@@ -294,8 +301,17 @@ describe("a transition writes only what changed", () => {
     const dir = tempDir();
     const s = openStore(dir);
     const history: AttemptRecord[] = Array.from({ length: 30 }, (_, i) => ({
-      attempt: i + 1, nodeId: `node-${i}`, clusterId: "c1", outcome: "failed", error: "x".repeat(500), dispatchedAt: i, startedAt: i,
-      finishedAt: i + 1, processingMs: 1, peakMemoryBytes: 1, placementReason: "least loaded",
+      attempt: i + 1,
+      nodeId: `node-${i}`,
+      clusterId: "c1",
+      outcome: "failed",
+      error: "x".repeat(500),
+      dispatchedAt: i,
+      startedAt: i,
+      finishedAt: i + 1,
+      processingMs: 1,
+      peakMemoryBytes: 1,
+      placementReason: "least loaded",
     }));
     const big = task({ attempt: 30, attempts: history, error: "e".repeat(2000) }, { input: { blob: "x".repeat(200_000) } });
     const small = task({ error: "e".repeat(2000) });

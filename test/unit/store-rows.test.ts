@@ -27,9 +27,28 @@ function oddRecords(): Loose[] {
     task({ output: null }) as Loose,
     task({ output: { deep: [1, { x: null }] } }) as Loose,
     { ...task(), laterField: { team: "a", note: undefined, nested: { also: undefined } }, flags: ["x"] } as Loose,
-    { ...task(), shard: { parentId: "p", index: 0, count: 1, start: 0, end: 0, offset: 0, phase: "merge", round: 0, global: undefined, preferNode: "" } } as Loose,
+    {
+      ...task(),
+      shard: { parentId: "p", index: 0, count: 1, start: 0, end: 0, offset: 0, phase: "merge", round: 0, global: undefined, preferNode: "" },
+    } as Loose,
     { ...task(), shard: undefined } as Loose, // an optional key present with undefined
-    { ...task(), split: { clusterId: "c", reason: "", prepareRounds: 0, remoteMerge: true, phase: "done", round: 0, done: 1, total: 1, shards: [], mergeTaskId: undefined, global: undefined, mergeMs: 0 } } as Loose,
+    {
+      ...task(),
+      split: {
+        clusterId: "c",
+        reason: "",
+        prepareRounds: 0,
+        remoteMerge: true,
+        phase: "done",
+        round: 0,
+        done: 1,
+        total: 1,
+        shards: [],
+        mergeTaskId: undefined,
+        global: undefined,
+        mergeMs: 0,
+      },
+    } as Loose,
   ];
   const withAttempts = dispatched(dispatched(task(), "n1"), "n2") as Loose;
   withAttempts.attempts = [
@@ -64,7 +83,22 @@ describe("schema version 3 rows", () => {
         const { laterField: _owner, ...rest } = t;
         return rest as Loose; // … is gone
       },
-      (t) => ({ ...t, split: { clusterId: "c", reason: "r", prepareRounds: 0, remoteMerge: false, phase: "partial", round: 0, done: 0, total: 2, shards: [], global: undefined, mergeMs: 0 } }),
+      (t) => ({
+        ...t,
+        split: {
+          clusterId: "c",
+          reason: "r",
+          prepareRounds: 0,
+          remoteMerge: false,
+          phase: "partial",
+          round: 0,
+          done: 0,
+          total: 2,
+          shards: [],
+          global: undefined,
+          mergeMs: 0,
+        },
+      }),
       (t) => {
         const { split: _split, ...rest } = t;
         return rest as Loose; // an optional key with a column removed

@@ -6,8 +6,22 @@ import { TaskManager, type AttemptReport } from "../../coordinator/tasks/task-ma
 import type { TaskSpec, TaskState } from "../../coordinator/tasks/types.js";
 
 const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "t", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: null, series: undefined,
-  memoryBytes: 1, cpuMillis: 1, estimatedMs: 0, deadline: undefined, maxRetries: 2, clusterId: "", labels: {}, disconnectWindowMs: undefined, ...over,
+  name: "t",
+  handler: "stats",
+  deviceId: "",
+  priority: "normal",
+  mode: "local",
+  input: null,
+  series: undefined,
+  memoryBytes: 1,
+  cpuMillis: 1,
+  estimatedMs: 0,
+  deadline: undefined,
+  maxRetries: 2,
+  clusterId: "",
+  labels: {},
+  disconnectWindowMs: undefined,
+  ...over,
 });
 
 function setup() {
@@ -19,8 +33,16 @@ function setup() {
 }
 
 const report = (taskId: string, attempt: number, outcome: AttemptReport["outcome"], extra: Partial<AttemptReport> = {}): AttemptReport => ({
-  taskId, attempt, outcome, output: { ok: true }, error: outcome === "failed" ? "boom" : "", processingMs: 5, peakMemoryBytes: 100,
-  startedAt: undefined, finishedAt: undefined, ...extra,
+  taskId,
+  attempt,
+  outcome,
+  output: { ok: true },
+  error: outcome === "failed" ? "boom" : "",
+  processingMs: 5,
+  peakMemoryBytes: 100,
+  startedAt: undefined,
+  finishedAt: undefined,
+  ...extra,
 });
 
 describe("TaskManager", () => {
@@ -36,7 +58,12 @@ describe("TaskManager", () => {
     expect(t.state).toBe("succeeded");
     expect(t.queuedMs).toBe(50);
     expect(t.output).toEqual({ ok: true });
-    expect(events.map((e) => [e[1], e[2]])).toEqual([[undefined, "queued"], ["queued", "dispatched"], ["dispatched", "running"], ["running", "succeeded"]]);
+    expect(events.map((e) => [e[1], e[2]])).toEqual([
+      [undefined, "queued"],
+      ["queued", "dispatched"],
+      ["dispatched", "running"],
+      ["running", "succeeded"],
+    ]);
     expect(tm.counters.succeeded).toBe(1);
     expect(tm.counters.byState.succeeded).toBe(1);
     expect(tm.counters.byState.queued).toBe(0);
@@ -101,7 +128,10 @@ describe("TaskManager", () => {
 
   it("expires queued and running tasks, telling the caller which attempt runs", () => {
     const { tm } = setup();
-    const [a, b] = tm.submit([{ spec: spec({ deadline: 5000 }), idempotencyKey: "" }, { spec: spec({ deadline: 5000 }), idempotencyKey: "" }]);
+    const [a, b] = tm.submit([
+      { spec: spec({ deadline: 5000 }), idempotencyKey: "" },
+      { spec: spec({ deadline: 5000 }), idempotencyKey: "" },
+    ]);
     tm.dispatched(b.task.id, "n1", "c1");
     expect(tm.expire(a.task.id)?.running).toBeUndefined();
     expect(tm.expire(b.task.id)?.running).toEqual({ nodeId: "n1", attempt: 1 });
@@ -112,7 +142,10 @@ describe("TaskManager", () => {
   it("an idempotency key seen before returns the original task, also within one batch", () => {
     const { tm } = setup();
     const [a] = tm.submit([{ spec: spec(), idempotencyKey: "k" }]);
-    const [b, c] = tm.submit([{ spec: spec(), idempotencyKey: "k" }, { spec: spec(), idempotencyKey: "j" }]);
+    const [b, c] = tm.submit([
+      { spec: spec(), idempotencyKey: "k" },
+      { spec: spec(), idempotencyKey: "j" },
+    ]);
     const [d] = tm.submit([{ spec: spec(), idempotencyKey: "j" }]);
     expect(b.created).toBe(false);
     expect(b.task.id).toBe(a.task.id);

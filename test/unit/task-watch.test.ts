@@ -6,7 +6,12 @@ import { DispatchHarness } from "../helpers/dispatch-harness.js";
 function watcher(h: DispatchHarness, follow: Parameters<DispatchHarness["tasks"]["watch"]>[0]) {
   let ready = 0;
   const { subscription, current } = h.tasks.watch(follow, () => ready++);
-  return { subscription, current, ready: () => ready, take: (coalesce = false) => subscription.take(coalesce).map((t) => `${t.id === current[0]?.id ? "" : t.id + ":"}${t.state}`) };
+  return {
+    subscription,
+    current,
+    ready: () => ready,
+    take: (coalesce = false) => subscription.take(coalesce).map((t) => `${t.id === current[0]?.id ? "" : t.id + ":"}${t.state}`),
+  };
 }
 
 describe("task watches see durable changes only", () => {

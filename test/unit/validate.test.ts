@@ -4,13 +4,32 @@ import { validateSpec, type SpecDraft, type ValidationContext } from "../../coor
 
 const NOW = 1_800_000_000_000;
 const ctx: ValidationContext = {
-  now: NOW, knownHandlers: new Set(["stats", "anomaly"]), maxNodeMemoryBytes: 8 * 2 ** 30, maxInputBytes: 1000,
-  defaultMemoryBytes: 64 << 20, defaultCpuMillis: 100, defaultMaxRetries: 3,
+  now: NOW,
+  knownHandlers: new Set(["stats", "anomaly"]),
+  maxNodeMemoryBytes: 8 * 2 ** 30,
+  maxInputBytes: 1000,
+  defaultMemoryBytes: 64 << 20,
+  defaultCpuMillis: 100,
+  defaultMaxRetries: 3,
 };
 const draft = (over: Partial<SpecDraft> = {}): SpecDraft => ({
-  name: "", handler: "stats", deviceId: "", priority: "normal", mode: "local", input: { values: [1] }, series: undefined,
-  memoryBytes: undefined, cpuMillis: undefined, estimatedMs: undefined, deadline: undefined, maxRetries: undefined,
-  clusterId: "", labels: {}, disconnectWindowMs: undefined, inputBytes: 10, ...over,
+  name: "",
+  handler: "stats",
+  deviceId: "",
+  priority: "normal",
+  mode: "local",
+  input: { values: [1] },
+  series: undefined,
+  memoryBytes: undefined,
+  cpuMillis: undefined,
+  estimatedMs: undefined,
+  deadline: undefined,
+  maxRetries: undefined,
+  clusterId: "",
+  labels: {},
+  disconnectWindowMs: undefined,
+  inputBytes: 10,
+  ...over,
 });
 
 describe("validateSpec", () => {
@@ -52,7 +71,7 @@ describe("validateSpec", () => {
   });
 
   it("rejects memory larger than any node has with FAILED_PRECONDITION", () => {
-    const f = () => validateSpec(draft({ memoryBytes: (8 * 2 ** 30) + 1 }), ctx);
+    const f = () => validateSpec(draft({ memoryBytes: 8 * 2 ** 30 + 1 }), ctx);
     expect(f).toThrow(FailedPreconditionError);
     expect(f).toThrow(/more than any node in the fleet has \(largest: 8589934592 bytes\)/);
   });
