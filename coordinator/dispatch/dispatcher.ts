@@ -30,6 +30,11 @@ export interface DispatcherOptions {
   sweepIntervalMs: number;
   /** Tasks a pass looks at in a row without placing one before it stops. Default 1000. */
   maxScan?: number;
+  /**
+   * Attempts a node may hold beyond its slots, queued on its agent until a slot frees (so the slot does not wait for
+   * the coordinator's round trip and commit). Default 0.
+   */
+  dispatchAhead?: number;
   /** Shard sizing for DISTRIBUTED / HYBRID tasks (distributed/plan.ts has the defaults). */
   split?: Partial<Omit<SplitPlanOptions, "healthThreshold">>;
 }
@@ -347,7 +352,7 @@ export class Dispatcher {
     const now = this.clock.wall();
     const plan = planPass(
       this.queue,
-      fleetSnapshot(this.nodes, (id) => this.sessions.has(id), now),
+      fleetSnapshot(this.nodes, (id) => this.sessions.has(id), now, this.opts.dispatchAhead ?? 0),
       {
         healthThreshold: this.opts.healthThreshold,
         maxScan: this.opts.maxScan ?? 1000,

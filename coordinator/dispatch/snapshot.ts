@@ -12,7 +12,11 @@ export function clusterViews(nodes: NodeRegistry): ClusterView[] {
   return nodes.listClusters().map((c) => ({ id: c.id, tier: c.tier, health: nodes.health(c.id) }));
 }
 
-export function nodeView(nodes: NodeRegistry, n: NodeRecord, now: number): NodeView {
+/**
+ * `ahead`: attempts a node may hold beyond its slots, waiting on the agent for a slot (dispatch-ahead), so a slot
+ * that frees starts its next task without waiting for the coordinator's round trip and commit.
+ */
+export function nodeView(nodes: NodeRegistry, n: NodeRecord, now: number, ahead = 0): NodeView {
   const free = nodes.free(n);
   const running: RunningAttempt[] = [];
   let releases: ExpectedRelease[] | undefined;
@@ -37,15 +41,16 @@ export function nodeView(nodes: NodeRegistry, n: NodeRecord, now: number): NodeV
     totalMemoryBytes: n.totalMemoryBytes,
     inFlight: n.reservations.size,
     maxConcurrent: n.maxConcurrent,
+    ahead,
     running,
     expectedReleases: releases,
   };
 }
 
 /** Ready nodes whose agent has a stream open (`connected`), and every cluster. */
-export function fleetSnapshot(nodes: NodeRegistry, connected: (nodeId: string) => boolean, now: number): Snapshot {
+export function fleetSnapshot(nodes: NodeRegistry, connected: (nodeId: string) => boolean, now: number, ahead = 0): Snapshot {
   const views: NodeView[] = [];
-  for (const n of nodes.listNodes()) if (n.state === "ready" && connected(n.id)) views.push(nodeView(nodes, n, now));
+  for (const n of nodes.listNodes()) if (n.state === "ready" && connected(n.id)) views.push(nodeView(nodes, n, now, ahead));
   return {
     now,
     nodes: views,

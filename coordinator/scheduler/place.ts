@@ -4,7 +4,7 @@
 import type { Tier } from "../tasks/types.js";
 import { planPreemption, type RunningAttempt } from "./preempt.js";
 import type { QueuedTask } from "./queue.js";
-import { eligible, fits, shapeKey, type Capacity, type RuleContext } from "./rules.js";
+import { AHEAD_FROM_RANK, eligible, fits, shapeKey, type Capacity, type RuleContext } from "./rules.js";
 
 /** A schedulable node as the caller sees it now (disconnected/draining nodes are left out of the snapshot). */
 export interface NodeView {
@@ -28,6 +28,8 @@ export interface NodeView {
    * node that frees up in time instead of going to the cloud. Default: none known.
    */
   expectedReleases?: readonly ExpectedRelease[];
+  /** Attempts it may hold beyond its slots for NORMAL and lower work (rules.ts holdLimit). Default 0. */
+  ahead?: number;
   /** The attempts in flight on it, for preemption. Default: none known (nothing can be preempted there). */
   running?: readonly RunningAttempt[];
 }
@@ -310,7 +312,8 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
   };
   const ctx: RuleContext = { healthy, deviceClusters: deviceClustersOf };
   const usable = states.filter((n) => healthy.has(n.view.clusterId));
-  let openSlots = usable.reduce((sum, n) => sum + Math.max(0, n.view.maxConcurrent - n.inFlight), 0);
+  const hasAhead = usable.some((n) => (n.view.ahead ?? 0) > 0);
+  let openSlots = usable.reduce((sum, n) => sum + Math.max(0, n.view.maxConcurrent + (n.view.ahead ?? 0) - n.inFlight), 0);
 
   const take = (n: NodeState, t: QueuedTask): void => {
     const cpu = Math.min(t.cpuMillis, n.freeCpu); // the starvation guard may exceed free cpu
@@ -341,26 +344,31 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
     let chosen: NodeState | undefined;
     let reason = "";
     let waiting = false;
-    for (const stage of stagesFor(t, t.deviceId === "" ? undefined : byDevice.get(t.deviceId), t.deviceId === "" ? new Set() : deviceClustersOf(t.deviceId))) {
-      if (stage.cloud) {
-        const wait = edgeStartInTime(t, candidates, now);
-        if (wait) {
-          plan.waits.push({
-            taskId: t.id,
-            nodeId: wait.nodeId,
-            recheckAt: wait.recheckAt,
-            reason: `waiting for edge node ${wait.nodeId}, expected to have room at ${new Date(wait.at).toISOString()}`,
-          });
-          waiting = true;
+    const stages = stagesFor(t, t.deviceId === "" ? undefined : byDevice.get(t.deviceId), t.deviceId === "" ? new Set() : deviceClustersOf(t.deviceId));
+    // A free slot anywhere in the chain first; a node's ahead queue (rules.ts holdLimit) only when there is none.
+    for (const ahead of t.rank >= AHEAD_FROM_RANK && hasAhead ? [false, true] : [false]) {
+      for (const stage of stages) {
+        if (stage.cloud && !ahead) {
+          const wait = edgeStartInTime(t, candidates, now);
+          if (wait) {
+            plan.waits.push({
+              taskId: t.id,
+              nodeId: wait.nodeId,
+              recheckAt: wait.recheckAt,
+              reason: `waiting for edge node ${wait.nodeId}, expected to have room at ${new Date(wait.at).toISOString()}`,
+            });
+            waiting = true;
+            break;
+          }
+        }
+        const room = candidates.filter((n) => stage.allow(n) && fits(t, n.view, n, ahead));
+        if (room.length > 0) {
+          chosen = choose(room, strategy);
+          reason = stage.reason(describe(strategy, chosen)) + (ahead ? "; sent ahead (queued on the agent for its next free slot)" : "");
           break;
         }
       }
-      const room = candidates.filter((n) => stage.allow(n) && fits(t, n.view, n));
-      if (room.length > 0) {
-        chosen = choose(room, strategy);
-        reason = stage.reason(describe(strategy, chosen));
-        break;
-      }
+      if (chosen !== undefined || waiting) break;
     }
     if (chosen === undefined) {
       // A waiting task's outcome depends on its deadline, which the shape leaves out.

@@ -5,6 +5,8 @@ import type { ProcessingMode, Tier } from "../tasks/types.js";
 
 /** What the rules look at in a task (a QueuedTask fits). */
 export interface TaskDemand {
+  /** Priority rank, 0 = critical … 4 = background. */
+  rank: number;
   handler: string;
   cpuMillis: number;
   memoryBytes: number;
@@ -25,7 +27,23 @@ export interface NodeTraits {
   totalMemoryBytes: number;
   /** Slots (worker pool size). */
   maxConcurrent: number;
+  /**
+   * Attempts it may hold beyond its slots, queued on its agent for the next free slot (dispatch-ahead). Only NORMAL
+   * and lower work uses them: CRITICAL and HIGH work must find a slot that is free now, not wait behind a running
+   * task. Default 0.
+   */
+  ahead?: number;
 }
+
+/** Rank from which tasks may be sent ahead (NORMAL = 2). */
+export const AHEAD_FROM_RANK = 2;
+
+/**
+ * How many attempts a node may hold for a task: its slots, plus its ahead queue when `ahead` (placement asks for
+ * that only once no node has a free slot for the task) and the task is NORMAL or lower.
+ */
+export const holdLimit = (t: { rank: number }, n: NodeTraits, ahead: boolean): number =>
+  n.maxConcurrent + (ahead && t.rank >= AHEAD_FROM_RANK ? (n.ahead ?? 0) : 0);
 
 /** A node's room at some moment: what is free and how many of its slots are taken. */
 export interface Capacity {
@@ -74,8 +92,8 @@ export const ELIGIBILITY_RULES: readonly Rule<[TaskDemand, NodeTraits, RuleConte
  * a task's request for ever because of load that is not ours, so a node with nothing of ours in flight takes one
  * task whose cpu fits its *total* cpu; memory must still fit what is free.
  */
-export const FIT_RULES: readonly Rule<[TaskDemand, NodeTraits, Capacity]>[] = [
-  { name: "slot", ok: (_t, n, c) => c.inFlight < n.maxConcurrent },
+export const FIT_RULES: readonly Rule<[TaskDemand, NodeTraits, Capacity, boolean]>[] = [
+  { name: "slot", ok: (t, n, c, ahead) => c.inFlight < holdLimit(t, n, ahead) },
   { name: "memory", ok: (t, _n, c) => t.memoryBytes <= c.freeMem },
   { name: "cpu", ok: (t, n, c) => t.cpuMillis <= c.freeCpu || (c.inFlight === 0 && t.cpuMillis <= n.totalCpuMillis) },
 ];
@@ -85,19 +103,15 @@ export function eligible(t: TaskDemand, n: NodeTraits, ctx: RuleContext): boolea
   return true;
 }
 
-export function fits(t: TaskDemand, n: NodeTraits, c: Capacity): boolean {
-  for (const r of FIT_RULES) if (!r.ok(t, n, c)) return false;
+/** Whether the node has room for the task now; `ahead`: counting its ahead queue (see holdLimit). */
+export function fits(t: TaskDemand, n: NodeTraits, c: Capacity, ahead = false): boolean {
+  for (const r of FIT_RULES) if (!r.ok(t, n, c, ahead)) return false;
   return true;
-}
-
-/** The first rule a node breaks for the task, for explanations; undefined when it fits. */
-export function misfit(t: TaskDemand, n: NodeTraits, c: Capacity, ctx: RuleContext): string | undefined {
-  for (const r of ELIGIBILITY_RULES) if (!r.ok(t, n, ctx)) return r.name;
-  for (const r of FIT_RULES) if (!r.ok(t, n, c)) return r.name;
-  return undefined;
 }
 
 /** Tasks of one shape fare the same in a pass: a shape that found no node is skipped for the rest of it. */
 export function shapeKey(t: TaskDemand & { preferNode?: string }): string {
-  return `${t.handler}\0${t.cpuMillis}\0${t.memoryBytes}\0${t.mode}\0${t.clusterId}\0${t.deviceId}\0${t.preferNode ?? ""}`;
+  // Whether the task may use a node's ahead queue is part of its shape (holdLimit).
+  const ahead = t.rank >= AHEAD_FROM_RANK ? "a" : "s";
+  return `${t.handler}\0${t.cpuMillis}\0${t.memoryBytes}\0${t.mode}\0${t.clusterId}\0${t.deviceId}\0${t.preferNode ?? ""}\0${ahead}`;
 }

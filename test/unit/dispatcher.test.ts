@@ -99,6 +99,49 @@ describe("slots are the unit of capacity for small tasks", () => {
   });
 });
 
+describe("dispatch-ahead", () => {
+  it("a node holds one NORMAL attempt beyond its slots, queued on its agent, and no more", async () => {
+    const h = new DispatchHarness({ dispatchAhead: 1 });
+    h.connect("n1", { maxConcurrent: 1 });
+    const ids = [h.submit(), h.submit(), h.submit()];
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual(ids.slice(0, 2));
+    expect(h.task(ids[2]).state).toBe("queued");
+    h.report("n1", ids[0]);
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual(ids);
+  });
+
+  it("CRITICAL and HIGH work needs a slot free now: it never waits in an agent's queue behind running work", async () => {
+    const h = new DispatchHarness({ dispatchAhead: 1 });
+    h.connect("n1", { maxConcurrent: 1 });
+    const normal = h.submit();
+    await h.settle();
+    const high = h.submit({ priority: "high" });
+    const crit = h.submit({ priority: "critical" });
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual([normal]);
+    expect([h.task(high).state, h.task(crit).state]).toEqual(["queued", "queued"]);
+    // NORMAL work is not preempted; once the slot frees, CRITICAL goes first.
+    expect(h.cancels("n1")).toEqual([]);
+    h.report("n1", normal);
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual([normal, crit]);
+  });
+
+  it("preempting for a CRITICAL task frees a real slot, not just an ahead place", async () => {
+    const h = new DispatchHarness({ dispatchAhead: 1 });
+    h.connect("n1", { maxConcurrent: 1 });
+    const bg = [h.submit({ priority: "background" }), h.submit({ priority: "background" })];
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual(bg);
+    const crit = h.submit({ priority: "critical" });
+    await h.settle();
+    expect(h.cancels("n1").sort()).toEqual(bg.map((id) => `${id}#1`).sort());
+    expect(h.task(crit)).toMatchObject({ state: "dispatched", assignedNode: "n1" });
+  });
+});
+
 describe("preemption", () => {
   it("a CRITICAL task on a full node moves the youngest BACKGROUND attempt off it and starts in the same pass", async () => {
     const h = new DispatchHarness();

@@ -580,3 +580,24 @@ describe("planPass: preemption is part of the plan", () => {
     expect(plan.preemptions).toEqual([]);
   });
 });
+
+describe("planPass: dispatch-ahead is used only when no slot is free anywhere", () => {
+  it("LOCAL work takes a free peer slot in the device's cluster before the device node's ahead queue", () => {
+    const nodes = [node("dev", "c1", { deviceIds: new Set(["d1"]), maxConcurrent: 1, inFlight: 1, ahead: 4 }), node("peer", "c1", { maxConcurrent: 1 })];
+    const placed = place(queueOf(task("t", { deviceId: "d1" })), nodes, [cluster("c1")], NOW, OPTS);
+    expect(placed.map((p) => p.nodeId)).toEqual(["peer"]);
+    // With no free slot left, the device's node queues it ahead, and says so.
+    const full = [nodes[0], { ...nodes[1], inFlight: 1 }];
+    const ahead = place(queueOf(task("t2", { deviceId: "d1" })), full, [cluster("c1")], NOW, OPTS);
+    expect(ahead[0]).toMatchObject({ nodeId: "dev" });
+    expect(ahead[0].reason).toMatch(/sent ahead/);
+  });
+
+  it("CLOUD_FALLBACK goes to a free cloud slot rather than an edge ahead queue; HIGH work is never sent ahead", () => {
+    const nodes = [node("edge", "c1", { maxConcurrent: 1, inFlight: 1, ahead: 4 }), node("cloud", "cc", { tier: "cloud" })];
+    const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
+    expect(place(queueOf(task("t", { mode: "cloud_fallback" })), nodes, clusters, NOW, OPTS).map((p) => p.nodeId)).toEqual(["cloud"]);
+    expect(place(queueOf(task("h", { rank: 1 })), [nodes[0]], [cluster("c1")], NOW, OPTS)).toEqual([]);
+    expect(place(queueOf(task("n", { rank: 2 })), [nodes[0]], [cluster("c1")], NOW, OPTS).map((p) => p.nodeId)).toEqual(["edge"]);
+  });
+});
