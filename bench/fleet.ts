@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { enrol } from "../agent/identity/enrol.js";
+import { enrol, type Enrolled } from "../agent/identity/enrol.js";
 import { coordinatorBaseUrl, createClients, type ClientOptions, type EdgeplaneClients } from "../cli/client.js";
 import { TokenKind } from "../gen/edgeplane/v1/auth_pb.js";
 import { AgentService } from "../gen/edgeplane/v1/agent_pb.js";
@@ -122,6 +122,8 @@ export class BenchFleet {
   clients!: EdgeplaneClients;
   /** A secured fleet's admin token, CA and join tokens (undefined for an insecure one). */
   private creds: Credentials | undefined;
+  /** Stand-in agents' node identities, by node id (enrolled once). */
+  private readonly identities = new Map<string, Enrolled>();
   private stopping: Promise<void> | undefined;
 
   constructor(readonly plan: FleetPlan) {
@@ -218,7 +220,7 @@ export class BenchFleet {
    */
   async agentServiceClient(nodeId: string, clusterId: string): Promise<Client<typeof AgentService>> {
     if (!this.creds) return createClient(AgentService, createGrpcTransport({ baseUrl: coordinatorBaseUrl(this.address, true) }));
-    const id = await enrol({ coordinator: this.address, joinToken: await this.joinToken(clusterId), nodeId, clusterId, caPem: this.creds.caPem });
+    const id = this.identities.get(nodeId) ?? (await this.enrol(nodeId, clusterId));
     return createClient(
       AgentService,
       createGrpcTransport({
@@ -226,6 +228,21 @@ export class BenchFleet {
         nodeOptions: { ca: id.caPem, cert: id.certPem, key: id.keyPem, minVersion: "TLSv1.2" },
       }),
     );
+  }
+
+  /**
+   * Enrols stand-in agents ahead of their streams (a secured fleet; nothing to do for an insecure one), so a
+   * measurement of what their streams cost can leave the one-off enrolment out.
+   */
+  async enrolStandIns(nodes: readonly { nodeId: string; clusterId: string }[]): Promise<void> {
+    if (!this.creds) return;
+    for (const n of nodes) if (!this.identities.has(n.nodeId)) await this.enrol(n.nodeId, n.clusterId);
+  }
+
+  private async enrol(nodeId: string, clusterId: string): Promise<Enrolled> {
+    const id = await enrol({ coordinator: this.address, joinToken: await this.joinToken(clusterId), nodeId, clusterId, caPem: this.creds!.caPem });
+    this.identities.set(nodeId, id);
+    return id;
   }
 
   /** The child process named `name` (`coordinator`, `bench-a1`, …). */

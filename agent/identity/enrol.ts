@@ -2,7 +2,7 @@
 // send only a CSR with the token over TLS that trusts that CA alone, and get back the node certificate.
 // The private key never leaves this process; the token goes only over the verified connection.
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { EnrolmentService } from "../../gen/edgeplane/v1/auth_pb.js";
 import { CaMismatchError, fetchPinnedCa } from "../../lib/pinned-ca.js";
 import { createCsr, generateKey, privateKeyToPem } from "../../lib/pki.js";
@@ -50,7 +50,9 @@ export async function enrol(o: EnrolOptions): Promise<Enrolled> {
   }
   const key = await generateKey();
   const csrPem = await createCsr(key, o.nodeId);
-  const transport = createGrpcTransport({ baseUrl: `https://${o.coordinator}`, nodeOptions: { ca: caPem, minVersion: "TLSv1.2" } });
+  // Its own connection, closed once the enrolment is answered: the agent's stream opens another with the certificate.
+  const session = new Http2SessionManager(`https://${o.coordinator}`, {}, { ca: caPem, minVersion: "TLSv1.2" });
+  const transport = createGrpcTransport({ baseUrl: `https://${o.coordinator}`, sessionManager: session });
   try {
     const res = await createClient(EnrolmentService, transport).enrol(
       { csrPem, nodeId: o.nodeId, clusterId: o.clusterId },
@@ -65,5 +67,7 @@ export async function enrol(o: EnrolOptions): Promise<Enrolled> {
   } catch (err) {
     if (err instanceof ConnectError && PERMANENT.has(err.code)) throw new EnrolmentError(`enrolment refused: ${err.rawMessage}`, { cause: err });
     throw err;
+  } finally {
+    session.abort();
   }
 }

@@ -46,6 +46,9 @@ export function idleAgentRssScenario(o: IdleAgentRssOptions): Scenario {
           }
           return { median: summarize(all).p50, all };
         };
+        // Enrolment is once per node, not what an idle agent costs: done before the baseline.
+        const plans = Array.from({ length: n }, (_, k) => ({ nodeId: `idle-${k + 1}`, clusterId: CLUSTER, deviceIds: [`idle-sensor-${k + 1}`] }));
+        await fleet.enrolStandIns(plans);
         await sleep(o.settleMs);
         const before = await sample();
         if (!Number.isFinite(before.median)) throw new Error("cannot read the coordinator's VmRSS from /proc (not Linux?)");
@@ -54,7 +57,7 @@ export function idleAgentRssScenario(o: IdleAgentRssOptions): Scenario {
         for (let i = 0; i < n && !ctx.signal.aborted; i += o.connectBatch) {
           const batch: StandInAgent[] = [];
           for (let k = i; k < Math.min(n, i + o.connectBatch); k++) {
-            batch.push(new StandInAgent(fleet, { nodeId: `idle-${k + 1}`, clusterId: CLUSTER, deviceIds: [`idle-sensor-${k + 1}`] }));
+            batch.push(new StandInAgent(fleet, plans[k]));
           }
           standIns.push(...batch);
           const deadline = sleep(o.registerTimeoutMs, "timeout", { ref: false });
