@@ -8,6 +8,7 @@ import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
 import { TaskManager, type AttemptReport } from "../../coordinator/tasks/task-manager.js";
 import type { TaskRecord, TaskSpec } from "../../coordinator/tasks/types.js";
 import { silentLogger } from "../../lib/log.js";
+import { spec as baseSpec } from "./task-fixtures.js";
 import { FakeClock } from "./fake-clock.js";
 
 const MB = 1024 * 1024;
@@ -75,25 +76,9 @@ export const DEFAULT_HARNESS_OPTIONS: DispatcherOptions = {
   sweepIntervalMs: 1000,
 };
 
+/** A task spec as the harness submits it: 64 MiB, no cpu reservation (a slot only), `over` applied. */
 export function spec(over: Partial<TaskSpec> = {}): TaskSpec {
-  return {
-    name: "",
-    handler: "stats",
-    deviceId: "",
-    priority: "normal",
-    mode: "local",
-    input: null,
-    series: undefined,
-    memoryBytes: 64 * MB,
-    cpuMillis: 0,
-    estimatedMs: 0,
-    deadline: undefined,
-    maxRetries: 2,
-    clusterId: "",
-    labels: {},
-    disconnectWindowMs: undefined,
-    ...over,
-  };
+  return baseSpec({ name: "", memoryBytes: 64 * MB, cpuMillis: 0, input: null, ...over });
 }
 
 export class DispatchHarness {

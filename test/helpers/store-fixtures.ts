@@ -44,50 +44,8 @@ export function peek(dir: string, readonly = true): Database.Database {
   return h;
 }
 
-export const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "t",
-  handler: "stats",
-  deviceId: "",
-  priority: "normal",
-  mode: "local",
-  input: null,
-  series: undefined,
-  memoryBytes: 1,
-  cpuMillis: 1,
-  estimatedMs: 0,
-  deadline: undefined,
-  maxRetries: 2,
-  clusterId: "",
-  labels: {},
-  disconnectWindowMs: undefined,
-  ...over,
-});
-
-let nextSeq = 1;
-export function task(over: Partial<TaskRecord> = {}, specOver: Partial<TaskSpec> = {}): TaskRecord {
-  const seq = over.seq ?? nextSeq++;
-  return {
-    id: `t-${seq}`,
-    spec: spec(specOver),
-    state: "queued",
-    attempt: 0,
-    assignedCluster: "",
-    assignedNode: "",
-    output: undefined,
-    error: "",
-    createdAt: 1000 + seq,
-    updatedAt: 1000 + seq,
-    finishedAt: undefined,
-    attempts: [],
-    idempotencyKey: "",
-    queuedAt: 1000 + seq,
-    queuedMs: 0,
-    notBefore: 0,
-    seq,
-    preemptions: 0,
-    ...over,
-  };
-}
+export { spec, task } from "./task-fixtures.js";
+import { task } from "./task-fixtures.js";
 
 /** What task-manager does at dispatch: a new attempt appended, the others kept as they are (same objects). */
 export function dispatched(t: TaskRecord, node = "n1", at = t.updatedAt + 1): TaskRecord {

@@ -20,6 +20,7 @@ import {
   type StoreLogger,
 } from "../../coordinator/store/sqlite-store.js";
 import type { TaskStore } from "../../coordinator/store/store.js";
+import { spec, task } from "../helpers/task-fixtures.js";
 import type { TaskRecord, TaskSpec, TaskState } from "../../coordinator/tasks/types.js";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -63,51 +64,6 @@ function peek(dir: string, readonly = true): Database.Database {
   const h = new Database(join(dir, "edgeplane.db"), { readonly });
   handles.push(h);
   return h;
-}
-
-const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "t",
-  handler: "stats",
-  deviceId: "",
-  priority: "normal",
-  mode: "local",
-  input: null,
-  series: undefined,
-  memoryBytes: 1,
-  cpuMillis: 1,
-  estimatedMs: 0,
-  deadline: undefined,
-  maxRetries: 2,
-  clusterId: "",
-  labels: {},
-  disconnectWindowMs: undefined,
-  ...over,
-});
-
-let nextSeq = 1;
-function task(over: Partial<TaskRecord> = {}, specOver: Partial<TaskSpec> = {}): TaskRecord {
-  const seq = over.seq ?? nextSeq++;
-  return {
-    id: `t-${seq}`,
-    spec: spec(specOver),
-    state: "queued",
-    attempt: 0,
-    assignedCluster: "",
-    assignedNode: "",
-    output: undefined,
-    error: "",
-    createdAt: 1000 + seq,
-    updatedAt: 1000 + seq,
-    finishedAt: undefined,
-    attempts: [],
-    idempotencyKey: "",
-    queuedAt: 1000 + seq,
-    queuedMs: 0,
-    notBefore: 0,
-    seq,
-    preemptions: 0,
-    ...over,
-  };
 }
 
 /** Every field set, with undefined and null in the places where they mean different things. */
@@ -308,10 +264,11 @@ describe("SqliteTaskStore answers like MemoryTaskStore", () => {
     const rnd = (n: number) => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % n;
     const states: TaskState[] = ["queued", "dispatched", "running", "succeeded", "failed", "cancelled", "expired"];
     const live: TaskRecord[] = [];
+    let keys = 0;
     for (let turn = 0; turn < 20; turn++) {
       const batch = Array.from({ length: 1 + rnd(30) }, () =>
         task(
-          { idempotencyKey: rnd(3) === 0 ? `k-${nextSeq}` : "" },
+          { idempotencyKey: rnd(3) === 0 ? `k-${keys++}` : "" },
           { priority: (["critical", "high", "normal", "low", "background"] as const)[rnd(5)], deviceId: `d${rnd(4)}`, clusterId: rnd(2) ? "" : `c${rnd(3)}` },
         ),
       );

@@ -3,26 +3,8 @@ import { FailedPreconditionError } from "../../coordinator/errors.js";
 import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
 import { IllegalTransitionError } from "../../coordinator/tasks/state-machine.js";
 import { TaskManager, type AttemptReport } from "../../coordinator/tasks/task-manager.js";
+import { spec } from "../helpers/task-fixtures.js";
 import type { TaskSpec, TaskState } from "../../coordinator/tasks/types.js";
-
-const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
-  name: "t",
-  handler: "stats",
-  deviceId: "",
-  priority: "normal",
-  mode: "local",
-  input: null,
-  series: undefined,
-  memoryBytes: 1,
-  cpuMillis: 1,
-  estimatedMs: 0,
-  deadline: undefined,
-  maxRetries: 2,
-  clusterId: "",
-  labels: {},
-  disconnectWindowMs: undefined,
-  ...over,
-});
 
 function setup() {
   let now = 1000;
