@@ -327,7 +327,7 @@ export function planDevAgents(l: DevLayout): DevAgentPlan[] {
 export function devAgentArgs(
   p: DevAgentPlan,
   coordinator: string,
-  extra: { logLevel: string; handlers?: string; workers?: number; insecure?: boolean },
+  extra: { logLevel: string; handlers?: string; workers?: number; insecure?: boolean; dataDir?: string },
 ): string[] {
   return [
     "agent",
@@ -345,6 +345,8 @@ export function devAgentArgs(
     ...(p.deviceIds.length > 0 ? ["--devices", p.deviceIds.join(",")] : []),
     ...(extra.handlers ? ["--handlers", extra.handlers] : []),
     ...(extra.workers ? ["--workers", String(extra.workers)] : []),
+    // Beside the coordinator's files when it has its own directory; else the agent's default, ./data/agent-<node id>.
+    ...(extra.dataDir ? ["--data-dir", joinPath(extra.dataDir, `agent-${p.nodeId}`)] : []),
   ];
 }
 
@@ -620,7 +622,13 @@ function registerDev(program: Command, deps: CliDeps): void {
     const children = plans.map((p) =>
       spawnAgent(
         p,
-        devAgentArgs(p, coordinator.address, { logLevel, handlers: flags.handlers, workers: flags.workers, insecure: config.insecure }),
+        devAgentArgs(p, coordinator.address, {
+          logLevel,
+          handlers: flags.handlers,
+          workers: flags.workers,
+          insecure: config.insecure,
+          dataDir: config.dataDir,
+        }),
         log,
         () => stopping,
         joinTokens.has(p.clusterId) ? { [JOIN_TOKEN_ENV]: joinTokens.get(p.clusterId)! } : {},

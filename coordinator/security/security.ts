@@ -79,7 +79,7 @@ export async function openSecurity(config: CoordinatorConfig, log: Logger, now: 
   const ca = await CertificateAuthority.open({ dataDir: config.dataDir, caCert: config.caCert || undefined, caKey: config.caKey || undefined, now, log });
   const store = AuthStore.open(config.dataDir);
   const tokens = new TokenRegistry(store, ca.sha256, now);
-  const identities = new NodeIdentities(store, ca, tokens, { certTtlMs: config.nodeCertTtlMs, now, log: log.child({ component: "identity" }) });
+  const identities = new NodeIdentities(store, ca, tokens, { certTtlMs: config.nodeCertTtlMs, now, log: log.child({ part: "identity" }) });
   const adminToken = tokens.ensureAdmin(adminTokenFile, log);
   restrictFile(adminTokenFile);
   const host = config.listen.slice(0, config.listen.lastIndexOf(":"));

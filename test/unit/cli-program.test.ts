@@ -366,6 +366,10 @@ describe("run commands", () => {
       deviceIds: ["sensor-3", "sensor-4"],
       coordinator: "127.0.0.1:4000",
     });
+    // With the coordinator's own --data-dir, each agent's journal goes beside it (not into ./data).
+    expect(agentConfigFromFlags(parsedFlags(...devAgentArgs(plans[1], "127.0.0.1:4000", { logLevel: "info", dataDir: "/srv/ep" })) as never)).toMatchObject({
+      dataDir: "/srv/ep/agent-site-a-2",
+    });
   });
 
   it("prints example commands in the dev banner, naming the address when it is not the default", () => {
