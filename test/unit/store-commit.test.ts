@@ -182,6 +182,9 @@ describe("lazy writes", () => {
     const commits = s.stats().commits;
     s.put(running(d), { lazy: true });
     await waitFor("the lazy write on disk", () => state() === "running");
+    // The row is on disk once the commit worker's transaction ends; the store counts the commit when the worker's
+    // answer reaches this thread, a moment later.
+    await waitFor("the commit counted", () => s.stats().commits > commits);
     expect(s.stats()).toMatchObject({ commits: commits + 1, pendingWrites: 0 });
   });
 
