@@ -13,7 +13,7 @@ import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { MemoryTaskStore } from "../coordinator/store/memory-store.js";
-import type { TaskRecord, TaskSpec } from "../coordinator/tasks/types.js";
+import { newTaskRecord, type TaskRecord, type TaskSpec } from "../coordinator/tasks/types.js";
 import { fmtInt, fmtMs, summarize } from "./measure.js";
 
 /** What the benchmark uses of a store: today's and older builds' (close() was synchronous, put had no options). */
@@ -52,26 +52,7 @@ let seq = 0;
 const task = (over: Partial<TaskSpec> = {}): TaskRecord => {
   const s = ++seq;
   const now = Date.now();
-  return {
-    id: `t-${s}`,
-    spec: spec(over),
-    state: "queued",
-    attempt: 0,
-    assignedCluster: "",
-    assignedNode: "",
-    output: undefined,
-    error: "",
-    createdAt: now,
-    updatedAt: now,
-    finishedAt: undefined,
-    attempts: [],
-    idempotencyKey: `key-${s}`,
-    queuedAt: now,
-    queuedMs: 0,
-    notBefore: 0,
-    seq: s,
-    preemptions: 0,
-  };
+  return newTaskRecord({ id: `t-${s}`, spec: spec(over), now, seq: s, idempotencyKey: `key-${s}` });
 };
 
 // The transitions as task-manager makes them: new objects, the changed attempt replaced, the others kept.

@@ -9,6 +9,7 @@ import type { PutOptions, TaskStore } from "../store/store.js";
 import { TaskWatchHub, type WatchSubscription } from "./task-watch.js";
 import {
   isTerminal,
+  newTaskRecord,
   PRIORITIES,
   type AttemptOutcome,
   type AttemptRecord,
@@ -175,26 +176,7 @@ export class TaskManager {
         out.push({ task: existing, created: false });
         continue;
       }
-      const task: TaskRecord = {
-        id: newTaskId(),
-        spec,
-        state: "queued",
-        attempt: 0,
-        assignedCluster: "",
-        assignedNode: "",
-        output: undefined,
-        error: "",
-        createdAt: now,
-        updatedAt: now,
-        finishedAt: undefined,
-        attempts: [],
-        idempotencyKey,
-        queuedAt: now,
-        queuedMs: 0,
-        notBefore: 0,
-        seq: ++this.seq,
-        preemptions: 0,
-      };
+      const task = newTaskRecord({ id: newTaskId(), spec, now, seq: ++this.seq, idempotencyKey });
       if (shard) task.shard = shard;
       if (owner) task.owner = owner;
       if (idempotencyKey) keysInBatch.set(idempotencyKey, task);

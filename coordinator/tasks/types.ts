@@ -107,6 +107,30 @@ export interface TaskRecord {
   owner?: string;
 }
 
+/** A just-submitted task's record: queued, no attempts yet, created and queued at `now`. */
+export function newTaskRecord(f: { id: string; spec: TaskSpec; now: number; seq: number; idempotencyKey: string }): TaskRecord {
+  return {
+    id: f.id,
+    spec: f.spec,
+    state: "queued",
+    attempt: 0,
+    assignedCluster: "",
+    assignedNode: "",
+    output: undefined,
+    error: "",
+    createdAt: f.now,
+    updatedAt: f.now,
+    finishedAt: undefined,
+    attempts: [],
+    idempotencyKey: f.idempotencyKey,
+    queuedAt: f.now,
+    queuedMs: 0,
+    notBefore: 0,
+    seq: f.seq,
+    preemptions: 0,
+  };
+}
+
 /** Scatter-gather steps a shard task can run (lib/analytics/types.ts has the protocol). */
 export type ShardPhase = "prepare" | "partial" | "merge";
 

@@ -1,5 +1,5 @@
 // Task specs and records for unit tests: one place for the plain-data shapes every test builds, with overrides.
-import type { TaskRecord, TaskSpec } from "../../coordinator/tasks/types.js";
+import { newTaskRecord, type TaskRecord, type TaskSpec } from "../../coordinator/tasks/types.js";
 
 export const spec = (over: Partial<TaskSpec> = {}): TaskSpec => ({
   name: "t",
@@ -24,25 +24,5 @@ let nextSeq = 1;
 /** A queued task record with the next seq (ids t-<seq>), `over` and `specOver` applied. */
 export function task(over: Partial<TaskRecord> = {}, specOver: Partial<TaskSpec> = {}): TaskRecord {
   const seq = over.seq ?? nextSeq++;
-  return {
-    id: `t-${seq}`,
-    spec: spec(specOver),
-    state: "queued",
-    attempt: 0,
-    assignedCluster: "",
-    assignedNode: "",
-    output: undefined,
-    error: "",
-    createdAt: 1000 + seq,
-    updatedAt: 1000 + seq,
-    finishedAt: undefined,
-    attempts: [],
-    idempotencyKey: "",
-    queuedAt: 1000 + seq,
-    queuedMs: 0,
-    notBefore: 0,
-    seq,
-    preemptions: 0,
-    ...over,
-  };
+  return { ...newTaskRecord({ id: `t-${seq}`, spec: spec(specOver), now: 1000 + seq, seq, idempotencyKey: "" }), ...over };
 }
