@@ -1,7 +1,6 @@
 // Serves protobuf-es GenServices on @grpc/grpc-js: builds the grpc-js service definition from the descriptor
 // and adapts connect-style handlers (async functions, async generators, AbortSignal). Transport only.
 import * as grpc from "@grpc/grpc-js";
-import { setMaxListeners } from "node:events";
 import type { Admission } from "./admission.js";
 import { fromBinary, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
 import { fromBinaryFast } from "../../lib/fast-doubles.js";
@@ -72,6 +71,32 @@ export function grpcServiceDefinition(service: GenService<GenServiceMethods>): g
   return def as grpc.ServiceDefinition;
 }
 
+/**
+ * The controllers of a service's open calls, all aborted when the server shuts down. One listener on the shutdown
+ * signal, not one per call: EventTarget's add/removeEventListener walk every listener, so with thousands of calls
+ * open a listener per call made each call cost O(open calls) (4% of the coordinator's busy time at 2,000 calls/s).
+ */
+class OpenCalls {
+  private readonly live = new Set<AbortController>();
+  constructor(private readonly shutdown: AbortSignal) {
+    shutdown.addEventListener("abort", () => this.abortAll(), { once: true });
+  }
+  add(): AbortController {
+    const ac = new AbortController();
+    if (this.shutdown.aborted) ac.abort(new Error("server shutting down"));
+    else this.live.add(ac);
+    return ac;
+  }
+  delete(ac: AbortController): void {
+    this.live.delete(ac);
+  }
+  private abortAll(): void {
+    const all = [...this.live];
+    this.live.clear();
+    for (const ac of all) ac.abort(new Error("server shutting down"));
+  }
+}
+
 type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 
 /**
@@ -80,7 +105,7 @@ type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStrea
  */
 function contextFor(
   call: AnyCall,
-  shutdown: AbortSignal,
+  open: OpenCalls,
   method: string,
   guard: CallGuard,
   calls: Admission | undefined,
@@ -90,14 +115,12 @@ function contextFor(
   // After the guard (an unauthenticated flood is refused as such): a connection with too many calls open gets
   // RESOURCE_EXHAUSTED at once, before any work.
   const release = calls?.admit(call.getPeer());
-  const ac = new AbortController();
+  const ac = open.add();
   const onCancel = () => ac.abort(new Error("call cancelled by client"));
   const ee = call as unknown as NodeJS.EventEmitter;
   ee.on("cancelled", onCancel);
-  const onShutdown = () => ac.abort(new Error("server shutting down"));
-  shutdown.addEventListener("abort", onShutdown, { once: true });
   const done = (err?: unknown, res?: unknown) => {
-    shutdown.removeEventListener("abort", onShutdown);
+    open.delete(ac);
     ee.removeListener("cancelled", onCancel);
     release?.();
     admission.finish(err, request, res);
@@ -137,8 +160,7 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
   /** Limits unary calls in flight per client connection (rpc/admission.ts). Default: no limit. */
   calls?: Admission,
 ): grpc.UntypedServiceImplementation {
-  // One abort listener per open call: thousands at once are expected, not a leak.
-  setMaxListeners(0, shutdown);
+  const open = new OpenCalls(shutdown);
   const out: grpc.UntypedServiceImplementation = {};
   const logFailure = (method: string, err: unknown) => {
     const s = toGrpcStatus(err);
@@ -151,7 +173,7 @@ export function grpcServiceImpl<S extends GenServiceMethods>(
     // Admits the call through the guard; a refusal is answered at once and the handler never runs.
     const admit = (call: AnyCall, refuse: (err: unknown) => void) => {
       try {
-        return contextFor(call, shutdown, name, guard, m.methodKind === "unary" ? calls : undefined);
+        return contextFor(call, open, name, guard, m.methodKind === "unary" ? calls : undefined);
       } catch (err) {
         logFailure(name, err);
         refuse(toServiceError(err));
