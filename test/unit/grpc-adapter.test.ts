@@ -14,7 +14,7 @@ interface Served {
   server: grpc.Server;
   shutdown: AbortController;
   clients: EdgeplaneClients;
-  /** The signal of every WatchTask call the server saw, in order, and why it was aborted. */
+  /** The context of every WatchTask call the server saw, in order. */
   watches: CallContext[];
   /** The context of every GetTask call answered. */
   gets: CallContext[];
