@@ -1,10 +1,12 @@
 // Every conversion between the agent's wire messages (edgeplane.v1 protos) and its own types: a Dispatch to an
 // executor request, an executor result to a TaskResult, and the register / heartbeat / batch messages it sends.
 // Pure: no I/O, no clocks (times come in as arguments), nothing sent from here.
-import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampFromMs, timestampMs, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   ConnectRequestSchema,
+  DispatchSchema,
+  ShardContextSchema,
   ShardPhase,
   TaskResultSchema,
   type ConnectRequest,
@@ -15,6 +17,7 @@ import {
 } from "../gen/edgeplane/v1/agent_pb.js";
 import { AttemptOutcome, Tier } from "../gen/edgeplane/v1/types_pb.js";
 import { durationFromMillis } from "../lib/duration.js";
+import { encodeValueField, readValueField, setValueField } from "../lib/value-wire.js";
 import type { Capacity } from "./capacity.js";
 import type { ExecRequest, ExecResult } from "./executor/types.js";
 
@@ -31,7 +34,7 @@ export function execRequestFromDispatch(d: Dispatch): ExecRequest {
     taskId: d.taskId,
     attempt: d.attempt,
     handler: d.handler,
-    input: d.input ? toJson(ValueSchema, d.input) : undefined,
+    input: readValueField(d, DispatchSchema.field.input),
     // wire.ts may hand values over as a Float64Array already; the executor copies either form.
     series: s && (s.values.length > 0 || s.timestamps.length > 0) ? { values: s.values, timestamps: s.timestamps.map(Number) } : undefined,
     memoryLimitBytes: Number(d.memoryLimitBytes),
@@ -44,7 +47,7 @@ export function execRequestFromDispatch(d: Dispatch): ExecRequest {
 export function shardStep(d: Dispatch): ExecRequest["shard"] {
   if (!d.shard) return undefined;
   const phase = d.shard.phase === ShardPhase.PREPARE ? "prepare" : d.shard.phase === ShardPhase.MERGE ? "merge" : "partial";
-  return { phase, round: d.shard.round, offset: Number(d.shard.offset), global: d.shard.global ? toJson(ValueSchema, d.shard.global) : undefined };
+  return { phase, round: d.shard.round, offset: Number(d.shard.offset), global: readValueField(d.shard, ShardContextSchema.field.global) };
 }
 
 /**
@@ -75,20 +78,20 @@ export function taskResultFromExec(taskId: string, attempt: number, res: ExecRes
       throw new Error(`unknown executor result ${JSON.stringify(never)}`);
     }
   }
-  let output: Value | undefined;
+  // The output goes out as its Value bytes (lib/value-wire.ts), not as a Value message per JSON node.
+  let output: Uint8Array | undefined;
   if (res.type === "completed" && res.output !== undefined) {
     try {
-      output = fromJson(ValueSchema, res.output as JsonValue);
+      output = encodeValueField(res.output);
     } catch (err) {
       outcome = AttemptOutcome.FAILED;
       error = `handler output is not JSON-serialisable: ${(err as Error).message}`;
     }
   }
-  return create(TaskResultSchema, {
+  const pb = create(TaskResultSchema, {
     taskId,
     attempt,
     outcome,
-    output,
     error,
     processingTime: durationFromMillis(res.processingMs),
     peakMemoryBytes: BigInt(Math.round(res.peakMemoryBytes)),
@@ -96,6 +99,8 @@ export function taskResultFromExec(taskId: string, attempt: number, res: ExecRes
     finishedAt: timestampFromMs(res.finishedAt),
     permanent: res.type === "failed" && res.permanent === true,
   });
+  if (output) setValueField(pb, TaskResultSchema.field.output, output);
+  return pb;
 }
 
 /** The result of a dispatch the agent refuses to run (it is draining or stopping): cancelled, nothing measured. */

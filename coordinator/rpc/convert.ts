@@ -1,8 +1,9 @@
 // Maps wire types (protobuf-es generated) to domain types and back, for every service and the agent stream. The
 // only module besides the services that imports generated code; it never holds state and decides nothing.
 import { durationFromMillis, durationToMillis } from "../../lib/duration.js";
-import { create, toBinary, toJson, fromJson, type JsonValue as PbJson } from "@bufbuild/protobuf";
-import { durationMs, timestampFromMs, timestampMs, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { readValueField, setValueField, valueFieldData, valueFieldSize } from "../../lib/value-wire.js";
 import {
   AttemptOutcome as PbOutcome,
   NodeState as PbNodeState,
@@ -11,6 +12,7 @@ import {
   TaskState as PbTaskState,
   Tier as PbTier,
   TaskSchema,
+  TaskSpecSchema,
   TaskAttemptSchema,
   NumericSeriesSchema,
   ShardSummarySchema,
@@ -26,6 +28,7 @@ import {
   ResultAckSchema,
   ShardContextSchema,
   ShardPhase as PbShardPhase,
+  TaskResultSchema,
   type ConnectRequest as PbConnectRequest,
   type ConnectResponse as PbConnectResponse,
   type CoordinatorBatch as PbCoordinatorBatch,
@@ -138,15 +141,6 @@ export function outcomeFromPb(o: PbOutcome): AttemptOutcome | undefined {
   return (Object.keys(OUTCOME_TO_PB) as AttemptOutcome[]).find((k) => OUTCOME_TO_PB[k] === o);
 }
 
-export function valueToJson(v: Value | undefined): JsonValue | undefined {
-  if (!v || v.kind.case === undefined) return undefined;
-  return toJson(ValueSchema, v) as JsonValue;
-}
-
-export function jsonToValue(j: JsonValue | undefined): Value | undefined {
-  return j === undefined ? undefined : fromJson(ValueSchema, j as PbJson);
-}
-
 export function seriesFromPb(s: PbSeries | undefined): NumericSeries | undefined {
   if (!s || (s.values.length === 0 && s.timestamps.length === 0)) return undefined;
   return { values: s.values, timestamps: s.timestamps.map((t) => Number(t)) };
@@ -158,36 +152,40 @@ export function seriesToPb(s: NumericSeries | undefined): PbSeries | undefined {
 
 /** Encoded size of a spec's data, counted against the input limit. */
 export function inputSize(spec: PbTaskSpec): number {
-  let n = spec.input ? toBinary(ValueSchema, spec.input).length : 0;
+  let n = valueFieldSize(spec, TaskSpecSchema.field.input);
   if (spec.series) n += spec.series.values.length * 8 + spec.series.timestamps.length * 10;
   return n;
 }
 
 /**
- * The Value each small JSON input came in as, kept while the input lives in memory, so the dispatch sends it without
- * converting it back (the JSON is what the store and the scheduler use; equal to the Value by construction).
+ * The bytes each JSON input (and output) came in as, kept while it lives in memory, so a dispatch (or a watch
+ * update) sends them without encoding the JSON again; equal to the JSON by construction. Inputs and outputs are
+ * read once (lib/value-wire.ts) and the JSON is what the store, the scheduler and the distributed merge use.
  */
-const submitted = new WeakMap<object, Value>();
-/** Values of more nodes are not kept (a big input's Value tree would double what memory holds of it). */
-const REMEMBER_VALUE_NODES = 8192;
+const arrived = new WeakMap<object, Uint8Array>();
+/** Bigger ones are not kept: they would double what memory holds of a big input. */
+const REMEMBER_BYTES = 64 * 1024;
 
-function remembered(json: JsonValue | undefined, pb: Value | undefined): JsonValue | undefined {
-  if (pb && typeof json === "object" && json !== null && valueNodes(pb, REMEMBER_VALUE_NODES) <= REMEMBER_VALUE_NODES) submitted.set(json, pb);
+function remembered(json: JsonValue | undefined, msg: object, field: Parameters<typeof valueFieldData>[1]): JsonValue | undefined {
+  if (typeof json === "object" && json !== null) {
+    const data = valueFieldData(msg, field);
+    if (data && data.length <= REMEMBER_BYTES) arrived.set(json, data);
+  }
   return json;
 }
 
-/** Nodes in a Value tree, counting stopped once past `cap`. */
-function valueNodes(v: Value, cap: number): number {
-  let n = 0;
-  const stack: Value[] = [v];
-  while (stack.length > 0 && n <= cap) {
-    const x = stack.pop()!;
-    n++;
-    const children = x.kind.case === "listValue" ? x.kind.value.values : x.kind.case === "structValue" ? Object.values(x.kind.value.fields) : [];
-    if (n + stack.length + children.length > cap) return cap + 1;
-    for (const c of children) stack.push(c);
+/** What to send for a JSON value: the bytes it arrived as when still known, else the value. */
+const wireValue = (json: JsonValue | undefined): JsonValue | Uint8Array | undefined =>
+  (typeof json === "object" && json !== null ? arrived.get(json) : undefined) ?? json;
+
+function inputFromPb(spec: PbTaskSpec, field: string): JsonValue | undefined {
+  let json: JsonValue | undefined;
+  try {
+    json = readValueField(spec, TaskSpecSchema.field.input) as JsonValue | undefined;
+  } catch (err) {
+    throw new InvalidArgumentError(`${field}.input: ${(err as Error).message}; give JSON: numbers must be finite`);
   }
-  return n;
+  return remembered(json, spec, TaskSpecSchema.field.input);
 }
 
 export function draftFromPb(spec: PbTaskSpec | undefined, inputBytes: number, field = "task"): SpecDraft {
@@ -201,7 +199,7 @@ export function draftFromPb(spec: PbTaskSpec | undefined, inputBytes: number, fi
     deviceId: spec.deviceId,
     priority: priorityFromPb(spec.priority, `${field}.priority`),
     mode: modeFromPb(spec.processingMode, `${field}.processingMode`),
-    input: remembered(valueToJson(spec.input), spec.input),
+    input: inputFromPb(spec, field),
     series: seriesFromPb(spec.series),
     memoryBytes: spec.requiredMemoryBytes === undefined ? undefined : Number(spec.requiredMemoryBytes),
     cpuMillis: spec.requiredCpuMillis,
@@ -232,7 +230,6 @@ export function taskToPb(t: TaskRecord, opts: { withInput: boolean } = { withInp
       deviceId: s.deviceId,
       priority: priorityToPb(s.priority),
       processingMode: modeToPb(s.mode),
-      input: opts.withInput ? jsonToValue(s.input) : undefined,
       series: opts.withInput ? seriesToPb(s.series) : undefined,
       requiredMemoryBytes: BigInt(s.memoryBytes),
       requiredCpuMillis: s.cpuMillis,
@@ -247,7 +244,6 @@ export function taskToPb(t: TaskRecord, opts: { withInput: boolean } = { withInp
     attempt: t.attempt,
     assignedCluster: t.assignedCluster,
     assignedNode: t.assignedNode,
-    output: jsonToValue(t.output),
     error: t.error,
     createdAt: ts(t.createdAt),
     updatedAt: ts(t.updatedAt),
@@ -275,6 +271,8 @@ export function taskToPb(t: TaskRecord, opts: { withInput: boolean } = { withInp
     dispatchTime: done?.startedAt !== undefined ? durationFromMillis(Math.max(0, done.startedAt - done.dispatchedAt)) : undefined,
     preemptions: t.preemptions,
   });
+  if (opts.withInput) setValueField(pb.spec!, TaskSpecSchema.field.input, wireValue(s.input));
+  setValueField(pb, TaskSchema.field.output, wireValue(t.output));
   addSplit(pb, t);
   return pb;
 }
@@ -288,15 +286,16 @@ const SHARD_PHASE: Record<ShardPhase, PbShardPhase> = {
 /** What an agent needs to run a shard task (Dispatch.shard); undefined for a whole task. */
 export function shardToPb(a: ShardAssignment | undefined): PbShardContext | undefined {
   if (!a) return undefined;
-  return create(ShardContextSchema, {
+  const pb = create(ShardContextSchema, {
     parentId: a.parentId,
     shardIndex: a.index,
     shardCount: a.count,
     offset: BigInt(a.offset),
     phase: SHARD_PHASE[a.phase],
     round: a.round,
-    global: jsonToValue(a.global),
   });
+  setValueField(pb, ShardContextSchema.field.global, a.global);
+  return pb;
 }
 
 /** The split of a DISTRIBUTED / HYBRID task (parent side) or a shard task's place in it (shard side). */
@@ -415,7 +414,7 @@ export function reportFromPb(r: PbTaskResult): AttemptReport {
     taskId: r.taskId,
     attempt: r.attempt,
     outcome: outcome ?? "failed",
-    output: valueToJson(r.output),
+    output: remembered(readValueField(r, TaskResultSchema.field.output) as JsonValue | undefined, r, TaskResultSchema.field.output),
     error: outcome ? r.error : `agent sent outcome ${r.outcome}: ${r.error}`,
     processingMs: r.processingTime ? durationToMillis(r.processingTime) : 0,
     peakMemoryBytes: Number(r.peakMemoryBytes),
@@ -467,11 +466,10 @@ export function agentMessageFromPb(m: PbConnectRequest): AgentMessage {
 
 function dispatchToPb(task: TaskRecord, attempt: number): PbDispatch {
   const s = task.spec;
-  return create(DispatchSchema, {
+  const pb = create(DispatchSchema, {
     taskId: task.id,
     attempt,
     handler: s.handler,
-    input: (typeof s.input === "object" && s.input !== null ? submitted.get(s.input) : undefined) ?? jsonToValue(s.input),
     series: seriesToPb(s.series),
     memoryLimitBytes: BigInt(s.memoryBytes),
     cpuMillis: s.cpuMillis,
@@ -479,6 +477,8 @@ function dispatchToPb(task: TaskRecord, attempt: number): PbDispatch {
     priority: priorityToPb(s.priority),
     shard: shardToPb(task.shard),
   });
+  setValueField(pb, DispatchSchema.field.input, wireValue(s.input));
+  return pb;
 }
 
 /**

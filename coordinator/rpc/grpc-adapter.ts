@@ -2,8 +2,9 @@
 // and adapts connect-style handlers (async functions, async generators, AbortSignal). Transport only.
 import * as grpc from "@grpc/grpc-js";
 import type { Admission } from "./admission.js";
-import { fromBinary, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
+import { toBinary, type DescFile, type DescMessage, type DescMethod, type MessageShape, type Registry } from "@bufbuild/protobuf";
 import { fromBinaryFast } from "../../lib/fast-doubles.js";
+import { restoreTwin, twinOf, twinRegistry } from "../../lib/wire-twin.js";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { Logger } from "../../lib/log.js";
 import type { CallGuard, Principal } from "../security/principal.js";
@@ -40,12 +41,22 @@ export type ServiceImpl<S extends GenServiceMethods> = {
 /** Encoded size of each decoded request, so limits can be checked without encoding it again. */
 export const wireSize = new WeakMap<object, number>();
 
-function serializers(desc: DescMessage, fast: boolean) {
+const twins = new WeakMap<DescFile, Registry>();
+
+function serializers(desc: DescMessage) {
+  const file = desc.file;
+  let registry = twins.get(file);
+  if (!registry) twins.set(file, (registry = twinRegistry([file])));
+  // Requests are read with the wire twin (lib/wire-twin.ts): Value fields (inputs, outputs) stay bytes until
+  // convert.ts reads them as JSON, instead of a protobuf-es message per JSON node. Responses carry theirs the same
+  // way (lib/value-wire.ts setValueField), as unknown fields that toBinary writes as they are.
+  const twin = twinOf(registry, desc);
   return {
     serialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(desc, m)),
     deserialize: (b: Buffer) => {
       // Requests arrive in a buffer of their own, which fromBinaryFast may rewrite (big series decode ~20× faster).
-      const m = fast ? fromBinaryFast(desc, b) : fromBinary(desc, b);
+      const m = fromBinaryFast(twin, b);
+      restoreTwin(m, desc);
       wireSize.set(m, b.length);
       return m;
     },
@@ -56,8 +67,8 @@ function serializers(desc: DescMessage, fast: boolean) {
 export function grpcServiceDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
-    const req = serializers(m.input, true);
-    const res = serializers(m.output, false);
+    const req = serializers(m.input);
+    const res = serializers(m.output);
     def[m.localName] = {
       path: `/${service.typeName}/${m.name}`,
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",

@@ -1,8 +1,9 @@
 // Conversions between the agent's wire messages and the executor (agent/convert.ts).
-import { create, fromJson, toJson } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs, timestampMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { DispatchSchema, ShardPhase } from "../../gen/edgeplane/v1/agent_pb.js";
+import { DispatchSchema, ShardPhase, TaskResultSchema } from "../../gen/edgeplane/v1/agent_pb.js";
+import { readValueField } from "../../lib/value-wire.js";
 import { AttemptOutcome, NumericSeriesSchema, Tier } from "../../gen/edgeplane/v1/types_pb.js";
 import { batchMessage, execRequestFromDispatch, heartbeatMessage, refusedResult, registerMessage, taskResultFromExec } from "../../agent/convert.js";
 import type { ExecResult } from "../../agent/executor/types.js";
@@ -73,7 +74,9 @@ describe("executor result → TaskResult", () => {
     expect(r.attempt).toBe(2);
     expect(r.outcome).toBe(AttemptOutcome.SUCCEEDED);
     expect(r.error).toBe("");
-    expect(toJson(ValueSchema, r.output!)).toEqual({ mean: 2, n: [1, 2] });
+    expect(readValueField(r, TaskResultSchema.field.output)).toEqual({ mean: 2, n: [1, 2] });
+    // and it is a Value on the wire
+    expect(toJson(ValueSchema, fromBinary(TaskResultSchema, toBinary(TaskResultSchema, r)).output!)).toEqual({ mean: 2, n: [1, 2] });
     expect(r.processingTime!.seconds).toBe(0n);
     expect(r.processingTime!.nanos).toBe(12_500_000);
     expect(r.peakMemoryBytes).toBe(1048576n);
@@ -91,7 +94,7 @@ describe("executor result → TaskResult", () => {
     ];
     for (const [res, outcome, error, permanent] of cases) {
       const r = taskResultFromExec("t", 1, res);
-      expect([r.outcome, r.error, r.permanent, r.output], res.type).toEqual([outcome, error, permanent, undefined]);
+      expect([r.outcome, r.error, r.permanent, readValueField(r, TaskResultSchema.field.output)], res.type).toEqual([outcome, error, permanent, undefined]);
     }
   });
 
@@ -99,7 +102,7 @@ describe("executor result → TaskResult", () => {
     const r = taskResultFromExec("t", 1, { type: "completed", output: { n: 10n }, ...times });
     expect(r.outcome).toBe(AttemptOutcome.FAILED);
     expect(r.error).toMatch(/^handler output is not JSON-serialisable: /);
-    expect(r.output).toBeUndefined();
+    expect(readValueField(r, TaskResultSchema.field.output)).toBeUndefined();
   });
 
   it("a refused dispatch is a cancelled result with nothing measured", () => {

@@ -1,17 +1,29 @@
-// The agent reads its stream with a copy of AgentService whose series values are bytes (agent/wire.ts): what it
-// gets must equal what the generated schema decodes, for every message the coordinator sends.
-import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+// The agent reads its stream with a twin of AgentService whose series values and Value fields are bytes
+// (agent/wire.ts): what it gets must equal what the generated schema decodes, for every message the coordinator
+// sends, with each Value kept as its bytes (read with lib/value-wire.ts).
+import { create, fromBinary, fromJson, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { agentStreamService, fromStream } from "../../agent/wire.js";
-import { AgentService, ConnectRequestSchema, ConnectResponseSchema, type ConnectResponse } from "../../gen/edgeplane/v1/agent_pb.js";
+import { AgentService, ConnectRequestSchema, ConnectResponseSchema, DispatchSchema, type ConnectResponse } from "../../gen/edgeplane/v1/agent_pb.js";
+import { readValueField, setValueField } from "../../lib/value-wire.js";
 import { NumericSeriesSchema } from "../../gen/edgeplane/v1/types_pb.js";
 
 const streamOutput = agentStreamService.method.connect.output;
 
+/** What the agent reads from `bytes`, with any dispatch input turned back into a Value message to compare. */
 function viaStream(bytes: Uint8Array): ConnectResponse {
-  return fromStream(fromBinary(streamOutput, bytes) as unknown as ConnectResponse);
+  const got = fromStream(fromBinary(streamOutput, bytes) as unknown as ConnectResponse);
+  const dispatches = got.msg.case === "dispatch" ? [got.msg.value] : got.msg.case === "batch" ? got.msg.value.dispatches : [];
+  for (const d of dispatches) {
+    const input = readValueField(d, DispatchSchema.field.input);
+    if (input === undefined) continue;
+    expect(d.input).toBeUndefined(); // kept as bytes, not decoded into messages
+    setValueField(d, DispatchSchema.field.input, undefined);
+    d.input = fromJson(ValueSchema, input);
+  }
+  return got;
 }
 
 const dispatch = (values: number[], extra: Partial<{ timestamps: bigint[]; input: boolean }> = {}) =>
@@ -24,7 +36,7 @@ const dispatch = (values: number[], extra: Partial<{ timestamps: bigint[]; input
         handler: "stats",
         memoryLimitBytes: 1n << 30n,
         cpuMillis: 500,
-        input: extra.input ? create(ValueSchema, { kind: { case: "stringValue", value: "x" } }) : undefined,
+        input: extra.input ? fromJson(ValueSchema, { window: 5, tags: ["a", null, true], nested: { x: [1.5, -0] } }) : undefined,
         series: { values, timestamps: extra.timestamps ?? [] },
         shard: { parentId: "p", shardIndex: 1, shardCount: 4, offset: 250_000n },
       },
