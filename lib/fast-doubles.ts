@@ -90,7 +90,8 @@ function spareNumber(n: number, used: ReadonlySet<number>): number | undefined {
 
 const tagOf = (n: number): number => n * 8 + LEN;
 
-function varintSize(v: number): number {
+/** Bytes of `v` as a protobuf varint. */
+export function varintSize(v: number): number {
   let n = 1;
   while (v >= 0x80) {
     v = Math.floor(v / 128);

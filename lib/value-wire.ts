@@ -17,6 +17,7 @@
 import { fromBinary, fromJson, toBinary, toJson, type DescField, type JsonValue } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { varintSize } from "./fast-doubles.js";
 
 /** Deeper JSON is left to protobuf-es (whose own limit is 100 messages, i.e. ~50 levels of JSON). */
 const MAX_DEPTH = 32;
@@ -324,15 +325,6 @@ function writeString(w: Writer, s: string): void {
   if (n === s.length && n <= 64) for (let i = 0; i < n; i++) w.buf[w.pos + i] = s.charCodeAt(i);
   else w.buf.write(s, w.pos, n, "utf8");
   w.pos += n;
-}
-
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
 }
 
 function writeVarint(buf: Uint8Array, pos: number, v: number): number {

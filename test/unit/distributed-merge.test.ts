@@ -15,19 +15,10 @@ import {
 } from "../../lib/analytics/index.js";
 import type { TaskSpec } from "../../coordinator/tasks/types.js";
 import { ShardSim, simNode, simSpec } from "../helpers/shard-sim.js";
+import { rng } from "../helpers/rng.js";
 
 const ctx = plainContext();
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const int = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
 const normal = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 

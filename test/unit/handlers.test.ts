@@ -15,20 +15,11 @@ import {
   runThreshold,
   type HandlerInput,
 } from "../../lib/analytics/index.js";
+import { rng } from "../helpers/rng.js";
 
 const ctx = plainContext();
 
 // --- deterministic randomness -------------------------------------------------------------------
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function normal(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }

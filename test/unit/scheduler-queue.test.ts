@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { Heap } from "../../coordinator/scheduler/heap.js";
 import { TaskQueue, compareQueued, type QueuedTask } from "../../coordinator/scheduler/queue.js";
+import { rng } from "../helpers/rng.js";
 
 let nextSeq = 0;
 function task(id: string, over: Partial<QueuedTask> = {}): QueuedTask {
@@ -25,17 +26,6 @@ function drain(q: TaskQueue): string[] {
   const out: string[] = [];
   for (let t = q.pop(); t !== undefined; t = q.pop()) out.push(t.id);
   return out;
-}
-
-// Small deterministic PRNG so a failure reproduces.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("Heap", () => {

@@ -5,18 +5,7 @@ import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "
 import { ListValueSchema, StructSchema, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { TaskResultSchema } from "../../gen/edgeplane/v1/agent_pb.js";
 import { decodeValue, encodeValue, encodeValueField, readValueField, setValueField, valueFieldSize } from "../../lib/value-wire.js";
-
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../helpers/rng.js";
 
 const STRINGS = ["", "a", "temperature", "ünïcödé", "日本語のテキスト", "emoji 🌡️", "x".repeat(70), "é".repeat(80), "0", "12", "constructor", "toString"];
 
