@@ -9,7 +9,7 @@ import { TaskSchema, TaskSpecSchema, Priority, ProcessingMode } from "../../gen/
 import { draftFromPb, inputSize, outboundToPb, reportFromPb, taskToPb } from "../../coordinator/rpc/convert.js";
 import { restoreTwin, twinOf, twinRegistry } from "../../lib/wire-twin.js";
 import { file_edgeplane_v1_agent } from "../../gen/edgeplane/v1/agent_pb.js";
-import { newTaskRecord, type JsonValue, type TaskSpec } from "../../coordinator/tasks/types.js";
+import { task } from "../helpers/task-fixtures.js";
 import { InvalidArgumentError } from "../../coordinator/errors.js";
 
 const registry = twinRegistry([file_edgeplane_v1_agent]);
@@ -24,24 +24,6 @@ function overTheWire<T extends object>(schema: Parameters<typeof toBinary>[0], m
 const spec = (input: unknown) =>
   create(TaskSpecSchema, { handler: "stats", priority: Priority.NORMAL, processingMode: ProcessingMode.LOCAL, input: fromJson(ValueSchema, input as never) });
 
-const taskSpec = (input: JsonValue | undefined): TaskSpec => ({
-  name: "",
-  handler: "stats",
-  deviceId: "",
-  priority: "normal",
-  mode: "local",
-  input,
-  series: undefined,
-  memoryBytes: 0,
-  cpuMillis: 0,
-  estimatedMs: 0,
-  deadline: undefined,
-  maxRetries: 0,
-  clusterId: "",
-  labels: {},
-  disconnectWindowMs: undefined,
-});
-
 describe("convert.ts with Value bytes", () => {
   it("reads a submitted input as JSON, counts its size, and sends it on as the same Value", () => {
     const input = { values: [1, 2.5, -0.25], window: { size: 3 }, tag: "é" };
@@ -53,7 +35,7 @@ describe("convert.ts with Value bytes", () => {
     expect(draft.input).toStrictEqual(input);
 
     // Out again: GetTask's task and an agent's dispatch decode (plainly) to the Value that came in
-    const record = newTaskRecord({ id: "t-1", spec: taskSpec(draft.input), now: 0, seq: 1, idempotencyKey: "" });
+    const record = task({}, { input: draft.input });
     record.output = { mean: 1.08, n: 3 };
     const back = fromBinary(TaskSchema, toBinary(TaskSchema, taskToPb(record)));
     expect(toJson(ValueSchema, back.spec!.input!)).toStrictEqual(input);
