@@ -1,7 +1,7 @@
 // Maps wire types (protobuf-es generated) to domain types and back, for every service and the agent stream. The
 // only module besides the services that imports generated code; it never holds state and decides nothing.
 import { durationFromMillis, durationToMillis } from "../../lib/duration.js";
-import { create } from "@bufbuild/protobuf";
+import { create, type DescField } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { readValueField, setValueField, valueFieldData, valueFieldSize } from "../../lib/value-wire.js";
 import {
@@ -166,7 +166,7 @@ const arrived = new WeakMap<object, Uint8Array>();
 /** Bigger ones are not kept: they would double what memory holds of a big input. */
 const REMEMBER_BYTES = 64 * 1024;
 
-function remembered(json: JsonValue | undefined, msg: object, field: Parameters<typeof valueFieldData>[1]): JsonValue | undefined {
+function remembered(json: JsonValue | undefined, msg: object, field: DescField): JsonValue | undefined {
   if (typeof json === "object" && json !== null) {
     const data = valueFieldData(msg, field);
     if (data && data.length <= REMEMBER_BYTES) arrived.set(json, data);
