@@ -13,6 +13,7 @@ import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { MemoryTaskStore } from "../coordinator/store/memory-store.js";
+import { newTaskId } from "../coordinator/tasks/task-manager.js";
 import { newTaskRecord, type TaskRecord, type TaskSpec } from "../coordinator/tasks/types.js";
 import { fmtInt, fmtMs, summarize } from "./measure.js";
 
@@ -52,7 +53,7 @@ let seq = 0;
 const task = (over: Partial<TaskSpec> = {}): TaskRecord => {
   const s = ++seq;
   const now = Date.now();
-  return newTaskRecord({ id: `t-${s}`, spec: spec(over), now, seq: s, idempotencyKey: `key-${s}` });
+  return newTaskRecord({ id: newTaskId(now), spec: spec(over), now, seq: s, idempotencyKey: `key-${s}` });
 };
 
 // The transitions as task-manager makes them: new objects, the changed attempt replaced, the others kept.

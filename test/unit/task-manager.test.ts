@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { FailedPreconditionError } from "../../coordinator/errors.js";
 import { MemoryTaskStore } from "../../coordinator/store/memory-store.js";
 import { IllegalTransitionError } from "../../coordinator/tasks/state-machine.js";
-import { TaskManager, type AttemptReport } from "../../coordinator/tasks/task-manager.js";
+import { newTaskId, TaskManager, type AttemptReport } from "../../coordinator/tasks/task-manager.js";
 import { spec } from "../helpers/task-fixtures.js";
 import type { TaskSpec, TaskState } from "../../coordinator/tasks/types.js";
 
@@ -25,6 +25,24 @@ const report = (taskId: string, attempt: number, outcome: AttemptReport["outcome
   startedAt: undefined,
   finishedAt: undefined,
   ...extra,
+});
+
+describe("newTaskId", () => {
+  it("is t- and 16 url-safe characters, unique, and sorts (bytewise, as SQLite compares TEXT) by creation time", () => {
+    const start = Date.UTC(2026, 11, 3);
+    // 20 ids per millisecond over 2,000 ms, made in order.
+    const ids = Array.from({ length: 40_000 }, (_, i) => newTaskId(start + Math.floor(i / 20)));
+    expect(ids.filter((id) => !/^t-[A-Za-z0-9_-]{16}$/.test(id))).toEqual([]);
+    expect(new Set(ids).size).toBe(ids.length);
+    const bytewise = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+    // Across milliseconds, every id sorts after every earlier one.
+    const outOfOrder = ids.filter((id, i) => i % 20 === 0 && i > 0 && bytewise(ids[i - 1], id) >= 0);
+    expect(outOfOrder).toEqual([]);
+    // A later millisecond sorts later however far apart; a clock before 1970 (a broken fake clock) still gives an id.
+    expect(bytewise(newTaskId(start), newTaskId(start + 1))).toBeLessThan(0);
+    expect(bytewise(newTaskId(1), newTaskId(2 ** 41))).toBeLessThan(0);
+    expect(newTaskId(-5)).toMatch(/^t--------[A-Za-z0-9_-]{9}$/);
+  });
 });
 
 describe("TaskManager", () => {
