@@ -65,6 +65,15 @@ export interface JournalOptions {
   syncer?: Syncer;
   /** Runs `fn` once the current event-loop turn is over (to group one turn's work). Default setImmediate. */
   defer?: (fn: () => void) => void;
+  /**
+   * How long a journaled result may wait for its flush, in ms (default DEFAULT_SYNC_DELAY_MS); 0 flushes at the end
+   * of the turn. The results journaled meanwhile share the flush, and one the coordinator acknowledged before it is
+   * due needs none (the coordinator acks only what it stored durably): when every result waiting for a flush has
+   * been acknowledged, the flush is skipped. `flush()` and `close()` never wait.
+   */
+  syncDelayMs?: number;
+  /** Runs `fn` after `ms` (the delayed flush); returns a cancel. Default an unref'd setTimeout. */
+  later?: (fn: () => void, ms: number) => () => void;
   /** How record payloads are kept on disk (RecordSealer). Default: as encoded, not encrypted. */
   sealer?: RecordSealer;
 }
@@ -78,6 +87,12 @@ export interface Syncer {
 }
 
 export const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
+/**
+ * Default JournalOptions.syncDelayMs. Long enough for the coordinator's ack to come back first under load and at
+ * rest (its commit and one round trip: a few ms), so most results need no flush here at all; short enough that a
+ * power cut can only cost the results of the last 10 ms their journal copy (their attempts then run again).
+ */
+export const DEFAULT_SYNC_DELAY_MS = 10;
 export const DEFAULT_COMPACT_LIVE_SHARE = 0.25;
 
 /** A (task, attempt) whose result the journal holds. */
@@ -357,6 +372,10 @@ export class ResultJournal {
   private readonly sealer: RecordSealer;
   private readonly syncer: Syncer;
   private readonly defer: (fn: () => void) => void;
+  private readonly syncDelayMs: number;
+  private readonly later: (fn: () => void, ms: number) => () => void;
+  /** Cancels the delayed flush that is armed, if one is. */
+  private cancelDelayed: (() => void) | undefined;
   private readonly dirFd: number;
   private segments: Segment[] = [];
   private active!: Segment;
@@ -378,6 +397,8 @@ export class ResultJournal {
   private readonly durableListeners = new Set<(refs: ResultRef[]) => void>();
   private readonly errorListeners = new Set<(err: Error, notDurable: ResultRef[]) => void>();
   private stateValue: JournalState = "open";
+  /** Flushes skipped because every result they were for had been acknowledged first. */
+  private skippedSyncs = 0;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -388,6 +409,15 @@ export class ResultJournal {
     this.compactLiveShare = opts.compactLiveShare ?? DEFAULT_COMPACT_LIVE_SHARE;
     this.syncer = opts.syncer ?? defaultSyncer;
     this.defer = opts.defer ?? ((fn) => setImmediate(fn));
+    this.syncDelayMs = opts.syncDelayMs ?? DEFAULT_SYNC_DELAY_MS;
+    this.later =
+      opts.later ??
+      ((fn, ms) => {
+        const t = setTimeout(fn, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      });
+    if (!(this.syncDelayMs >= 0)) throw new Error(`journal: syncDelayMs must be at least 0, got ${this.syncDelayMs}`);
     this.sealer = opts.sealer ?? PLAIN;
     if (!(this.segmentBytes > 0)) throw new Error(`journal: segmentBytes must be positive, got ${this.segmentBytes}`);
     if (!(this.compactLiveShare >= 0 && this.compactLiveShare < 1))
@@ -452,9 +482,10 @@ export class ResultJournal {
   }
 
   /** Segment files on disk and their sizes, oldest first (for tests and diagnostics). */
-  stats(): { segments: number; bytes: number; liveBytes: number; liveResults: number } {
+  stats(): { segments: number; bytes: number; liveBytes: number; liveResults: number; skippedSyncs: number } {
     const segs = this.segments.filter((s) => !s.deleted);
     return {
+      skippedSyncs: this.skippedSyncs,
       segments: segs.length,
       bytes: segs.reduce((n, s) => n + s.bytes, 0),
       liveBytes: segs.reduce((n, s) => n + s.liveBytes, 0),
@@ -485,7 +516,7 @@ export class ResultJournal {
       offset += recs[i].length;
       this.awaiting.push({ lsn: e.lsn, ref: { taskId: r.taskId, attempt: r.attempt } });
     });
-    this.scheduleSync();
+    this.scheduleDelayedSync();
   }
 
   /**
@@ -598,7 +629,7 @@ export class ResultJournal {
     old.sealed = true;
     this.active = this.createSegment(old.seq + 1);
     this.closeFdIfDone(old);
-    this.scheduleSync();
+    this.scheduleDelayedSync();
   }
 
   private addLive(k: string, at: { segment: Segment; offset: number }, length: number): void {
@@ -711,8 +742,11 @@ export class ResultJournal {
     s.fd = undefined;
   }
 
+  /** A flush at the end of this turn (or after the one in flight). */
   private scheduleSync(): void {
     if (this.syncScheduled || this.syncing) return;
+    this.cancelDelayed?.();
+    this.cancelDelayed = undefined;
     this.syncScheduled = true;
     this.defer(() => {
       this.syncScheduled = false;
@@ -720,9 +754,43 @@ export class ResultJournal {
     });
   }
 
+  /** A flush within syncDelayMs (or after the one in flight), unless one is already due sooner. */
+  private scheduleDelayedSync(): void {
+    if (this.syncDelayMs === 0) return this.scheduleSync();
+    if (this.syncScheduled || this.syncing || this.cancelDelayed) return;
+    this.cancelDelayed = this.later(() => {
+      this.cancelDelayed = undefined;
+      this.runSync();
+    }, this.syncDelayMs);
+  }
+
+  /**
+   * True when something written needs to reach the disk now: a caller waits (flush, close), a compaction or
+   * recovery waits to delete the old copies, or a result is not acknowledged yet. Results the coordinator has
+   * acknowledged are stored there; their records (and ack records) go to disk with the next flush that is needed.
+   */
+  private flushNeeded(): boolean {
+    if (this.flushWaiters.length > 0 || this.retirements.length > 0) return true;
+    for (let i = this.awaitingHead; i < this.awaiting.length; i++) {
+      const r = this.awaiting[i].ref;
+      if (this.entries.has(resultKey(r.taskId, r.attempt))) return true;
+    }
+    return false;
+  }
+
   /** Starts one flush of everything written so far; when it ends, the next one starts if more was written. */
   private runSync(): void {
     if (this.syncing || this.stateValue === "closed") return;
+    this.cancelDelayed?.();
+    this.cancelDelayed = undefined;
+    if (!this.flushNeeded()) {
+      // Every result waiting was acknowledged first (or none waits): nothing to flush for them, nor to tell
+      // onDurable listeners. What was written goes to disk with the next flush that is needed.
+      if (this.awaitingHead < this.awaiting.length) this.skippedSyncs += 1;
+      this.awaiting = [];
+      this.awaitingHead = 0;
+      return;
+    }
     const segs = this.segments.filter((s) => s.dirty && !s.deleted && s.fd !== undefined);
     const dir = this.dirDirty;
     const target = this.appendedLsn;
@@ -787,7 +855,8 @@ export class ResultJournal {
     }
     if (this.stateValue === "closed") return;
     // After a failure only new writes start the next flush, so a failing disk is not retried in a loop.
-    if (this.appendedLsn > target || this.flushWaiters.length > 0 || (!failure && this.dirDirty)) this.scheduleSync();
+    if (this.flushWaiters.length > 0) this.scheduleSync();
+    else if (this.appendedLsn > target || (!failure && this.dirDirty)) this.scheduleDelayedSync();
   }
 }
 

@@ -78,13 +78,33 @@ interface Harness {
   durable: ResultRef[][];
 }
 
-function open(opts: JournalOptions = {}): Harness {
+/** Delayed flushes (JournalOptions.later), fired when the test says their time has come. */
+class Later {
+  private armed: { fn: () => void; ms: number }[] = [];
+  readonly later = (fn: () => void, ms: number) => {
+    const entry = { fn, ms };
+    this.armed.push(entry);
+    return () => {
+      this.armed = this.armed.filter((e) => e !== entry);
+    };
+  };
+  get pending(): number[] {
+    return this.armed.map((e) => e.ms);
+  }
+  fire(): void {
+    const due = this.armed.splice(0);
+    for (const e of due) e.fn();
+  }
+}
+
+/** Flushes at the end of each turn (syncDelayMs 0) unless a test asks for the delay; `later` is driven by hand. */
+function open(opts: JournalOptions = {}, later = new Later()): Harness & { later: Later } {
   const syncer = new HeldSyncer();
   const turns = new Turns();
-  const { journal, recovered } = ResultJournal.open(dir, { syncer, defer: turns.defer, ...opts });
+  const { journal, recovered } = ResultJournal.open(dir, { syncer, defer: turns.defer, syncDelayMs: 0, later: later.later, ...opts });
   const durable: ResultRef[][] = [];
   journal.onDurable((refs) => durable.push(refs));
-  return { journal, recovered, syncer, turns, durable };
+  return { journal, recovered, syncer, turns, durable, later };
 }
 
 /** Ends turns and completes flushes until nothing more is pending; counts flushes from zero again. */
@@ -141,6 +161,69 @@ describe("result journal: append and flush", () => {
     await flushed;
     settle(h);
     expect(h.durable.flat().map((r) => r.taskId)).toEqual(["t-0", "t-1", "t-2", "t-3", "t-4"]);
+  });
+
+  it("with a sync delay, a result waits for its flush until the delay is up, sharing it with those journaled meanwhile", () => {
+    const h = open({ syncDelayMs: 10 });
+    settle(h);
+    h.journal.append(result("t-1"));
+    h.turns.end();
+    expect(h.syncer.started).toBe(0);
+    expect(h.later.pending).toEqual([10]);
+    h.journal.append(result("t-2"));
+    h.turns.end();
+    expect(h.later.pending).toEqual([10]); // still the one delayed flush
+    h.later.fire();
+    expect(h.syncer.started).toBe(1);
+    h.syncer.release();
+    expect(h.durable.map(ids)).toEqual([["t-1", "t-2"]]);
+    expect(h.journal.stats().skippedSyncs).toBe(0);
+  });
+
+  it("skips the flush when the coordinator acknowledged every waiting result first; their records stay in the file", () => {
+    const h = open({ syncDelayMs: 10 });
+    settle(h);
+    h.journal.append(result("t-1"));
+    h.journal.append(result("t-2"));
+    h.journal.ack("t-1", 1);
+    h.journal.ack("t-2", 1);
+    h.turns.end();
+    h.later.fire();
+    expect(h.syncer.started).toBe(0);
+    expect(h.durable).toEqual([]);
+    expect(h.journal.stats().skippedSyncs).toBe(1);
+    // Nothing is live, and the files were written (a kill of the agent loses nothing either way).
+    expect(readJournal(dir).results).toEqual([]);
+    // A result that is not acknowledged in time is flushed, and the acked records before it go to disk with it.
+    h.journal.append(result("t-3"));
+    h.journal.append(result("t-4"));
+    h.journal.ack("t-3", 1);
+    h.turns.end();
+    h.later.fire();
+    expect(h.syncer.started).toBe(1);
+    h.syncer.release();
+    expect(h.durable.map(ids)).toEqual([["t-3", "t-4"]]);
+    expect(ids(readJournal(dir).results)).toEqual(["t-4"]);
+  });
+
+  it("flush() does not wait for the delay, and covers the results an earlier skipped flush left unflushed", async () => {
+    const h = open({ syncDelayMs: 10 });
+    settle(h);
+    h.journal.append(result("t-1"));
+    h.journal.ack("t-1", 1);
+    h.turns.end();
+    h.later.fire();
+    expect(h.syncer.started).toBe(0);
+    const flushed = h.journal.flush();
+    h.turns.end();
+    expect(h.later.pending).toEqual([]);
+    expect(h.syncer.started).toBe(1);
+    h.syncer.release();
+    await flushed;
+  });
+
+  it("refuses a negative sync delay", () => {
+    expect(() => open({ syncDelayMs: -1 })).toThrow(/syncDelayMs must be at least 0/);
   });
 
   it("flushes with the real fdatasync on the thread pool", async () => {
