@@ -331,6 +331,10 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
   // Bounded backfill: after this many tasks in a row that could not be placed, the pass ends. A deep queue of
   // unplaceable work would otherwise be walked on every event; what lies deeper is reached as the head moves.
   let unplacedInARow = 0;
+  // Nodes a HIGH or CRITICAL task found no free slot on in this pass: their ahead queues take nothing more in it.
+  // Otherwise lower-priority work queued ahead would keep every slot taken, and the task would wait until the
+  // backlog behind it was gone; this way those queues drain and it gets the next slot that frees.
+  const aheadClosed = new Set<NodeState>();
 
   for (const t of queue.ordered()) {
     if (openSlots === 0 || unplacedInARow >= opts.maxScan || failedShapes.size >= shapes) break;
@@ -361,7 +365,7 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
             break;
           }
         }
-        const room = candidates.filter((n) => stage.allow(n) && fits(t, n.view, n, ahead));
+        const room = candidates.filter((n) => stage.allow(n) && !(ahead && aheadClosed.has(n)) && fits(t, n.view, n, ahead));
         if (room.length > 0) {
           chosen = choose(room, strategy);
           reason = stage.reason(describe(strategy, chosen)) + (ahead ? "; sent ahead (queued on the agent for its next free slot)" : "");
@@ -373,6 +377,7 @@ export function planPass(queue: QueueWalk, snap: Snapshot, opts: PlanOptions = D
     if (chosen === undefined) {
       // A waiting task's outcome depends on its deadline, which the shape leaves out.
       if (!waiting) failedShapes.add(shape);
+      if (t.rank < AHEAD_FROM_RANK) for (const n of candidates) aheadClosed.add(n);
       continue;
     }
     take(chosen, t);

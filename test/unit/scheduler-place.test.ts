@@ -593,6 +593,23 @@ describe("planPass: dispatch-ahead is used only when no slot is free anywhere", 
     expect(ahead[0].reason).toMatch(/sent ahead/);
   });
 
+  it("while a HIGH or CRITICAL task waits for a slot, lower-priority work is not sent ahead to the nodes it could use", () => {
+    // One slot, taken, and 3 of 4 ahead places used: a NORMAL backlog would keep the node full for as long as it lasts.
+    const full = node("a", "c1", { maxConcurrent: 1, inFlight: 4, ahead: 4 });
+    const other = node("b", "c2", { maxConcurrent: 1, inFlight: 4, ahead: 4 });
+    const clusters = [cluster("c1"), cluster("c2")];
+    expect(place(queueOf(task("n0"), task("n1")), [full], clusters, NOW, OPTS).map((p) => p.taskId)).toEqual(["n0"]);
+    for (const rank of [0, 1]) {
+      const waiting = task(`urgent-${rank}`, { rank, clusterId: "c1" });
+      // The queue drains instead: the urgent task takes the slot that frees first.
+      expect(place(queueOf(waiting, task("n2"), task("n3")), [full], clusters, NOW, OPTS)).toEqual([]);
+      // A node the urgent task cannot use still takes work ahead.
+      expect(place(queueOf(waiting, task("n4", { clusterId: "c2" })), [full, other], clusters, NOW, OPTS).map((p) => p.nodeId)).toEqual(["b"]);
+    }
+    const freed = node("a", "c1", { maxConcurrent: 1, inFlight: 0, ahead: 4 });
+    expect(place(queueOf(task("h", { rank: 1 }), task("n5")), [freed], clusters, NOW, OPTS).map((p) => p.taskId)).toEqual(["h", "n5"]);
+  });
+
   it("CLOUD_FALLBACK goes to a free cloud slot rather than an edge ahead queue; HIGH work is never sent ahead", () => {
     const nodes = [node("edge", "c1", { maxConcurrent: 1, inFlight: 1, ahead: 4 }), node("cloud", "cc", { tier: "cloud" })];
     const clusters = [cluster("c1"), cluster("cc", { tier: "cloud" })];
