@@ -40,8 +40,12 @@ export function execRequestFromDispatch(d: Dispatch): ExecRequest {
     memoryLimitBytes: Number(d.memoryLimitBytes),
     deadline: d.deadline ? timestampMs(d.deadline) : undefined,
     shard: shardStep(d),
+    // The wire's Priority enum is the rank plus one (PRIORITY_CRITICAL = 1); unspecified counts as NORMAL.
+    rank: d.priority >= 1 && d.priority <= 5 ? d.priority - 1 : NORMAL_RANK,
   };
 }
+
+const NORMAL_RANK = 2;
 
 /** The scatter-gather step a shard dispatch asks for; undefined for a whole task. */
 export function shardStep(d: Dispatch): ExecRequest["shard"] {

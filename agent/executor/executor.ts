@@ -204,7 +204,11 @@ class PoolExecutor implements Executor {
     signal.addEventListener("abort", onAbort, { once: true });
     job.unlisten = () => signal.removeEventListener("abort", onAbort);
     if (req.deadline !== undefined) this.armDeadline(job, req.deadline);
-    this.queue.push(job);
+    // In rank order, oldest first within a rank (see ExecRequest.rank).
+    const rank = req.rank ?? 2;
+    let at = this.queue.length;
+    while (at > 0 && (this.queue[at - 1].req.rank ?? 2) > rank) at--;
+    this.queue.splice(at, 0, job);
     this.pump();
     return promise;
   }

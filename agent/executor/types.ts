@@ -24,6 +24,11 @@ export interface ExecRequest {
   deadline?: number;
   /** Set when the attempt is one step of a sharded (DISTRIBUTED / HYBRID) task: which protocol step to run. */
   shard?: ShardStep;
+  /**
+   * The task's priority rank, 0 (CRITICAL) to 4 (BACKGROUND): queued attempts start in rank order, oldest first
+   * within a rank, so urgent work never waits behind queued less urgent work. Undefined: NORMAL (2).
+   */
+  rank?: number;
 }
 
 /**

@@ -4,7 +4,7 @@ import { durationMs, timestampFromMs, timestampMs, ValueSchema } from "@bufbuild
 import { describe, expect, it } from "vitest";
 import { DispatchSchema, ShardPhase, TaskResultSchema } from "../../gen/edgeplane/v1/agent_pb.js";
 import { readValueField } from "../../lib/value-wire.js";
-import { AttemptOutcome, NumericSeriesSchema, Tier } from "../../gen/edgeplane/v1/types_pb.js";
+import { AttemptOutcome, NumericSeriesSchema, Priority, Tier } from "../../gen/edgeplane/v1/types_pb.js";
 import { batchMessage, execRequestFromDispatch, heartbeatMessage, refusedResult, registerMessage, taskResultFromExec } from "../../agent/convert.js";
 import type { ExecResult } from "../../agent/executor/types.js";
 
@@ -12,7 +12,7 @@ const cap = { totalCpuMillis: 2000, totalMemoryBytes: 8e9, freeCpuMillis: 1500, 
 const times = { processingMs: 12.5, peakMemoryBytes: 1048576.4, startedAt: 1_700_000_000_000, finishedAt: 1_700_000_000_013 };
 
 describe("Dispatch → executor request", () => {
-  it("carries input, series, memory limit and deadline", () => {
+  it("carries input, series, memory limit, deadline and priority rank", () => {
     const d = create(DispatchSchema, {
       taskId: "t-1",
       attempt: 3,
@@ -21,6 +21,7 @@ describe("Dispatch → executor request", () => {
       series: create(NumericSeriesSchema, { values: [1.5, 2.5], timestamps: [10n, 20n] }),
       memoryLimitBytes: 64n * 1024n * 1024n,
       deadline: timestampFromMs(1_700_000_000_123),
+      priority: Priority.LOW,
     });
     expect(execRequestFromDispatch(d)).toEqual({
       taskId: "t-1",
@@ -31,7 +32,11 @@ describe("Dispatch → executor request", () => {
       memoryLimitBytes: 64 * 1024 * 1024,
       deadline: 1_700_000_000_123,
       shard: undefined,
+      rank: 3,
     });
+    // No priority on the wire: NORMAL.
+    expect(execRequestFromDispatch(create(DispatchSchema, { taskId: "t-1", attempt: 1, handler: "stats" })).rank).toBe(2);
+    expect(execRequestFromDispatch(create(DispatchSchema, { taskId: "t-1", attempt: 1, handler: "stats", priority: Priority.CRITICAL })).rank).toBe(0);
   });
 
   it("leaves out what the dispatch does not have (no input, an empty series, no deadline)", () => {

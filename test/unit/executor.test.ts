@@ -255,6 +255,29 @@ describe("executor: pool", () => {
     expect(ex.running()).toBe(0);
   });
 
+  it("starts queued attempts in priority order (oldest first within a priority), so urgent work skips the queue", async () => {
+    const ex = await executor({ size: 1 });
+    const g = gates(4);
+    // Slot 0 runs; 1 (LOW) and 2 (NORMAL) queue; 3 (CRITICAL) arrives last and goes first.
+    const results = [
+      ex.run(req("gate", g.input(0), { rank: 2 }), noSignal),
+      ex.run(req("gate", g.input(1), { rank: 3 }), noSignal),
+      ex.run(req("gate", g.input(2)), noSignal),
+      ex.run(req("gate", g.input(3), { rank: 0 }), noSignal),
+    ];
+    await waitUntil(() => g.isStarted(0));
+    g.release(0);
+    await waitUntil(() => g.isStarted(3));
+    expect([g.isStarted(1), g.isStarted(2)]).toEqual([false, false]);
+    g.release(3);
+    await waitUntil(() => g.isStarted(2));
+    expect(g.isStarted(1)).toBe(false);
+    g.release(2);
+    await waitUntil(() => g.isStarted(1));
+    g.release(1);
+    expect((await Promise.all(results)).map(expectCompleted)).toEqual([0, 1, 2, 3].map((slot) => ({ slot })));
+  });
+
   it("reuses warm workers, one set per memory class", async () => {
     const ex = await executor({ size: 1 });
     const a1 = await whoami(ex, 64 * MIB);
