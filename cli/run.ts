@@ -125,6 +125,12 @@ const COORDINATOR_FLAGS: { [K in keyof CoordinatorConfig]-?: FlagSpec<Coordinato
     parse: (t) => parseInteger(t, 0),
     show: String,
   },
+  dispatchAheadMs: {
+    flags: "--dispatch-ahead-time <duration>",
+    help: "at most as many attempts ahead as a node's slots get through in this time at the recent mean processing time (0 = no bound in time)",
+    parse: parseDuration,
+    show: formatMs,
+  },
   logLevel: { flags: "--log-level <level>", help: "log level", parse: (t) => t, show: String },
   // Security (coordinator/security/; docs/security.md).
   insecure: {

@@ -60,10 +60,20 @@ export interface CoordinatorConfig {
    * Attempts a node is sent beyond its slots (its agent's --workers), waiting on the agent for a slot: a slot that
    * frees starts its next task at once instead of after the coordinator's round trip and commit. It commits that
    * many tasks to a node early (a node that frees up sooner elsewhere cannot take them); only NORMAL and lower work
-   * is sent ahead (CRITICAL and HIGH work waits for a free slot). 0 = never. Default 4 (measured: one-slot agents
-   * completing small tasks 2.7x faster than with 0 on this project's 2-core benchmark machine).
+   * is sent ahead (CRITICAL and HIGH work waits for a free slot). 0 = never. Default 8, bounded by time with
+   * dispatchAheadMs. Measured on this project's 2-core benchmark machine with one-slot agents and small tasks
+   * (bench/RESULTS.md): 4 ahead completed 2.7x more than 0; 8 ahead 1,800 tasks/s against 1,374 with 4, the
+   * CRITICAL wait behind a LOW backlog about the same (p99 28 against 29 ms); 16 and 32 ahead about 2,000 tasks/s
+   * but a CRITICAL wait p99 of 43–80 ms (the coordinator's turns grow with the batches).
    */
   dispatchAhead: number;
+  /**
+   * Bounds dispatch-ahead by time: a node holds at most as many attempts beyond its slots as its slots complete in
+   * this many ms at the recent mean processing time (at least 1, at most dispatchAhead), so small tasks get a deep
+   * queue and long ones a short one, and a HIGH or CRITICAL task waiting behind a node's queue waits about this long.
+   * 0 = no bound in time (dispatchAhead alone). Default 20 ms.
+   */
+  dispatchAheadMs: number;
   /** pino log level. Default `info`. */
   logLevel: string;
   // --- security (coordinator/security/) ---
@@ -119,7 +129,8 @@ export const DEFAULT_COORDINATOR_CONFIG: Readonly<CoordinatorConfig> = Object.fr
   splitPointsPerCoreMs: 10_000,
   splitShardOverheadMs: 15,
   maxCallsPerConnection: 1000,
-  dispatchAhead: 4,
+  dispatchAhead: 8,
+  dispatchAheadMs: 20,
   logLevel: "info",
   insecure: false,
   caCert: "",
@@ -165,6 +176,7 @@ export function resolveCoordinatorConfig(partial: Partial<CoordinatorConfig>): C
   if (!(c.disconnectWindowMs >= 0)) throw new Error(`coordinator option disconnectWindowMs must be >= 0`);
   if (c.drainGraceMs < 0) throw new Error(`coordinator option drainGraceMs must be >= 0`);
   if (!Number.isInteger(c.maxShards)) throw new Error(`coordinator option maxShards must be a whole number, got ${c.maxShards}`);
+  if (!(c.dispatchAheadMs >= 0)) throw new Error(`coordinator option dispatchAheadMs must be at least 0, got ${c.dispatchAheadMs}`);
   if (!(c.dispatchAhead >= 0) || !Number.isInteger(c.dispatchAhead))
     throw new Error(`coordinator option dispatchAhead must be a whole number >= 0, got ${c.dispatchAhead}`);
   if (!(c.splitShardOverheadMs >= 0)) throw new Error(`coordinator option splitShardOverheadMs must be >= 0`);

@@ -73,6 +73,7 @@ export async function startCoordinator(partial: Partial<CoordinatorConfig>, logg
       disconnectWindowMs: config.disconnectWindowMs,
       heartbeatTimeoutMs: config.heartbeatIntervalMs * config.heartbeatMissLimit,
       dispatchAhead: config.dispatchAhead,
+      dispatchAheadMs: config.dispatchAheadMs,
       sweepIntervalMs: Math.min(config.heartbeatIntervalMs, Math.max(50, config.disconnectWindowMs || 50)),
       split: { maxShards: config.maxShards, pointsPerCoreMs: config.splitPointsPerCoreMs, shardOverheadMs: config.splitShardOverheadMs },
     },

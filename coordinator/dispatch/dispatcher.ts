@@ -17,6 +17,13 @@ import { DueTimers } from "./due-timers.js";
 import type { AgentSession } from "./session.js";
 import { fleetSnapshot } from "./snapshot.js";
 
+/** Dispatch-ahead until the first result tells how long attempts take (DispatcherOptions.dispatchAheadMs). */
+const AHEAD_BEFORE_ANY_RESULT = 4;
+/** Weight of the newest result in the mean processing time. */
+const PROCESSING_EWMA = 0.05;
+/** Processing times are counted as at least this (an agent's own per-attempt work): tiny tasks do not divide by 0. */
+const MIN_PROCESSING_MS = 0.05;
+
 export interface DispatcherOptions {
   /** A cluster whose share of healthy nodes is below this takes no new work. */
   healthThreshold: number;
@@ -35,6 +42,13 @@ export interface DispatcherOptions {
    * the coordinator's round trip and commit). Default 0.
    */
   dispatchAhead?: number;
+  /**
+   * Caps dispatch-ahead by time: a node is sent at most as many attempts beyond its slots as its slots get through in
+   * this many ms at the recent mean processing time (at least one, at most `dispatchAhead`), so a node never holds
+   * more queued work than that and a HIGH or CRITICAL task behind it waits about this long at most. Until a result
+   * has been seen, at most 4. Undefined or 0: `dispatchAhead` alone.
+   */
+  dispatchAheadMs?: number;
   /** Shard sizing for DISTRIBUTED / HYBRID tasks (distributed/plan.ts has the defaults). */
   split?: Partial<Omit<SplitPlanOptions, "healthThreshold">>;
 }
@@ -67,6 +81,8 @@ export class Dispatcher {
   private readonly opts: DispatcherOptions;
   /** Epoch ms of the armed wake-up (retry backoff ending, a CLOUD_FALLBACK recheck). */
   private wakeAt = Infinity;
+  /** Recent mean processing time of an attempt, in ms (exponentially weighted); undefined until a result is in. */
+  private meanProcessingMs: number | undefined;
   private kickPending = false;
   private stopSweep: (() => void) | undefined;
   private closed = false;
@@ -214,6 +230,10 @@ export class Dispatcher {
 
   private applyResult(nodeId: string, report: AttemptReport): void {
     this.nodes.release(nodeId, report.taskId, report.attempt);
+    if (Number.isFinite(report.processingMs) && report.processingMs >= 0) {
+      const ms = Math.max(report.processingMs, MIN_PROCESSING_MS);
+      this.meanProcessingMs = this.meanProcessingMs === undefined ? ms : this.meanProcessingMs + (ms - this.meanProcessingMs) * PROCESSING_EWMA;
+    }
     const v = this.tasks.report(report);
     if (v.type === "stale") {
       this.log.info({ node: nodeId, task: report.taskId, attempt: report.attempt, reason: v.reason }, "ignoring result of superseded attempt");
@@ -343,6 +363,15 @@ export class Dispatcher {
     });
   }
 
+  /** Attempts a node with `slots` slots may hold beyond them now (DispatcherOptions.dispatchAhead, dispatchAheadMs). */
+  aheadFor(slots: number): number {
+    const cap = this.opts.dispatchAhead ?? 0;
+    const budget = this.opts.dispatchAheadMs ?? 0;
+    if (cap === 0 || !(budget > 0)) return cap;
+    if (this.meanProcessingMs === undefined) return Math.min(cap, AHEAD_BEFORE_ANY_RESULT);
+    return Math.max(1, Math.min(cap, Math.floor((budget * Math.max(1, slots)) / this.meanProcessingMs)));
+  }
+
   /** One placement pass: the pure planner decides, this applies its plan. */
   pass(): void {
     if (this.closed) return;
@@ -352,7 +381,12 @@ export class Dispatcher {
     const now = this.clock.wall();
     const plan = planPass(
       this.queue,
-      fleetSnapshot(this.nodes, (id) => this.sessions.has(id), now, this.opts.dispatchAhead ?? 0),
+      fleetSnapshot(
+        this.nodes,
+        (id) => this.sessions.has(id),
+        now,
+        (n) => this.aheadFor(n.maxConcurrent),
+      ),
       {
         healthThreshold: this.opts.healthThreshold,
         maxScan: this.opts.maxScan ?? 1000,

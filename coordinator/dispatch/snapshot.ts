@@ -48,9 +48,15 @@ export function nodeView(nodes: NodeRegistry, n: NodeRecord, now: number, ahead 
 }
 
 /** Ready nodes whose agent has a stream open (`connected`), and every cluster. */
-export function fleetSnapshot(nodes: NodeRegistry, connected: (nodeId: string) => boolean, now: number, ahead = 0): Snapshot {
+export function fleetSnapshot(
+  nodes: NodeRegistry,
+  connected: (nodeId: string) => boolean,
+  now: number,
+  ahead: number | ((n: NodeRecord) => number) = 0,
+): Snapshot {
   const views: NodeView[] = [];
-  for (const n of nodes.listNodes()) if (n.state === "ready" && connected(n.id)) views.push(nodeView(nodes, n, now, ahead));
+  for (const n of nodes.listNodes())
+    if (n.state === "ready" && connected(n.id)) views.push(nodeView(nodes, n, now, typeof ahead === "number" ? ahead : ahead(n)));
   return {
     now,
     nodes: views,

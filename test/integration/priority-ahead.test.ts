@@ -17,7 +17,8 @@ describe("priority with dispatch-ahead", () => {
     "a %s task behind 100 NORMAL 50 ms tasks on a one-slot agent runs while most of them still wait",
     async (_name, priority) => {
       fleet = new Fleet();
-      await fleet.startCoordinator(); // --dispatch-ahead 4, the default
+      // Four attempts ahead whatever their length (no bound in time): the agent's queue is never empty.
+      await fleet.startCoordinator(["--dispatch-ahead", "4", "--dispatch-ahead-time", "0"]);
       await fleet.startAgent("site-a", ["--workers", "1", "--devices", "sensor-1", "--handlers", join(ROOT, "test/fixtures/handlers")]);
       const normal = Array.from({ length: 100 }, () => submitRequest({ handler: "busy", input: { ms: 50 }, deviceId: "sensor-1" }));
       await fleet.clients.tasks.submitTasks({ tasks: normal });

@@ -332,3 +332,41 @@ describe("deadlines", () => {
     expect(h.task(id).state).toBe("succeeded");
   });
 });
+
+describe("dispatch-ahead bounded by time", () => {
+  const report = (h: DispatchHarness, id: string, processingMs: number) => h.report("n1", id, { processingMs });
+
+  it("a node is sent as many attempts ahead as its slots get through in dispatchAheadMs, at least one, at most dispatchAhead", async () => {
+    const h = new DispatchHarness({ dispatchAhead: 8, dispatchAheadMs: 20 });
+    h.connect("n1", { maxConcurrent: 1 });
+    // Before any result: at most 4 ahead.
+    expect(h.dispatcher.aheadFor(1)).toBe(4);
+    const ids = Array.from({ length: 20 }, () => h.submit());
+    await h.settle();
+    expect(h.dispatched("n1")).toEqual(ids.slice(0, 5));
+    // Results of 10 ms each: 20 ms of queued work is 2 attempts per slot.
+    for (const id of ids.slice(0, 5)) report(h, id, 10);
+    await h.settle();
+    expect(h.dispatcher.aheadFor(1)).toBe(2);
+    expect(h.dispatcher.aheadFor(4)).toBe(8);
+    expect(h.dispatched("n1")).toEqual(ids.slice(0, 8)); // one running and two ahead
+    // Long attempts still leave one ahead; tiny ones are capped at dispatchAhead.
+    const long = new DispatchHarness({ dispatchAhead: 8, dispatchAheadMs: 20 });
+    long.connect("n1", { maxConcurrent: 1 });
+    const [a] = [long.submit()];
+    await long.settle();
+    long.report("n1", a, { processingMs: 5_000 });
+    expect(long.dispatcher.aheadFor(1)).toBe(1);
+    const tiny = new DispatchHarness({ dispatchAhead: 8, dispatchAheadMs: 20 });
+    tiny.connect("n1", { maxConcurrent: 1 });
+    const b = tiny.submit();
+    await tiny.settle();
+    tiny.report("n1", b, { processingMs: 0 });
+    expect(tiny.dispatcher.aheadFor(1)).toBe(8);
+  });
+
+  it("without dispatchAheadMs the count alone applies", () => {
+    expect(new DispatchHarness({ dispatchAhead: 3 }).dispatcher.aheadFor(1)).toBe(3);
+    expect(new DispatchHarness({ dispatchAhead: 0, dispatchAheadMs: 20 }).dispatcher.aheadFor(1)).toBe(0);
+  });
+});
