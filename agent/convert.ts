@@ -20,6 +20,7 @@ import { durationFromMillis } from "../lib/duration.js";
 import { encodeValueField, readValueField, setValueField } from "../lib/value-wire.js";
 import type { Capacity } from "./capacity.js";
 import type { ExecRequest, ExecResult } from "./executor/types.js";
+import { NORMAL_RANK } from "./executor/types.js";
 
 /** A (task, attempt) pair as the stream names it. */
 export interface AttemptRef {
@@ -44,8 +45,6 @@ export function execRequestFromDispatch(d: Dispatch): ExecRequest {
     rank: d.priority >= 1 && d.priority <= 5 ? d.priority - 1 : NORMAL_RANK,
   };
 }
-
-const NORMAL_RANK = 2;
 
 /** The scatter-gather step a shard dispatch asks for; undefined for a whole task. */
 export function shardStep(d: Dispatch): ExecRequest["shard"] {

@@ -13,6 +13,7 @@ import { DEFAULT_MEMORY_LIMIT_BYTES, estimateInputBytes, memoryClassMb, MIB, nor
 import type { AbortKind, ResultMessage, RunMessage } from "./protocol.js";
 import { isolateMemoryInUse, startTask } from "./task-runner.js";
 import type { ExecRequest, ExecResult, Executor, ExecutorLogger, ExecutorOptions } from "./types.js";
+import { NORMAL_RANK } from "./types.js";
 import { type SlotExit, WorkerSlot } from "./worker-slot.js";
 
 export type { ExecRequest, ExecResult, Executor, ExecutorLogger, ExecutorOptions } from "./types.js";
@@ -205,9 +206,9 @@ class PoolExecutor implements Executor {
     job.unlisten = () => signal.removeEventListener("abort", onAbort);
     if (req.deadline !== undefined) this.armDeadline(job, req.deadline);
     // In rank order, oldest first within a rank (see ExecRequest.rank).
-    const rank = req.rank ?? 2;
+    const rank = req.rank ?? NORMAL_RANK;
     let at = this.queue.length;
-    while (at > 0 && (this.queue[at - 1].req.rank ?? 2) > rank) at--;
+    while (at > 0 && (this.queue[at - 1].req.rank ?? NORMAL_RANK) > rank) at--;
     this.queue.splice(at, 0, job);
     this.pump();
     return promise;

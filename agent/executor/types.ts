@@ -31,6 +31,9 @@ export interface ExecRequest {
   rank?: number;
 }
 
+/** ExecRequest.rank of NORMAL, the rank of an attempt that gives none. */
+export const NORMAL_RANK = 2;
+
 /**
  * A scatter-gather step (lib/analytics/types.ts): `prepare` runs handler.prepare(input, ctx, round, global),
  * `partial` handler.runPartial(input, ctx, global) (run when there is none), `merge` handler.merge(input.partials,
