@@ -1,5 +1,6 @@
 // Preemption planning for a CRITICAL task that fits nowhere: which running LOW/BACKGROUND attempts on one node to
-// move so it fits (rules.ts decides "fits"); attempts queued ahead on the node's agent are not moved (see below). Pure: no I/O, no timers; the dispatcher carries the plan out.
+// move so it fits (rules.ts decides "fits"); attempts queued ahead on the node's agent are not moved (see below).
+// Pure: no I/O, no timers; the dispatcher carries the plan out.
 import type { QueuedTask } from "./queue.js";
 import { fits, type Capacity, type NodeTraits } from "./rules.js";
 
@@ -41,8 +42,8 @@ export function planPreemption(task: QueuedTask, candidates: readonly Preemption
     // order: the CRITICAL task goes before them, so they hold no slot it needs and are left alone. The youngest are
     // the queued ones (the agent starts its queue oldest first within a priority).
     const byAge = [...running].sort((a, b) => a.dispatchedAt - b.dispatchedAt);
-    const queued = byAge.slice(Math.max(0, node.maxConcurrent), byAge.length);
-    const holding = byAge.slice(0, Math.max(0, node.maxConcurrent));
+    const holding = byAge.slice(0, node.maxConcurrent);
+    const queued = byAge.slice(node.maxConcurrent);
     const victims = holding.filter((r) => r.rank >= PREEMPTIBLE_FROM_RANK).sort((a, b) => b.rank - a.rank || b.dispatchedAt - a.dispatchedAt);
     const after: Capacity = { ...room };
     for (const q of queued) {
