@@ -124,9 +124,6 @@ export async function alternateRuns(
         onCompletion: log.add,
         callTimeoutMs: o.callTimeoutMs,
       };
-      const busy0 = machineBusySeconds(),
-        client0 = process.cpuUsage(),
-        t0 = performance.now();
       let sys: SystemRun | undefined;
       let m: Measured = { rows: [], checks: [], failures: [], notes: [], headline: Number.NaN };
       let title: string = SYSTEM_SHORT[system];
@@ -136,7 +133,12 @@ export async function alternateRuns(
             ? await openEdgeplane(ctx, opts, system === "edgeplane-insecure")
             : await openBullmq(ctx, system, opts);
         title = sys.title;
-        const cpu0 = sys.cpuSeconds();
+        // Every reading starts once the system is up: its start-up (spawning, TLS, enrolment, connecting) is not the
+        // run's, and counting it on one side only showed as "other processes".
+        const cpu0 = sys.cpuSeconds(),
+          busy0 = machineBusySeconds(),
+          client0 = process.cpuUsage(),
+          t0 = performance.now();
         m = await measure(sys, log, round);
         m.failures.push(...(await sys.verify(log.ok)));
         if (log.duplicates > 0) m.failures.push(`the completion stream reported ${log.duplicates} task(s) terminal more than once`);
