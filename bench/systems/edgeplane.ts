@@ -50,6 +50,8 @@ class EdgeplaneRun implements SystemRun {
   private readonly stop = new AbortController();
   private readonly timelines: Timeline[] = [];
   private readonly dispatched = new Map<string, number>();
+  /** When the coordinator created each completed task (its createdAt, epoch ms). */
+  private readonly created = new Map<string, number>();
   private problem: string | undefined;
   private watching: Promise<void> | undefined;
   private readonly deliver: (c: Completion) => void;
@@ -145,6 +147,7 @@ class EdgeplaneRun implements SystemRun {
   private completion(t: Task, at: number, seenAt: number): Completion {
     const first = t.attempts[0]?.dispatchedAt;
     if (first) this.dispatched.set(t.id, timestampMs(first));
+    if (t.createdAt) this.created.set(t.id, timestampMs(t.createdAt));
     const tl = timelineOf(t, seenAt);
     if (tl) this.timelines.push(tl);
     if (t.state !== TaskState.SUCCEEDED) return { id: t.id, at, ok: false, problem: describeFailure(t) };
@@ -177,6 +180,15 @@ class EdgeplaneRun implements SystemRun {
     const out = new Map<string, number>();
     for (const id of ids) {
       const at = this.dispatched.get(id);
+      if (at !== undefined) out.set(id, at);
+    }
+    return out;
+  }
+
+  async receivedTimes(ids: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const id of ids) {
+      const at = this.created.get(id);
       if (at !== undefined) out.set(id, at);
     }
     return out;

@@ -71,6 +71,11 @@ export interface SystemRun {
   submitBatch(orders: readonly Order[], lane: number, signal: AbortSignal): Promise<BatchResult>;
   /** When each task was handed to a worker (epoch ms: edgeplane attempt 1's dispatchedAt, BullMQ processedOn). */
   dispatchTimes(ids: readonly string[]): Promise<Map<string, number>>;
+  /**
+   * When the system itself took each submission in (epoch ms, its own clock): edgeplane's createdAt, stamped by the
+   * coordinator's handler. Absent where only the client stamps it (BullMQ's job timestamp is set by the client).
+   */
+  receivedTimes?(ids: readonly string[]): Promise<Map<string, number>>;
   /** Problems of the completion stream (ended early, errored); undefined while healthy. */
   streamProblem(): string | undefined;
   /** After the run: the system's own counters agree that `succeeded` tasks of this run succeeded; problems found. */
