@@ -232,7 +232,7 @@ class BullmqRun implements SystemRun {
     return { ids: jobs.map((j) => (j.id ? j.id : (rejected.push("addBulk returned a job without an id"), undefined))), rejected };
   }
 
-  async dispatchTimes(ids: readonly string[]): Promise<Map<string, number>> {
+  async startTimes(ids: readonly string[]): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     for (const id of ids) {
       const job = await Job.fromId(this.admin!, id);

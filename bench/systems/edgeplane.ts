@@ -49,9 +49,8 @@ class EdgeplaneRun implements SystemRun {
   private readonly lanes: EdgeplaneClients[];
   private readonly stop = new AbortController();
   private readonly timelines: Timeline[] = [];
-  private readonly dispatched = new Map<string, number>();
-  /** When the coordinator created each completed task (its createdAt, epoch ms). */
-  private readonly created = new Map<string, number>();
+  /** Per completed task (epoch ms): createdAt, and attempt 1's dispatchedAt and startedAt. */
+  private readonly stamps = new Map<string, { received: number; dispatched: number; started: number }>();
   private problem: string | undefined;
   private watching: Promise<void> | undefined;
   private readonly deliver: (c: Completion) => void;
@@ -145,9 +144,9 @@ class EdgeplaneRun implements SystemRun {
   }
 
   private completion(t: Task, at: number, seenAt: number): Completion {
-    const first = t.attempts[0]?.dispatchedAt;
-    if (first) this.dispatched.set(t.id, timestampMs(first));
-    if (t.createdAt) this.created.set(t.id, timestampMs(t.createdAt));
+    const first = t.attempts[0];
+    if (first?.dispatchedAt && first.startedAt && t.createdAt)
+      this.stamps.set(t.id, { received: timestampMs(t.createdAt), dispatched: timestampMs(first.dispatchedAt), started: timestampMs(first.startedAt) });
     const tl = timelineOf(t, seenAt);
     if (tl) this.timelines.push(tl);
     if (t.state !== TaskState.SUCCEEDED) return { id: t.id, at, ok: false, problem: describeFailure(t) };
@@ -176,20 +175,20 @@ class EdgeplaneRun implements SystemRun {
     return { ids, rejected };
   }
 
-  async dispatchTimes(ids: readonly string[]): Promise<Map<string, number>> {
+  async startTimes(ids: readonly string[]): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     for (const id of ids) {
-      const at = this.dispatched.get(id);
+      const at = this.stamps.get(id)?.started;
       if (at !== undefined) out.set(id, at);
     }
     return out;
   }
 
-  async receivedTimes(ids: readonly string[]): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
+  async stageTimes(ids: readonly string[]): Promise<Map<string, { received: number; dispatched: number }>> {
+    const out = new Map<string, { received: number; dispatched: number }>();
     for (const id of ids) {
-      const at = this.created.get(id);
-      if (at !== undefined) out.set(id, at);
+      const s = this.stamps.get(id);
+      if (s) out.set(id, { received: s.received, dispatched: s.dispatched });
     }
     return out;
   }

@@ -69,13 +69,17 @@ export interface SystemRun {
   readonly title: string;
   submitOne(o: Order, lane: number, signal: AbortSignal): Promise<string>;
   submitBatch(orders: readonly Order[], lane: number, signal: AbortSignal): Promise<BatchResult>;
-  /** When each task was handed to a worker (epoch ms: edgeplane attempt 1's dispatchedAt, BullMQ processedOn). */
-  dispatchTimes(ids: readonly string[]): Promise<Map<string, number>>;
   /**
-   * When the system itself took each submission in (epoch ms, its own clock): edgeplane's createdAt, stamped by the
-   * coordinator's handler. Absent where only the client stamps it (BullMQ's job timestamp is set by the client).
+   * When each task was handed to a worker and began (epoch ms: edgeplane attempt 1's startedAt, stamped by the
+   * agent as the handler starts; BullMQ's processedOn, stamped as a worker takes the job).
    */
-  receivedTimes?(ids: readonly string[]): Promise<Map<string, number>>;
+  startTimes(ids: readonly string[]): Promise<Map<string, number>>;
+  /**
+   * The steps before the start, where the system stamps them itself (epoch ms): edgeplane's createdAt (the
+   * coordinator's handler took the request) and attempt 1's dispatchedAt (the scheduler placed it). Absent for
+   * BullMQ, whose job timestamp is set by the client.
+   */
+  stageTimes?(ids: readonly string[]): Promise<Map<string, { received: number; dispatched: number }>>;
   /** Problems of the completion stream (ended early, errored); undefined while healthy. */
   streamProblem(): string | undefined;
   /** After the run: the system's own counters agree that `succeeded` tasks of this run succeeded; problems found. */
