@@ -28,7 +28,8 @@ const dispatch = (id: string, priority: Priority): OutboundMessage => ({
 async function batches(s: AgentSession): Promise<string[][]> {
   s.outbox.close();
   const out: string[][] = [];
-  for await (const b of s.outbox) out.push(b.map((m) => (m.type === "dispatch" ? `dispatch ${m.task.id}` : m.type === "cancel" ? `cancel ${m.taskId}` : m.type)));
+  for await (const b of s.outbox)
+    out.push(b.map((m) => (m.type === "dispatch" ? `dispatch ${m.task.id}` : m.type === "cancel" ? `cancel ${m.taskId}` : m.type)));
   return out;
 }
 
