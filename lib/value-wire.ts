@@ -420,6 +420,41 @@ export function keepValueBytes(msg: object, field: DescField, payload: Uint8Arra
   (m.$unknown ??= []).push({ no: field.number, wireType: WireType.LengthDelimited, data });
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Known encodings.
+
+/**
+ * The bytes (field data: length prefix and payload) that JSON values were decoded from, kept while the value lives,
+ * so that sending it again (a dispatch, a watch update) or storing it (the task store keeps Value bytes, not JSON
+ * text) needs no encoding: equal to the JSON by construction, as the JSON is what they decoded to. Only objects and
+ * arrays (a WeakMap key), and only up to REMEMBER_BYTES, which would otherwise double what memory holds of a big
+ * input.
+ */
+const known = new WeakMap<object, Uint8Array>();
+const REMEMBER_BYTES = 64 * 1024;
+
+/** Records that `json` is what the field data `data` decodes to; returns `json`. */
+export function rememberValueField<T extends JsonValue | undefined>(json: T, data: Uint8Array | undefined): T {
+  if (data && typeof json === "object" && json !== null && data.length <= REMEMBER_BYTES) known.set(json, data);
+  return json;
+}
+
+/** The field data `json` was decoded from, while known (see rememberValueField). */
+export function knownValueField(json: unknown): Uint8Array | undefined {
+  return typeof json === "object" && json !== null ? known.get(json) : undefined;
+}
+
+/**
+ * The encoded google.protobuf.Value `json` was decoded from (payload, no length prefix), in a buffer of its own (so
+ * that posting it to a worker copies only these bytes), while known; else undefined.
+ */
+export function knownValuePayload(json: unknown): Uint8Array | undefined {
+  const data = knownValueField(json);
+  if (!data) return undefined;
+  const len = readLen(data);
+  return data.slice(len.next, len.next + len.value);
+}
+
 /** The field data (length prefix and payload) of a Value field that arrived as exactly one piece of bytes. */
 export function valueFieldData(msg: object, field: DescField): Uint8Array | undefined {
   const unknown = (msg as WithUnknown).$unknown;

@@ -3,7 +3,7 @@
 import { durationFromMillis, durationToMillis } from "../../lib/duration.js";
 import { create, type DescField } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { readValueField, setValueField, valueFieldData, valueFieldSize } from "../../lib/value-wire.js";
+import { knownValueField, readValueField, rememberValueField, setValueField, valueFieldData, valueFieldSize } from "../../lib/value-wire.js";
 import {
   AttemptOutcome as PbOutcome,
   NodeState as PbNodeState,
@@ -158,25 +158,16 @@ export function inputSize(spec: PbTaskSpec): number {
 }
 
 /**
- * The bytes each JSON input (and output) came in as, kept while it lives in memory, so a dispatch (or a watch
- * update) sends them without encoding the JSON again; equal to the JSON by construction. Inputs and outputs are
- * read once (lib/value-wire.ts) and the JSON is what the store, the scheduler and the distributed merge use.
+ * Inputs and outputs are read once (lib/value-wire.ts) and the JSON is what the store, the scheduler and the
+ * distributed merge use; the bytes each came in as are remembered with it (rememberValueField), so a dispatch or a
+ * watch update sends them, and the store writes them, without encoding the JSON again.
  */
-const arrived = new WeakMap<object, Uint8Array>();
-/** Bigger ones are not kept: they would double what memory holds of a big input. */
-const REMEMBER_BYTES = 64 * 1024;
-
 function remembered(json: JsonValue | undefined, msg: object, field: DescField): JsonValue | undefined {
-  if (typeof json === "object" && json !== null) {
-    const data = valueFieldData(msg, field);
-    if (data && data.length <= REMEMBER_BYTES) arrived.set(json, data);
-  }
-  return json;
+  return rememberValueField(json, valueFieldData(msg, field));
 }
 
 /** What to send for a JSON value: the bytes it arrived as when still known, else the value. */
-const wireValue = (json: JsonValue | undefined): JsonValue | Uint8Array | undefined =>
-  (typeof json === "object" && json !== null ? arrived.get(json) : undefined) ?? json;
+const wireValue = (json: JsonValue | undefined): JsonValue | Uint8Array | undefined => knownValueField(json) ?? json;
 
 function inputFromPb(spec: PbTaskSpec, field: string): JsonValue | undefined {
   let json: JsonValue | undefined;

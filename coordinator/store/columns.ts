@@ -1,11 +1,12 @@
-// Which record fields have a column of their own in schema version 3, and of what kind: shared by the row codec
+// Which record fields have a column of their own in schema version 3 (and 4), and of what kind: shared by the row codec
 // (main thread) and the commit worker (which builds its SQL from these names). Pure data: no database access.
 
 /** A value bound to or read from SQLite. */
 export type SqlValue = string | number | null | Uint8Array;
 
 /**
- * How a field's value is held in its column. text/num/bool: as is (bool as 0/1); json: JSON.stringify;
+ * How a field's value is held in its column. text/num/bool: as is (bool as 0/1); json: JSON.stringify, or (schema
+ * version 4) a BLOB of the google.protobuf.Value bytes the value arrived as, when the coordinator has them;
  * marked-json: JSON that keeps undefined apart from missing keys at any depth (marked-json.ts).
  */
 export type FieldKind = "text" | "num" | "bool" | "json" | "marked-json";
@@ -75,5 +76,5 @@ export const ATTEMPT_COLUMNS: readonly string[] = ["task_id", "idx", ...ATTEMPT_
 /** Columns an UPDATE of `tasks` may set (the commit worker refuses any other name). */
 export const UPDATABLE_TASK_COLUMNS: ReadonlySet<string> = new Set(TASK_COLUMNS.filter((c) => c !== "id"));
 
-export const SPEC_ROW_COLUMNS = ["id", "spec", "series_values", "series_timestamps"] as const;
+export const SPEC_ROW_COLUMNS = ["id", "spec", "series_values", "series_timestamps", "input"] as const;
 export const CLUSTER_COLUMNS = ["id", "tier", "labels", "declared", "created_at"] as const;

@@ -30,8 +30,17 @@ const upsert = (table: string, cols: readonly string[], key: readonly string[]) 
     .map((c) => `${c} = excluded.${c}`)
     .join(", ");
 
-/** A Uint8Array (a view of shared memory, from the main thread) as the Buffer better-sqlite3 binds as a BLOB. */
+/**
+ * A Uint8Array (a series in shared memory, or Value bytes, from the main thread: a Buffer arrives as a plain
+ * Uint8Array) as the Buffer better-sqlite3 binds as a BLOB.
+ */
 const blob = (v: SqlValue): SqlValue => (v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v);
+
+/** The row with its BLOBs as Buffers, in place (rows come fresh from structured clone). */
+function blobs(row: SqlValue[]): SqlValue[] {
+  for (let i = 0; i < row.length; i++) if (row[i] instanceof Uint8Array) row[i] = blob(row[i]);
+  return row;
+}
 
 function bytesOf(vals: readonly SqlValue[]): number {
   let n = 0;
@@ -74,9 +83,9 @@ class Committer {
   private apply(op: Op): [number, number] {
     switch (op.t) {
       case "task":
-        return [this.upsertTask.run(op.row).changes, bytesOf(op.row)];
+        return [this.upsertTask.run(blobs(op.row)).changes, bytesOf(op.row)];
       case "update":
-        return [this.update(op.cols).run(...op.vals, op.id).changes, bytesOf(op.vals)];
+        return [this.update(op.cols).run(...blobs(op.vals), op.id).changes, bytesOf(op.vals)];
       case "spec":
         return [this.upsertSpec.run(op.row.map(blob)).changes, bytesOf(op.row)];
       case "attempt":

@@ -81,6 +81,7 @@ export interface SqliteStoreStats extends GroupCommitStats {
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+const SELECT_SPEC = "SELECT spec, series_values, series_timestamps, input FROM task_specs WHERE id = ?";
 
 interface Reads {
   selectSpec: Database.Statement<[string]>;
@@ -201,7 +202,7 @@ export class SqliteTaskStore implements TaskStore {
 
   private openReads(): void {
     this.reader = openReader(this.path);
-    this.reads = { selectSpec: this.reader.prepare("SELECT spec, series_values, series_timestamps FROM task_specs WHERE id = ?") };
+    this.reads = { selectSpec: this.reader.prepare(SELECT_SPEC) };
   }
 
   private load(d: Database.Database): void {
@@ -236,7 +237,8 @@ export class SqliteTaskStore implements TaskStore {
         `
       SELECT t.*, s.spec AS spec_json, t.state IN (${finished}) AS finished_,
         CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.series_values END AS values_,
-        CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.series_timestamps END AS timestamps_
+        CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.series_timestamps END AS timestamps_,
+        CASE WHEN t.state IN (${finished}) THEN NULL ELSE s.input END AS input_
       FROM tasks t LEFT JOIN task_specs s ON s.id = t.id ORDER BY t.seq`,
       )
       .iterate() as IterableIterator<Record<string, unknown>>;
@@ -249,7 +251,7 @@ export class SqliteTaskStore implements TaskStore {
       if (specJson === null) throw new StoreCorruptError(this.path, `task ${id} has no row in task_specs`);
       const done = row.finished_ !== 0;
       const t = this.parse(() => {
-        const spec = decodeSpec(specJson, row.values_ as Buffer | null, row.timestamps_ as Buffer | null, {
+        const spec = decodeSpec(specJson, row.values_ as Buffer | null, row.timestamps_ as Buffer | null, row.input_ as Buffer | null, {
           payload: !done,
           parentSeries: (p) => this.parentSeries(p, loaded),
         });
@@ -297,11 +299,11 @@ export class SqliteTaskStore implements TaskStore {
    * specs whose write is committed (a released one, or any at load), which is all a reader connection sees.
    */
   private readSpec(id: string, loading?: ReadonlyMap<string, TaskRecord>): TaskSpec | undefined {
-    const stmt = this.reads?.selectSpec ?? this.db.db.prepare("SELECT spec, series_values, series_timestamps FROM task_specs WHERE id = ?");
-    const row = stmt.get(id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null } | undefined;
+    const stmt = this.reads?.selectSpec ?? this.db.db.prepare(SELECT_SPEC);
+    const row = stmt.get(id) as { spec: string; series_values: Buffer | null; series_timestamps: Buffer | null; input: Buffer | null } | undefined;
     if (!row) return undefined;
     return this.parse(
-      () => decodeSpec(row.spec, row.series_values, row.series_timestamps, { parentSeries: (p) => this.parentSeries(p, loading) }),
+      () => decodeSpec(row.spec, row.series_values, row.series_timestamps, row.input, { parentSeries: (p) => this.parentSeries(p, loading) }),
       `task ${id}`,
     );
   }

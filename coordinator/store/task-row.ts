@@ -1,14 +1,15 @@
-// TaskRecord ⇄ rows of schema version 3: `tasks` (a column per field of TASK_FIELDS, plus `record`: every other
+// TaskRecord ⇄ rows of schema version 4: `tasks` (a column per field of TASK_FIELDS, plus `record`: every other
 // field as JSON), `attempts` (a row per attempt) and `task_specs` (the spec as JSON, its numeric series as float64
-// BLOBs). Pure: no database access. Must never lose a field: a reloaded record is deep-equal to the stored one,
+// BLOBs, its input as google.protobuf.Value bytes when the coordinator has them). Pure: no database access. Must never lose a field: a reloaded record is deep-equal to the stored one,
 // undefined kept apart from null and from a missing key, fields unknown to this file included.
 import { LITTLE_ENDIAN } from "../../lib/fast-doubles.js";
+import { decodeValue, knownValuePayload } from "../../lib/value-wire.js";
 import { PRIORITIES, TASK_STATES, type AttemptRecord, type NumericSeries, type TaskRecord, type TaskSpec } from "../tasks/types.js";
 import { ATTEMPT_FIELDS, TASK_FIELDS, type Field, type FieldKind, type SqlValue } from "./columns.js";
 import { parseMarked, stringifyMarked, UNDEFINED_KEYS } from "./marked-json.js";
 
-/** [id, spec JSON, series values BLOB, series timestamps BLOB]: bound to the upsert of `task_specs`. */
-export type SpecRow = [id: string, spec: string, values: Uint8Array | null, timestamps: Uint8Array | null];
+/** [id, spec JSON, series values BLOB, series timestamps BLOB, input Value BLOB]: bound to the upsert of `task_specs`. */
+export type SpecRow = [id: string, spec: string, values: Uint8Array | null, timestamps: Uint8Array | null, input: Uint8Array | null];
 
 /** What one put() changes: `tasks` columns to set, attempt rows to write (whole), attempts to delete from an index on. */
 export interface TaskDelta {
@@ -83,7 +84,8 @@ function toSql(kind: FieldKind, v: unknown): SqlValue {
     case "bool":
       return v ? 1 : 0;
     case "json":
-      return JSON.stringify(v) ?? null;
+      // The bytes it arrived as, when known: writing them is much cheaper than JSON text (numbers above all).
+      return knownValuePayload(v) ?? JSON.stringify(v) ?? null;
     case "marked-json":
       return stringifyMarked(v);
     default: {
@@ -101,7 +103,8 @@ function fromSql(f: Field, c: unknown): unknown {
     case "bool":
       return c !== 0;
     case "json":
-      return JSON.parse(c as string);
+      // TEXT: JSON; BLOB (schema version 4): an encoded google.protobuf.Value.
+      return typeof c === "string" ? JSON.parse(c) : decodeValue(c as Uint8Array);
     case "marked-json":
       return parseMarked(c as string);
     default: {
@@ -262,12 +265,27 @@ export function diffTask(prev: TaskRecord, next: TaskRecord): TaskDelta | undefi
   return { cols, vals, attempts, truncateFrom };
 }
 
-/** The spec row; with `seriesRef` (the caller vouches that the series is that slice of the parent's) no BLOBs. */
+/**
+ * The spec row; with `seriesRef` (the caller vouches that the series is that slice of the parent's) no series
+ * BLOBs. An input whose Value bytes are known (it arrived over RPC: lib/value-wire.ts) goes to the `input` BLOB as
+ * those bytes, and its key is left out of the JSON; any other input stays in the JSON.
+ */
 export function encodeSpecRow(t: TaskRecord, seriesRef?: SeriesRef): SpecRow {
-  const { series, ...rest } = t.spec;
-  if (series && seriesRef) return [t.id, JSON.stringify(markTopLevel({ ...rest, seriesRef } as StoredSpec)), null, null];
+  const inputBytes = knownValuePayload(t.spec.input) ?? null;
+  let rest: Omit<TaskSpec, "series">;
+  let series: NumericSeries | undefined;
+  if (inputBytes) {
+    const { series: s, input: _input, ...r } = t.spec;
+    rest = r as Omit<TaskSpec, "series">;
+    series = s;
+  } else {
+    const { series: s, ...r } = t.spec;
+    rest = r;
+    series = s;
+  }
+  if (series && seriesRef) return [t.id, JSON.stringify(markTopLevel({ ...rest, seriesRef } as StoredSpec)), null, null, inputBytes];
   const stored: StoredSpec = series ? { ...rest, seriesLength: { values: series.values.length, timestamps: series.timestamps.length } } : rest;
-  return [t.id, JSON.stringify(markTopLevel(stored)), series ? packFloat64(series.values) : null, series ? packFloat64(series.timestamps) : null];
+  return [t.id, JSON.stringify(markTopLevel(stored)), series ? packFloat64(series.values) : null, series ? packFloat64(series.timestamps) : null, inputBytes];
 }
 
 /**
@@ -319,13 +337,23 @@ export function decodeAttemptRow(row: Rec): AttemptRecord {
 
 /**
  * Rebuilds a spec from its row. With `payload: false` the input and series are left out (undefined) and the
- * series BLOBs are not read (pass null): what the store keeps in memory for a finished task.
+ * BLOBs are not read (pass null): what the store keeps in memory for a finished task.
  */
-export function decodeSpec(spec: string, seriesValues: Uint8Array | null, seriesTimestamps: Uint8Array | null, opts: DecodeOptions = {}): TaskSpec {
+export function decodeSpec(
+  spec: string,
+  seriesValues: Uint8Array | null,
+  seriesTimestamps: Uint8Array | null,
+  input: Uint8Array | null,
+  opts: DecodeOptions = {},
+): TaskSpec {
   const s = restoreTopLevel(JSON.parse(spec)) as unknown as StoredSpec;
   if (!(PRIORITIES as readonly string[]).includes(s.priority)) throw new Error(`unknown priority ${JSON.stringify(s.priority)}`);
   const { seriesLength, seriesRef, ...specRest } = s;
   if (opts.payload === false) return { ...specRest, input: undefined, series: undefined };
+  if (input !== null) {
+    if (Object.hasOwn(specRest, "input")) throw new Error("its input is stored twice (in the spec JSON and as Value bytes)");
+    specRest.input = decodeValue(input);
+  }
   if (seriesRef) return { ...specRest, series: sliceOf(seriesRef, opts.parentSeries) };
   return {
     ...specRest,

@@ -158,7 +158,7 @@ describe("schema version 2 → 3", () => {
     };
     check();
     const h = peek(dir);
-    expect(h.pragma("user_version", { simple: true })).toBe(3);
+    expect(h.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
     expect(h.prepare("SELECT count(*) FROM attempts").pluck().get()).toBe(work.reduce((n, w) => n + w.t.attempts.length, 0));
     // What has a column is no longer in `record`; what has none (laterField) is.
     const records = h.prepare("SELECT id, record FROM tasks").all() as { id: string; record: string }[];
