@@ -224,6 +224,11 @@ export function diffTask(prev: TaskRecord, next: TaskRecord): TaskDelta | undefi
   const vals: SqlValue[] = [];
   let restChanged = false;
   for (const f of TASK_FIELDS) {
+    // Most fields of a transition are unchanged: the same defined value means both have the key (a record is a
+    // plain object, nothing of its prototype shadows a field), so nothing to compare further (0 and -0 aside).
+    const pv = p[f.key];
+    const nv = n[f.key];
+    if (pv !== undefined && pv === nv && (pv !== 0 || Object.is(pv, nv))) continue;
     const had = Object.hasOwn(p, f.key);
     const has = Object.hasOwn(n, f.key);
     if (had === has && sameScalar(f, p[f.key], n[f.key])) continue;
