@@ -276,18 +276,10 @@ export function diffTask(prev: TaskRecord, next: TaskRecord): TaskDelta | undefi
  * those bytes, and its key is left out of the JSON; any other input stays in the JSON.
  */
 export function encodeSpecRow(t: TaskRecord, seriesRef?: SeriesRef): SpecRow {
-  const inputBytes = knownValuePayload(t.spec.input) ?? null;
-  let rest: Omit<TaskSpec, "series">;
-  let series: NumericSeries | undefined;
-  if (inputBytes) {
-    const { series: s, input: _input, ...r } = t.spec;
-    rest = r as Omit<TaskSpec, "series">;
-    series = s;
-  } else {
-    const { series: s, ...r } = t.spec;
-    rest = r;
-    series = s;
-  }
+  const { series, ...rest } = t.spec;
+  const inputBytes = knownValuePayload(rest.input) ?? null;
+  // `rest` is a copy: taking the input out of it leaves the record's spec as it is.
+  if (inputBytes) delete (rest as Partial<TaskSpec>).input;
   if (series && seriesRef) return [t.id, JSON.stringify(markTopLevel({ ...rest, seriesRef } as StoredSpec)), null, null, inputBytes];
   const stored: StoredSpec = series ? { ...rest, seriesLength: { values: series.values.length, timestamps: series.timestamps.length } } : rest;
   return [t.id, JSON.stringify(markTopLevel(stored)), series ? packFloat64(series.values) : null, series ? packFloat64(series.timestamps) : null, inputBytes];
