@@ -1,6 +1,10 @@
 // Batches what the agent reports on its stream: the accepts and results of one event-loop turn go out as a single
-// AgentBatch, sent once after the turn (setImmediate). Holds nothing across a lost stream: results are kept (and
-// re-sent after registration) by the agent, accepts are covered by the register message's running list.
+// AgentBatch, sent once after the turn (setImmediate). An attempt that was accepted and finished in the same turn
+// (a small task run inline) goes out as its result alone: the result says all the accept would (the coordinator
+// takes a result for a dispatched attempt, with the attempt's startedAt from it), and the coordinator is spared a
+// transition to running that the next item of the same message undoes. Holds nothing across a lost stream: results
+// are kept (and re-sent after registration) by the agent, accepts are covered by the register message's running
+// list.
 import type { ConnectRequest, TaskResult } from "../gen/edgeplane/v1/agent_pb.js";
 import { batchMessage, type AttemptRef } from "./convert.js";
 
@@ -49,7 +53,7 @@ export class Outbox {
   flush(): void {
     if (this.size === 0) return;
     if (this.fresh.length > 0) this.d.journal?.(this.fresh);
-    const m = batchMessage(this.accepted, this.results);
+    const m = batchMessage(this.results.length === 0 ? this.accepted : withoutFinished(this.accepted, this.results), this.results);
     this.accepted = [];
     this.results = [];
     this.fresh = [];
@@ -64,4 +68,12 @@ export class Outbox {
       this.flush();
     });
   }
+}
+
+/** The accepts whose attempt has no result among `results`. */
+function withoutFinished(accepted: AttemptRef[], results: readonly TaskResult[]): AttemptRef[] {
+  if (accepted.length === 0) return accepted;
+  const done = new Set<string>();
+  for (const r of results) done.add(`${r.attempt}:${r.taskId}`);
+  return accepted.filter((a) => !done.has(`${a.attempt}:${a.taskId}`));
 }

@@ -31,6 +31,26 @@ describe("agent outbox", () => {
     expect(batches(h.sent)).toEqual([{ accepted: ["t-1", "t-2"], results: ["t-0", "t-9"] }]);
   });
 
+  it("leaves out the accept of an attempt whose result goes in the same batch, and keeps the others", () => {
+    const h = harness();
+    h.outbox.accept({ taskId: "t-1", attempt: 1 });
+    h.outbox.accept({ taskId: "t-2", attempt: 1 });
+    h.outbox.accept({ taskId: "t-3", attempt: 2 });
+    h.outbox.result(res("t-1")); // accepted and finished this turn
+    h.outbox.result(res("t-3")); // attempt 1 of t-3: not the attempt accepted this turn
+    h.endTurn();
+    expect(batches(h.sent)).toEqual([{ accepted: ["t-2", "t-3"], results: ["t-1", "t-3"] }]);
+    // An accept sent in an earlier turn is not taken back by the result of a later one.
+    h.outbox.accept({ taskId: "t-4", attempt: 1 });
+    h.endTurn();
+    h.outbox.result(res("t-4"));
+    h.endTurn();
+    expect(batches(h.sent).slice(1)).toEqual([
+      { accepted: ["t-4"], results: [] },
+      { accepted: [], results: ["t-4"] },
+    ]);
+  });
+
   it("sends nothing for an empty turn, and a new batch for each later turn", () => {
     const h = harness();
     h.endTurn();
