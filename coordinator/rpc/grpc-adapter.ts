@@ -52,7 +52,11 @@ function serializers(desc: DescMessage) {
   // way (lib/value-wire.ts setValueField), as unknown fields that toBinary writes as they are.
   const twin = twinOf(registry, desc);
   return {
-    serialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(desc, m)),
+    serialize: (m: MessageShape<DescMessage>) => {
+      // toBinary returns bytes of their own: wrapped as a Buffer, not copied.
+      const b = toBinary(desc, m);
+      return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    },
     deserialize: (b: Buffer) => {
       // Requests arrive in a buffer of their own, which fromBinaryFast may rewrite (big series decode ~20× faster).
       const m = fromBinaryFast(twin, b);
