@@ -7,6 +7,7 @@
 // list.
 import type { ConnectRequest, TaskResult } from "../gen/edgeplane/v1/agent_pb.js";
 import { batchMessage, type AttemptRef } from "./convert.js";
+import { resultKey } from "./journal.js";
 
 export interface OutboxDeps {
   /** Puts a message on the stream; false when there is none (the batch is then dropped, see the top). */
@@ -53,7 +54,7 @@ export class Outbox {
   flush(): void {
     if (this.size === 0) return;
     if (this.fresh.length > 0) this.d.journal?.(this.fresh);
-    const m = batchMessage(this.results.length === 0 ? this.accepted : withoutFinished(this.accepted, this.results), this.results);
+    const m = batchMessage(withoutFinished(this.accepted, this.results), this.results);
     this.accepted = [];
     this.results = [];
     this.fresh = [];
@@ -72,8 +73,7 @@ export class Outbox {
 
 /** The accepts whose attempt has no result among `results`. */
 function withoutFinished(accepted: AttemptRef[], results: readonly TaskResult[]): AttemptRef[] {
-  if (accepted.length === 0) return accepted;
-  const done = new Set<string>();
-  for (const r of results) done.add(`${r.attempt}:${r.taskId}`);
-  return accepted.filter((a) => !done.has(`${a.attempt}:${a.taskId}`));
+  if (accepted.length === 0 || results.length === 0) return accepted;
+  const done = new Set(results.map((r) => resultKey(r.taskId, r.attempt)));
+  return accepted.filter((a) => !done.has(resultKey(a.taskId, a.attempt)));
 }
